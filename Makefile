@@ -1,0 +1,39 @@
+# Thin wrapper over CMake. The two commands a newcomer needs:
+#   make demo   install what is missing, build, run the main job
+#   make test   install what is missing, build (ASan+UBSan), run every test
+JOBS   ?= $(shell nproc)
+BUILD  ?= build
+ABUILD ?= build-asan
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build build-asan demo test conformance bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(ABUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHELIUM_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(ABUILD) -j $(JOBS)
+
+demo: build
+	@bash scripts/demo.sh $(BUILD)
+
+test: build-asan
+	@cd $(ABUILD) && ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+# Regenerates tests/conformance vectors with llama.cpp (llama-cpp-python from PyPI).
+conformance: build
+	@bash tests/conformance/run.sh $(BUILD)
+
+bench: build
+	@bash bench/engine $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ABUILD)

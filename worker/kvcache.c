@@ -1,0 +1,315 @@
+/* kvcache: paged KV block manager (metadata only); see kvcache.h.
+ *
+ * Every block is in exactly one state:
+ *   FREE    ref == 0, uncommitted: on the free stack;
+ *   USED    ref > 0 (committed or not): on no list;
+ *   CACHED  ref == 0, committed: on the LRU list if unpinned, else on no list
+ *           (pinned idle blocks cannot be evicted).
+ * A committed block's hash is in the map (hash -> block) until the block is
+ * evicted; pins nest per block and only committed blocks can be pinned.
+ * The LRU list is intrusive and circular around a sentinel node n_blocks:
+ * sentinel.next is the least recently used block, sentinel.prev the most.
+ * The map uses open addressing with linear probing, at most half full, and
+ * backward-shift deletion (no tombstones), so all operations are O(1) expected.
+ * Event callbacks run synchronously and must not call back into this cache.
+ */
+#include "kvcache.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+#include "herr.h"
+
+typedef struct {
+    int32_t ref;
+    int32_t pin;       /* pin nesting count; > 0 only when committed */
+    int32_t prev, next; /* LRU links, -1 when not on the list */
+    bool committed;
+    uint64_t hash;     /* valid when committed */
+} kvc_block;
+
+struct kvc {
+    int32_t n_blocks, block_size;
+    kvc_block *b;       /* (n_blocks + 1): last entry is the LRU sentinel */
+    int32_t *free_stk;  /* (n_blocks) */
+    int32_t n_free;
+    uint64_t *mkey;     /* (mcap) map keys */
+    int32_t *mval;      /* (mcap) map values: block, or -1 for an empty slot */
+    uint32_t mmask;     /* mcap - 1, mcap a power of two >= 2 * n_blocks */
+    int64_t n_used, n_lru, n_cached, n_pinned; /* n_cached: ref 0 and committed */
+    int64_t lookups, hits, evictions, commits;
+    kvc_event_fn ev_fn;
+    void *ev_ud;
+};
+
+/* ---- hash map: uint64 hash -> block ---- */
+
+static uint32_t map_slot(const kvc_t *c, uint64_t key) {
+    key ^= key >> 33; /* murmur3 fmix64: callers' keys need not be random */
+    key *= 0xff51afd7ed558ccdULL;
+    key ^= key >> 33;
+    key *= 0xc4ceb9fe1a85ec53ULL;
+    key ^= key >> 33;
+    return (uint32_t)key & c->mmask;
+}
+
+static int32_t map_get(const kvc_t *c, uint64_t key) {
+    for (uint32_t i = map_slot(c, key);; i = (i + 1) & c->mmask) {
+        if (c->mval[i] < 0) return -1;
+        if (c->mkey[i] == key) return c->mval[i];
+    }
+}
+
+static void map_put(kvc_t *c, uint64_t key, int32_t block) { /* key absent */
+    uint32_t i = map_slot(c, key);
+    while (c->mval[i] >= 0) i = (i + 1) & c->mmask;
+    c->mkey[i] = key;
+    c->mval[i] = block;
+}
+
+static void map_del(kvc_t *c, uint64_t key) {
+    uint32_t i = map_slot(c, key);
+    while (c->mval[i] >= 0 && c->mkey[i] != key) i = (i + 1) & c->mmask;
+    if (c->mval[i] < 0) return;
+    /* Backward shift: pull later entries of the probe run into the hole when
+     * their home slot does not lie cyclically in (hole, j]. */
+    for (uint32_t j = (i + 1) & c->mmask; c->mval[j] >= 0; j = (j + 1) & c->mmask) {
+        uint32_t home = map_slot(c, c->mkey[j]);
+        if (((j - home) & c->mmask) >= ((j - i) & c->mmask)) {
+            c->mkey[i] = c->mkey[j];
+            c->mval[i] = c->mval[j];
+            i = j;
+        }
+    }
+    c->mval[i] = -1;
+}
+
+/* ---- LRU list ---- */
+
+static void lru_push_tail(kvc_t *c, int32_t x) {
+    int32_t s = c->n_blocks, t = c->b[s].prev;
+    c->b[x].prev = t;
+    c->b[x].next = s;
+    c->b[t].next = x;
+    c->b[s].prev = x;
+    c->n_lru++;
+}
+
+static void lru_remove(kvc_t *c, int32_t x) {
+    kvc_block *k = &c->b[x];
+    c->b[k->prev].next = k->next;
+    c->b[k->next].prev = k->prev;
+    k->prev = k->next = -1;
+    c->n_lru--;
+}
+
+static void emit(kvc_t *c, kvc_event ev, uint64_t hash, int32_t block) {
+    if (c->ev_fn) c->ev_fn(c->ev_ud, ev, hash, block);
+}
+
+static bool bad_block(const kvc_t *c, int32_t block, const char *fn) {
+    if (block >= 0 && block < c->n_blocks) return false;
+    he_set(HE_ERANGE, "%s: block %d out of range [0, %d)", fn, block, c->n_blocks);
+    return true;
+}
+
+/* ---- lifecycle ---- */
+
+kvc_t *kvc_new(int32_t n_blocks, int32_t block_size) {
+    if (n_blocks <= 0 || n_blocks > (1 << 29) || block_size <= 0) {
+        he_set(HE_EINVAL, "kvc_new: bad n_blocks %d / block_size %d", n_blocks, block_size);
+        return NULL;
+    }
+    uint32_t mcap = 16;
+    while (mcap < 2u * (uint32_t)n_blocks) mcap <<= 1;
+    kvc_t *c = calloc(1, sizeof *c);
+    if (c) {
+        c->b = calloc((size_t)n_blocks + 1, sizeof *c->b);
+        c->free_stk = malloc((size_t)n_blocks * sizeof *c->free_stk);
+        c->mkey = malloc((size_t)mcap * sizeof *c->mkey);
+        c->mval = malloc((size_t)mcap * sizeof *c->mval);
+    }
+    if (!c || !c->b || !c->free_stk || !c->mkey || !c->mval) {
+        kvc_destroy(&c);
+        he_set(HE_ENOMEM, "kvc_new: out of memory for %d blocks", n_blocks);
+        return NULL;
+    }
+    c->n_blocks = n_blocks;
+    c->block_size = block_size;
+    c->mmask = mcap - 1;
+    for (uint32_t i = 0; i < mcap; i++) c->mval[i] = -1;
+    for (int32_t i = 0; i < n_blocks; i++) {
+        c->b[i].prev = c->b[i].next = -1;
+        c->free_stk[i] = n_blocks - 1 - i; /* block 0 is handed out first */
+    }
+    c->n_free = n_blocks;
+    c->b[n_blocks].prev = c->b[n_blocks].next = n_blocks; /* empty LRU */
+    return c;
+}
+
+void kvc_destroy(kvc_t **self_p) {
+    if (!self_p || !*self_p) return;
+    kvc_t *c = *self_p;
+    free(c->b);
+    free(c->free_stk);
+    free(c->mkey);
+    free(c->mval);
+    free(c);
+    *self_p = NULL;
+}
+
+int32_t kvc_block_size(const kvc_t *c) { return c->block_size; }
+int32_t kvc_n_blocks(const kvc_t *c) { return c->n_blocks; }
+
+void kvc_set_event_cb(kvc_t *c, kvc_event_fn fn, void *ud) {
+    c->ev_fn = fn;
+    c->ev_ud = ud;
+}
+
+/* ---- allocation and reference counting ---- */
+
+int32_t kvc_alloc(kvc_t *c) {
+    int32_t x;
+    if (c->n_free > 0) {
+        x = c->free_stk[--c->n_free];
+    } else if (c->n_lru > 0) {
+        x = c->b[c->n_blocks].next; /* least recently used */
+        kvc_block *k = &c->b[x];
+        lru_remove(c, x);
+        c->n_cached--;
+        map_del(c, k->hash);
+        k->committed = false;
+        c->evictions++;
+        emit(c, KVC_EV_REMOVED, k->hash, x);
+        k->hash = 0;
+    } else {
+        return he_set(HE_ENOMEM, "kv cache: all %d blocks in use or pinned", c->n_blocks);
+    }
+    c->b[x].ref = 1;
+    c->n_used++;
+    return x;
+}
+
+void kvc_ref(kvc_t *c, int32_t block) {
+    if (bad_block(c, block, "kvc_ref")) return;
+    kvc_block *k = &c->b[block];
+    if (k->ref == 0) {
+        if (!k->committed) { /* on the free stack: nothing to share */
+            he_set(HE_EINVAL, "kvc_ref: block %d is free", block);
+            return;
+        }
+        if (k->pin == 0) lru_remove(c, block);
+        c->n_cached--;
+        c->n_used++;
+    }
+    k->ref++;
+}
+
+void kvc_unref(kvc_t *c, int32_t block) {
+    if (bad_block(c, block, "kvc_unref")) return;
+    kvc_block *k = &c->b[block];
+    assert(k->ref > 0 && "kvc_unref below zero");
+    if (k->ref <= 0) return;
+    if (--k->ref > 0) return;
+    c->n_used--;
+    if (!k->committed) {
+        c->free_stk[c->n_free++] = block;
+    } else {
+        c->n_cached++;
+        if (k->pin == 0) lru_push_tail(c, block);
+    }
+}
+
+int32_t kvc_refcount(const kvc_t *c, int32_t block) {
+    if (block < 0 || block >= c->n_blocks)
+        return he_set(HE_ERANGE, "kvc_refcount: block %d out of range", block);
+    return c->b[block].ref;
+}
+
+/* ---- prefix hashes ---- */
+
+int kvc_match(kvc_t *c, const uint64_t *hashes, int n, int32_t *blocks_out) {
+    int k = 0;
+    if (n <= 0) return 0;
+    if (!hashes || !blocks_out) return he_set(HE_EINVAL, "kvc_match: NULL hashes/blocks_out");
+    c->lookups += n;
+    for (; k < n; k++) {
+        int32_t x = map_get(c, hashes[k]);
+        if (x < 0) break;
+        kvc_ref(c, x);
+        blocks_out[k] = x;
+    }
+    c->hits += k;
+    return k;
+}
+
+int32_t kvc_lookup(const kvc_t *c, uint64_t hash) { return map_get(c, hash); }
+
+int32_t kvc_commit(kvc_t *c, int32_t block, uint64_t hash) {
+    if (bad_block(c, block, "kvc_commit")) return HE_ERANGE;
+    kvc_block *k = &c->b[block];
+    if (k->ref <= 0) return he_set(HE_EINVAL, "kvc_commit: block %d is not referenced", block);
+    if (k->committed) {
+        if (k->hash == hash) return block;
+        return he_set(HE_EINVAL, "kvc_commit: block %d already holds hash %016llx", block,
+                      (unsigned long long)k->hash);
+    }
+    int32_t other = map_get(c, hash);
+    if (other >= 0) return other;
+    map_put(c, hash, block);
+    k->committed = true;
+    k->hash = hash;
+    c->commits++;
+    emit(c, KVC_EV_STORED, hash, block);
+    return block;
+}
+
+bool kvc_block_hash(const kvc_t *c, int32_t block, uint64_t *hash) {
+    if (block < 0 || block >= c->n_blocks || !c->b[block].committed) return false;
+    if (hash) *hash = c->b[block].hash;
+    return true;
+}
+
+/* ---- pinning ---- */
+
+int kvc_pin(kvc_t *c, uint64_t hash) {
+    int32_t x = map_get(c, hash);
+    if (x < 0) return he_set(HE_ENOTFOUND, "kvc_pin: hash %016llx not cached", (unsigned long long)hash);
+    kvc_block *k = &c->b[x];
+    if (k->pin++ == 0) {
+        c->n_pinned++;
+        if (k->ref == 0) lru_remove(c, x);
+    }
+    return HE_OK;
+}
+
+int kvc_unpin(kvc_t *c, uint64_t hash) {
+    int32_t x = map_get(c, hash);
+    if (x < 0) return he_set(HE_ENOTFOUND, "kvc_unpin: hash %016llx not cached", (unsigned long long)hash);
+    kvc_block *k = &c->b[x];
+    if (k->pin == 0) return he_set(HE_EINVAL, "kvc_unpin: hash %016llx is not pinned", (unsigned long long)hash);
+    if (--k->pin == 0) {
+        c->n_pinned--;
+        if (k->ref == 0) lru_push_tail(c, x);
+    }
+    return HE_OK;
+}
+
+/* ---- accounting ---- */
+
+int32_t kvc_available(const kvc_t *c) { return (int32_t)(c->n_free + c->n_lru); }
+
+kvc_stats kvc_get_stats(const kvc_t *c) {
+    kvc_stats s = {
+        .blocks_total = c->n_blocks,
+        .blocks_free = c->n_free,
+        .blocks_used = c->n_used,
+        .blocks_cached = c->n_cached,
+        .blocks_pinned = c->n_pinned,
+        .lookups = c->lookups,
+        .hits = c->hits,
+        .evictions = c->evictions,
+        .commits = c->commits,
+    };
+    return s;
+}

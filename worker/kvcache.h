@@ -1,0 +1,80 @@
+/* kvcache: the paged KV cache's block manager (metadata only).
+ *
+ * The KV storage itself belongs to the compute backend (host memory for the
+ * CPU backend, device memory for CUDA); this module decides which block index
+ * holds what. A pool of n_blocks fixed-size blocks (block_size tokens each):
+ *   - reference counts: a block with ref > 0 is in use by a sequence and is
+ *     never evicted or reused;
+ *   - prefix hashes: a full block whose KV is computed is "committed" under its
+ *     chained hash (blockhash.h); later prompts find their cached prefix with
+ *     one hash lookup per block (kvc_match);
+ *   - eviction: unreferenced committed blocks stay cached in LRU order and are
+ *     reclaimed only when no free block is left. Release a sequence's blocks
+ *     from last to first so that the tail of a prefix is evicted before its head
+ *     (evicting a middle block strands every block after it);
+ *   - pinning: a pinned hash's block is never evicted, even at ref 0;
+ *   - events: every commit (stored) and eviction (removed) is reported through
+ *     an optional callback, so a cluster directory can mirror the cache exactly.
+ * Not thread-safe: one engine thread owns it.
+ */
+#ifndef HELIUM_KVCACHE_H
+#define HELIUM_KVCACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct kvc kvc_t;
+
+typedef struct {
+    int64_t blocks_total;
+    int64_t blocks_free;    /* never used or released unhashed */
+    int64_t blocks_used;    /* ref > 0 */
+    int64_t blocks_cached;  /* ref == 0, committed, reclaimable (includes pinned) */
+    int64_t blocks_pinned;
+    int64_t lookups;        /* blocks asked for in kvc_match */
+    int64_t hits;           /* blocks found in kvc_match */
+    int64_t evictions;
+    int64_t commits;
+} kvc_stats;
+
+typedef enum { KVC_EV_STORED = 1, KVC_EV_REMOVED = 2 } kvc_event;
+typedef void (*kvc_event_fn)(void *ud, kvc_event ev, uint64_t hash, int32_t block);
+
+kvc_t *kvc_new(int32_t n_blocks, int32_t block_size);
+void kvc_destroy(kvc_t **self_p);
+
+int32_t kvc_block_size(const kvc_t *c);
+int32_t kvc_n_blocks(const kvc_t *c);
+void kvc_set_event_cb(kvc_t *c, kvc_event_fn fn, void *ud);
+
+/* Takes a block for new KV: a free one, else evicts the least recently used
+ * unpinned cached block. Returns the block (ref = 1), or HE_ENOMEM (negative)
+ * when every block is in use or pinned. O(1). */
+int32_t kvc_alloc(kvc_t *c);
+/* Reference counting. Dropping the last ref of a committed block makes it
+ * cached (most recently used); of an uncommitted block, free. */
+void kvc_ref(kvc_t *c, int32_t block);
+void kvc_unref(kvc_t *c, int32_t block);
+int32_t kvc_refcount(const kvc_t *c, int32_t block);
+
+/* Finds the longest run hashes[0..k) all present, takes a ref on each, writes
+ * their blocks to blocks_out, and returns k (0..n). Counts lookups/hits. */
+int kvc_match(kvc_t *c, const uint64_t *hashes, int n, int32_t *blocks_out);
+/* Block holding hash, or -1 (no ref taken, no counters). */
+int32_t kvc_lookup(const kvc_t *c, uint64_t hash);
+/* Registers a full, computed block under hash. If another block already holds
+ * hash, nothing changes and that block is returned; else returns block. */
+int32_t kvc_commit(kvc_t *c, int32_t block, uint64_t hash);
+/* Hash of a committed block (false if not committed). */
+bool kvc_block_hash(const kvc_t *c, int32_t block, uint64_t *hash);
+
+/* Pinning by hash: pinned blocks survive eviction. Counts nest. Returns
+ * HE_ENOTFOUND if the hash is not cached. */
+int kvc_pin(kvc_t *c, uint64_t hash);
+int kvc_unpin(kvc_t *c, uint64_t hash);
+
+/* Free + reclaimable blocks (what kvc_alloc can still hand out). */
+int32_t kvc_available(const kvc_t *c);
+kvc_stats kvc_get_stats(const kvc_t *c);
+
+#endif

@@ -1,0 +1,497 @@
+/* helium-worker: the inference engine's command line.
+ *
+ *   generate  run one prompt, or a JSONL file of prompts through continuous
+ *             batching and the shared prefix cache
+ *   eval      write the logits of every position of a token sequence
+ *   tokenize  print the token ids of a text
+ *   serve     join a coordinator (cluster mode; see serve.c)
+ *
+ * Exit codes: 0 ok, 1 runtime error (typed message on stderr), 2 usage. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "herr.h"
+#include "model.h"
+
+#ifdef HELIUM_HAVE_SERVE
+int worker_serve_main(int argc, char **argv);
+#endif
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: helium-worker <command> [options]\n"
+            "  generate --model FILE (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE.jsonl)\n"
+            "           [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+            "           [--threads N] [--kv-mb MB] [--block-size N] [--batch-tokens N] [--no-prefix-cache]\n"
+            "           [--ignore-eos] [--json]\n"
+            "  eval     --model FILE --ids 1,2,3 --logits-out FILE  (float32 LE, n_tokens x n_vocab)\n"
+            "  tokenize --model FILE --text TEXT [--no-bos] [--special]\n"
+#ifdef HELIUM_HAVE_SERVE
+            "  serve    --coordinator ENDPOINT --model FILE [options]   (see helium-worker serve --help)\n"
+#endif
+    );
+}
+
+static int die(int code) {
+    fprintf(stderr, "helium-worker: error %s: %s\n", he_name(code), he_msg());
+    return 1;
+}
+
+/* Parses "1,2,3" into a malloc'd array. */
+static int parse_ids(const char *s, int32_t **out, int32_t *n) {
+    int32_t cap = 16, k = 0;
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!v) return he_set(HE_ENOMEM, "out of memory");
+    const char *p = s;
+    while (*p) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > 0x7fffffff) {
+            free(v);
+            return he_set(HE_EINVAL, "bad token id list near '%.16s'", p);
+        }
+        if (k == cap) {
+            cap *= 2;
+            int32_t *nv = realloc(v, sizeof(int32_t) * (size_t)cap);
+            if (!nv) {
+                free(v);
+                return he_set(HE_ENOMEM, "out of memory");
+            }
+            v = nv;
+        }
+        v[k++] = (int32_t)x;
+        p = end;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* Tokenizes text into a malloc'd array. */
+static int tokenize(const model_t *m, const char *text, bool add_bos, bool special, int32_t **out, int32_t *n) {
+    size_t len = strlen(text);
+    int cap = (int)len + 8;
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!v) return he_set(HE_ENOMEM, "out of memory");
+    int k = tok_encode(m->tok, text, len, add_bos, special, v, cap);
+    if (k > cap) {
+        int32_t *nv = realloc(v, sizeof(int32_t) * (size_t)k);
+        if (!nv) {
+            free(v);
+            return he_set(HE_ENOMEM, "out of memory");
+        }
+        v = nv;
+        k = tok_encode(m->tok, text, len, add_bos, special, v, k);
+    }
+    if (k < 0) {
+        free(v);
+        return k;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+typedef struct {
+    const char *model, *prompt, *prompt_ids, *prompts_file, *ids, *logits_out, *text;
+    int max_tokens;
+    smp_params sp;
+    eng_config ec;
+    bool ignore_eos, json, no_bos, special;
+} opts;
+
+enum { O_MODEL = 256, O_PROMPT, O_PROMPT_IDS, O_PROMPTS_FILE, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_SEED,
+       O_THREADS, O_KVMB, O_BS, O_BATCH, O_NOPC, O_IGNEOS, O_JSON, O_IDS, O_LOGITS, O_TEXT, O_NOBOS, O_SPECIAL,
+       O_HELP };
+
+static int parse_opts(int argc, char **argv, opts *o) {
+    static const struct option lo[] = {
+        {"model", 1, 0, O_MODEL}, {"prompt", 1, 0, O_PROMPT}, {"prompt-ids", 1, 0, O_PROMPT_IDS},
+        {"prompts-file", 1, 0, O_PROMPTS_FILE}, {"max-tokens", 1, 0, O_MAXTOK}, {"temperature", 1, 0, O_TEMP},
+        {"top-k", 1, 0, O_TOPK}, {"top-p", 1, 0, O_TOPP}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
+        {"kv-mb", 1, 0, O_KVMB}, {"block-size", 1, 0, O_BS}, {"batch-tokens", 1, 0, O_BATCH},
+        {"no-prefix-cache", 0, 0, O_NOPC}, {"ignore-eos", 0, 0, O_IGNEOS}, {"json", 0, 0, O_JSON},
+        {"ids", 1, 0, O_IDS}, {"logits-out", 1, 0, O_LOGITS}, {"text", 1, 0, O_TEXT}, {"no-bos", 0, 0, O_NOBOS},
+        {"special", 0, 0, O_SPECIAL}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->max_tokens = 32;
+    o->sp.top_p = 1.0f;
+    int c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: o->model = optarg; break;
+        case O_PROMPT: o->prompt = optarg; break;
+        case O_PROMPT_IDS: o->prompt_ids = optarg; break;
+        case O_PROMPTS_FILE: o->prompts_file = optarg; break;
+        case O_MAXTOK: o->max_tokens = atoi(optarg); break;
+        case O_TEMP: o->sp.temperature = strtof(optarg, NULL); break;
+        case O_TOPK: o->sp.top_k = atoi(optarg); break;
+        case O_TOPP: o->sp.top_p = strtof(optarg, NULL); break;
+        case O_SEED: o->sp.seed = strtoull(optarg, NULL, 10); break;
+        case O_THREADS: o->ec.n_threads = atoi(optarg); break;
+        case O_KVMB: o->ec.kv_mem_mb = atoi(optarg); break;
+        case O_BS: o->ec.block_size = atoi(optarg); break;
+        case O_BATCH: o->ec.max_batch_tokens = atoi(optarg); break;
+        case O_NOPC: o->ec.no_prefix_cache = true; break;
+        case O_IGNEOS: o->ignore_eos = true; break;
+        case O_JSON: o->json = true; break;
+        case O_IDS: o->ids = optarg; break;
+        case O_LOGITS: o->logits_out = optarg; break;
+        case O_TEXT: o->text = optarg; break;
+        case O_NOBOS: o->no_bos = true; break;
+        case O_SPECIAL: o->special = true; break;
+        case O_HELP: usage(stdout); exit(0);
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!o->model) {
+        fprintf(stderr, "helium-worker: --model FILE is required\n");
+        return 2;
+    }
+    if (o->max_tokens < 1 || o->max_tokens > 1 << 20) {
+        fprintf(stderr, "helium-worker: --max-tokens must be between 1 and %d\n", 1 << 20);
+        return 2;
+    }
+    if (o->sp.temperature < 0 || o->sp.top_k < 0 || !(o->sp.top_p > 0 && o->sp.top_p <= 1)) {
+        fprintf(stderr, "helium-worker: bad sampling parameters\n");
+        return 2;
+    }
+    if (o->ec.block_size < 0 || o->ec.block_size > 1024 || o->ec.kv_mem_mb < 0 || o->ec.n_threads < 0 ||
+        o->ec.max_batch_tokens < 0) {
+        fprintf(stderr, "helium-worker: bad engine options\n");
+        return 2;
+    }
+    return 0;
+}
+
+typedef struct {
+    int32_t *ids;
+    int32_t n;
+    int max_tokens;
+    smp_params sp;
+    int err;          /* herr code if the prompt was rejected */
+    char errmsg[256];
+    eng_result res;
+    bool done;
+} job;
+
+/* Reads a JSONL prompts file into jobs. */
+static int load_prompts(const model_t *m, const opts *o, job **out, int *n_out) {
+    FILE *f = fopen(o->prompts_file, "rb");
+    if (!f) return he_set(HE_EIO, "cannot open prompts file '%s': %s", o->prompts_file, strerror(errno));
+    int cap = 16, n = 0;
+    job *jobs = calloc((size_t)cap, sizeof *jobs);
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    int rc = 0, lineno = 0;
+    while ((len = getline(&line, &lcap, f)) != -1) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) continue;
+        if (n == cap) {
+            cap *= 2;
+            job *nj = realloc(jobs, sizeof *jobs * (size_t)cap);
+            if (!nj) { rc = he_set(HE_ENOMEM, "out of memory"); break; }
+            jobs = nj;
+        }
+        job *j = &jobs[n++];
+        memset(j, 0, sizeof *j);
+        j->max_tokens = o->max_tokens;
+        j->sp = o->sp;
+        cJSON *obj = cJSON_ParseWithLength(line, (size_t)len);
+        if (!obj || !cJSON_IsObject(obj)) {
+            cJSON_Delete(obj);
+            rc = he_set(HE_EFORMAT, "%s:%d: not a JSON object", o->prompts_file, lineno);
+            break;
+        }
+        cJSON *p = cJSON_GetObjectItem(obj, "prompt"), *pi = cJSON_GetObjectItem(obj, "prompt_ids");
+        cJSON *mt = cJSON_GetObjectItem(obj, "max_tokens"), *t = cJSON_GetObjectItem(obj, "temperature");
+        cJSON *sd = cJSON_GetObjectItem(obj, "seed");
+        if (cJSON_IsNumber(mt)) j->max_tokens = mt->valueint;
+        if (cJSON_IsNumber(t)) j->sp.temperature = (float)t->valuedouble;
+        if (cJSON_IsNumber(sd)) j->sp.seed = (uint64_t)sd->valuedouble;
+        if (cJSON_IsString(p)) {
+            int r = tokenize(m, p->valuestring, !o->no_bos && tok_add_bos_default(m->tok), o->special, &j->ids,
+                             &j->n);
+            if (r) { j->err = r; snprintf(j->errmsg, sizeof j->errmsg, "%s", he_msg()); }
+        } else if (cJSON_IsArray(pi)) {
+            j->n = cJSON_GetArraySize(pi);
+            j->ids = malloc(sizeof(int32_t) * (size_t)(j->n ? j->n : 1));
+            for (int i = 0; i < j->n; i++) {
+                cJSON *x = cJSON_GetArrayItem(pi, i);
+                j->ids[i] = cJSON_IsNumber(x) ? (int32_t)x->valuedouble : -1;
+            }
+        } else {
+            cJSON_Delete(obj);
+            rc = he_set(HE_EFORMAT, "%s:%d: needs \"prompt\" (string) or \"prompt_ids\" (array)", o->prompts_file,
+                        lineno);
+            break;
+        }
+        cJSON_Delete(obj);
+    }
+    free(line);
+    fclose(f);
+    if (rc) {
+        for (int i = 0; i < n; i++) free(jobs[i].ids);
+        free(jobs);
+        return rc;
+    }
+    *out = jobs;
+    *n_out = n;
+    return 0;
+}
+
+static const char *finish_name(eng_finish f) {
+    switch (f) {
+    case ENG_FINISH_STOP: return "stop";
+    case ENG_FINISH_LENGTH: return "length";
+    case ENG_FINISH_CONTEXT: return "context";
+    default: return "error";
+    }
+}
+
+static int cmd_generate(int argc, char **argv) {
+    opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc;
+    int nsrc = !!o.prompt + !!o.prompt_ids + !!o.prompts_file;
+    if (nsrc != 1) {
+        fprintf(stderr, "helium-worker: give exactly one of --prompt, --prompt-ids, --prompts-file\n");
+        return 2;
+    }
+    model_t *m;
+    if ((rc = model_load(o.model, &m))) return die(rc);
+    job *jobs = NULL;
+    int n_jobs = 0;
+    if (o.prompts_file) {
+        if ((rc = load_prompts(m, &o, &jobs, &n_jobs))) {
+            model_destroy(&m);
+            return die(rc);
+        }
+    } else {
+        jobs = calloc(1, sizeof *jobs);
+        n_jobs = 1;
+        jobs[0].max_tokens = o.max_tokens;
+        jobs[0].sp = o.sp;
+        rc = o.prompt ? tokenize(m, o.prompt, !o.no_bos && tok_add_bos_default(m->tok), o.special, &jobs[0].ids,
+                                 &jobs[0].n)
+                      : parse_ids(o.prompt_ids, &jobs[0].ids, &jobs[0].n);
+        if (rc) {
+            free(jobs);
+            model_destroy(&m);
+            return die(rc);
+        }
+    }
+    eng_t *e = eng_new(m, NULL, &o.ec);
+    if (!e) {
+        rc = HE_ENOMEM;
+        fprintf(stderr, "helium-worker: error: %s\n", he_msg());
+        model_destroy(&m);
+        return 1;
+    }
+    uint64_t *rid = calloc((size_t)n_jobs, sizeof *rid);
+    int n_ok = 0;
+    double t0 = now_s();
+    for (int i = 0; i < n_jobs; i++) {
+        job *j = &jobs[i];
+        if (j->err) continue;
+        eng_request rq = {.sampling = j->sp, .max_tokens = j->max_tokens, .ignore_eos = o.ignore_eos,
+                          .user = (uint64_t)i};
+        int r = eng_submit(e, j->ids, j->n, &rq, &rid[i]);
+        if (r) {
+            j->err = r;
+            snprintf(j->errmsg, sizeof j->errmsg, "%s", he_msg());
+        } else {
+            n_ok++;
+        }
+    }
+    int steps_rc = 0;
+    while ((rc = eng_step(e)) > 0) {}
+    if (rc < 0) steps_rc = rc;
+    double wall = now_s() - t0;
+    eng_result r;
+    while (eng_next_result(e, &r)) {
+        job *j = &jobs[r.user];
+        j->res = r;
+        j->done = true;
+    }
+    eng_counters c = eng_get_counters(e);
+    kvc_stats ks = kvc_get_stats(eng_kvc(e));
+    int exit_code = 0;
+    bool jsonl = o.prompts_file || o.json;
+    for (int i = 0; i < n_jobs; i++) {
+        job *j = &jobs[i];
+        if (j->err || !j->done || j->res.finish == ENG_FINISH_ERROR) {
+            int code = j->err ? j->err : (j->done ? j->res.error : (steps_rc ? steps_rc : HE_EINVAL));
+            const char *msg = j->err ? j->errmsg : (steps_rc ? he_msg() : "request failed");
+            if (jsonl) {
+                cJSON *obj = cJSON_CreateObject();
+                cJSON_AddNumberToObject(obj, "index", i);
+                cJSON_AddStringToObject(obj, "error", he_name(code));
+                cJSON_AddStringToObject(obj, "message", msg);
+                char *s = cJSON_PrintUnformatted(obj);
+                printf("%s\n", s);
+                free(s);
+                cJSON_Delete(obj);
+            } else {
+                fprintf(stderr, "helium-worker: error %s: %s\n", he_name(code), msg);
+            }
+            exit_code = 1;
+            continue;
+        }
+        char *text = tok_decode(m->tok, j->res.ids, j->res.n_gen, false);
+        if (jsonl) {
+            cJSON *obj = cJSON_CreateObject();
+            cJSON_AddNumberToObject(obj, "index", i);
+            cJSON_AddStringToObject(obj, "text", text ? text : "");
+            cJSON *ids = cJSON_CreateIntArray(j->res.ids, j->res.n_gen);
+            cJSON_AddItemToObject(obj, "ids", ids);
+            cJSON_AddNumberToObject(obj, "prompt_tokens", j->res.prompt_tokens);
+            cJSON_AddNumberToObject(obj, "cached_tokens", j->res.cached_tokens);
+            cJSON_AddStringToObject(obj, "finish", finish_name(j->res.finish));
+            char *s = cJSON_PrintUnformatted(obj);
+            printf("%s\n", s);
+            free(s);
+            cJSON_Delete(obj);
+        } else {
+            printf("%s\n", text ? text : "");
+        }
+        free(text);
+    }
+    double fwd = c.forward_seconds > 0 ? c.forward_seconds : 1e-9;
+    if (jsonl) {
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddStringToObject(obj, "summary", "generate");
+        cJSON_AddNumberToObject(obj, "requests", n_ok);
+        cJSON_AddNumberToObject(obj, "prompt_tokens", (double)c.prompt_tokens);
+        cJSON_AddNumberToObject(obj, "cached_tokens", (double)c.cached_tokens);
+        cJSON_AddNumberToObject(obj, "computed_tokens", (double)c.computed_tokens);
+        cJSON_AddNumberToObject(obj, "generated_tokens", (double)c.generated_tokens);
+        cJSON_AddNumberToObject(obj, "steps", (double)c.steps);
+        cJSON_AddNumberToObject(obj, "preemptions", (double)c.preemptions);
+        cJSON_AddNumberToObject(obj, "wall_seconds", wall);
+        cJSON_AddNumberToObject(obj, "tokens_per_second", (double)(c.computed_tokens + c.generated_tokens) / wall);
+        cJSON_AddNumberToObject(obj, "generated_per_second", (double)c.generated_tokens / wall);
+        cJSON_AddNumberToObject(obj, "kv_blocks_total", (double)ks.blocks_total);
+        cJSON_AddNumberToObject(obj, "kv_blocks_cached", (double)ks.blocks_cached);
+        char *s = cJSON_PrintUnformatted(obj);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(obj);
+    } else {
+        fprintf(stderr,
+                "--- %s | prompt %lld tokens (%lld from cache, %lld computed) | generated %lld tokens\n"
+                "--- %.1f tok/s overall, forward %.3f s | KV pages: %lld total, %lld in use, %lld cached | "
+                "prefix hit rate %.1f%%\n",
+                m->name, (long long)c.prompt_tokens, (long long)c.cached_tokens, (long long)c.computed_tokens,
+                (long long)c.generated_tokens, (double)(c.computed_tokens + c.generated_tokens) / wall, fwd,
+                (long long)ks.blocks_total, (long long)ks.blocks_used, (long long)ks.blocks_cached,
+                c.prompt_tokens ? 100.0 * (double)c.cached_tokens / (double)c.prompt_tokens : 0.0);
+    }
+    for (int i = 0; i < n_jobs; i++) {
+        free(jobs[i].ids);
+        eng_result_free(&jobs[i].res);
+    }
+    free(jobs);
+    free(rid);
+    eng_destroy(&e);
+    model_destroy(&m);
+    if (steps_rc) return die(steps_rc);
+    return exit_code;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc;
+    if (!o.ids || !o.logits_out) {
+        fprintf(stderr, "helium-worker: eval needs --ids and --logits-out\n");
+        return 2;
+    }
+    int32_t *ids, n;
+    if ((rc = parse_ids(o.ids, &ids, &n))) return die(rc);
+    model_t *m;
+    if ((rc = model_load(o.model, &m))) {
+        free(ids);
+        return die(rc);
+    }
+    if (o.ec.n_ctx == 0) o.ec.n_ctx = m->hp.n_ctx_train < 8192 ? m->hp.n_ctx_train : 8192;
+    eng_t *e = eng_new(m, NULL, &o.ec);
+    float *lg = e ? malloc(sizeof(float) * (size_t)(n ? n : 1) * (size_t)m->hp.n_vocab) : NULL;
+    if (!e || !lg) rc = he_set(HE_ENOMEM, "out of memory");
+    else rc = eng_eval(e, ids, n, lg);
+    if (!rc) {
+        FILE *f = fopen(o.logits_out, "wb");
+        if (!f) rc = he_set(HE_EIO, "cannot write '%s': %s", o.logits_out, strerror(errno));
+        else {
+            size_t cnt = (size_t)n * (size_t)m->hp.n_vocab;
+            if (fwrite(lg, sizeof(float), cnt, f) != cnt) rc = he_set(HE_EIO, "short write to '%s'", o.logits_out);
+            if (fclose(f)) rc = he_set(HE_EIO, "cannot close '%s'", o.logits_out);
+        }
+    }
+    if (!rc) fprintf(stderr, "wrote %d x %d logits to %s\n", n, m->hp.n_vocab, o.logits_out);
+    free(lg);
+    free(ids);
+    eng_destroy(&e);
+    model_destroy(&m);
+    return rc ? die(rc) : 0;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc;
+    if (!o.text) {
+        fprintf(stderr, "helium-worker: tokenize needs --text\n");
+        return 2;
+    }
+    model_t *m;
+    if ((rc = model_load(o.model, &m))) return die(rc);
+    int32_t *ids, n;
+    rc = tokenize(m, o.text, !o.no_bos && tok_add_bos_default(m->tok), o.special, &ids, &n);
+    if (!rc) {
+        for (int32_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", ids[i]);
+        printf("\n");
+        free(ids);
+    }
+    model_destroy(&m);
+    return rc ? die(rc) : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc, argv);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
+#ifdef HELIUM_HAVE_SERVE
+    if (!strcmp(cmd, "serve")) return worker_serve_main(argc, argv);
+#endif
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "helium-worker: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}
