@@ -38,6 +38,7 @@ static void usage(FILE *f) {
             "           [--ignore-eos] [--json]\n"
             "  eval     --model FILE --ids 1,2,3 --logits-out FILE  (float32 LE, n_tokens x n_vocab)\n"
             "  tokenize --model FILE --text TEXT [--no-bos] [--special]\n"
+            "  bench    --model FILE [--prompt-tokens 512] [--gen-tokens 64] [--batch 1,8] [--threads N] [--reps 3]\n"
 #ifdef HELIUM_HAVE_SERVE
             "  serve    --coordinator ENDPOINT --model FILE [options]   (see helium-worker serve --help)\n"
 #endif
@@ -475,6 +476,115 @@ static int cmd_tokenize(int argc, char **argv) {
     return rc ? die(rc) : 0;
 }
 
+
+/* Random ids that avoid the special tokens at the end of the vocabulary. */
+static void bench_ids(int32_t *v, int n, int32_t vocab, uint64_t seed) {
+    smp_rng r;
+    smp_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) v[i] = (int32_t)(smp_rng_next(&r) % (uint64_t)(vocab > 300 ? vocab - 8 : vocab));
+}
+
+/* helium-worker bench: prefill and batched decode speed of the engine, in the
+ * spirit of llama-bench. Prints one JSON line per measurement. */
+static int cmd_bench(int argc, char **argv) {
+    static const struct option lo[] = {{"model", 1, 0, 'm'}, {"prompt-tokens", 1, 0, 'p'}, {"gen-tokens", 1, 0, 'g'},
+                                       {"batch", 1, 0, 'b'}, {"threads", 1, 0, 't'}, {"reps", 1, 0, 'r'},
+                                       {0, 0, 0, 0}};
+    const char *model = NULL, *batches = "1,8";
+    int np = 512, ng = 64, nt = 0, reps = 3, c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'p': np = atoi(optarg); break;
+        case 'g': ng = atoi(optarg); break;
+        case 'b': batches = optarg; break;
+        case 't': nt = atoi(optarg); break;
+        case 'r': reps = atoi(optarg); break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!model || np < 1 || ng < 1 || reps < 1) {
+        fprintf(stderr, "helium-worker: bench needs --model (and positive sizes)\n");
+        return 2;
+    }
+    int32_t *bl, nb;
+    int rc = parse_ids(batches, &bl, &nb);
+    if (rc) return die(rc);
+    model_t *m;
+    if ((rc = model_load(model, &m))) {
+        free(bl);
+        return die(rc);
+    }
+    int32_t V = m->hp.n_vocab;
+    eng_config ec = {.n_threads = nt, .max_batch_tokens = np > 512 ? np : 512, .no_prefix_cache = true,
+                     .n_ctx = np + ng + 64 < 8192 ? np + ng + 64 : 8192};
+    eng_t *e = eng_new(m, NULL, &ec);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np + 64) * 64);
+    float *lg = malloc(sizeof(float) * (size_t)np * (size_t)V);
+    if (!e || !ids || !lg) {
+        rc = he_set(HE_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* prefill: one forward over np tokens, best of reps (after one warm-up) */
+    bench_ids(ids, np, V, 1);
+    double best = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        eng_request rq = {.max_tokens = 1, .ignore_eos = true};
+        uint64_t id;
+        if ((rc = eng_submit(e, ids, np, &rq, &id))) goto out;
+        eng_counters c0 = eng_get_counters(e);
+        while ((rc = eng_step(e)) > 0) {}
+        if (rc < 0) goto out;
+        eng_counters c1 = eng_get_counters(e);
+        eng_result res;
+        while (eng_next_result(e, &res)) eng_result_free(&res);
+        double t = c1.forward_seconds - c0.forward_seconds;
+        if (r > 0 && t < best) best = t;
+    }
+    printf("{\"model\":\"%s\",\"test\":\"prefill\",\"tokens\":%d,\"batch\":1,\"seconds\":%.6f,\"tokens_per_second\":%.2f}\n",
+           m->name, np, best, np / best);
+    fflush(stdout);
+    /* decode at each batch size: B sequences with short distinct prompts, then
+     * time ng steps in which every sequence decodes one token */
+    for (int32_t bi = 0; bi < nb; bi++) {
+        int32_t B = bl[bi];
+        if (B < 1 || B > 64) continue;
+        double tbest = 1e30;
+        for (int r = 0; r < reps; r++) {
+            for (int32_t s = 0; s < B; s++) {
+                bench_ids(ids + s * 32, 32, V, 100 + (uint64_t)s + 1000 * (uint64_t)r);
+                eng_request rq = {.max_tokens = ng + 2, .ignore_eos = true};
+                uint64_t id;
+                if ((rc = eng_submit(e, ids + s * 32, 32, &rq, &id))) goto out;
+            }
+            eng_step(e); /* prefill step (all prompts fit one batch); samples the first tokens */
+            eng_counters c0 = eng_get_counters(e);
+            for (int k = 0; k < ng; k++)
+                if ((rc = eng_step(e)) < 0) goto out;
+            eng_counters c1 = eng_get_counters(e);
+            while ((rc = eng_step(e)) > 0) {}
+            if (rc < 0) goto out;
+            eng_result res;
+            while (eng_next_result(e, &res)) eng_result_free(&res);
+            double t = c1.forward_seconds - c0.forward_seconds;
+            if (t < tbest) tbest = t;
+        }
+        printf("{\"model\":\"%s\",\"test\":\"decode\",\"tokens\":%d,\"batch\":%d,\"seconds\":%.6f,"
+               "\"tokens_per_second\":%.2f}\n",
+               m->name, ng * B, B, tbest, (double)ng * B / tbest);
+        fflush(stdout);
+    }
+    rc = 0;
+out:
+    free(ids);
+    free(lg);
+    free(bl);
+    eng_destroy(&e);
+    model_destroy(&m);
+    return rc ? die(rc) : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -484,6 +594,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
 #ifdef HELIUM_HAVE_SERVE
     if (!strcmp(cmd, "serve")) return worker_serve_main(argc, argv);
 #endif
