@@ -396,7 +396,7 @@ static int cmd_generate(int argc, char **argv) {
         printf("%s\n", s);
         free(s);
         cJSON_Delete(obj);
-    } else {
+    } else if (n_ok > 0) {
         fprintf(stderr,
                 "--- %s | prompt %lld tokens (%lld from cache, %lld computed) | generated %lld tokens\n"
                 "--- %.1f tok/s overall, forward %.3f s | KV pages: %lld total, %lld in use, %lld cached | "
