@@ -1,0 +1,597 @@
+/* fake_coord: a scripted stand-in for the coordinator, to test
+ * `helium-worker serve` on its own (tests/cli/worker_serve.sh).
+ *
+ *   fake_coord ENDPOINT N_WORKERS PROMPT_A PROMPT_B EXPECT_A EXPECT_B MAX_TOKENS main|rejoin
+ *
+ * PROMPT_* and EXPECT_* are comma-separated token ids (EXPECT_* are the ids
+ * `helium-worker generate --prompt-ids PROMPT_* --max-tokens MAX_TOKENS` gives).
+ * It binds a ROUTER at ENDPOINT, waits for N_WORKERS (1 or 2) registrations
+ * (ids w1, w2), acks them, and then checks, printing "ok ..." per step and
+ * "FAIL ..." (exit 1) on the first mismatch:
+ *   1. w1 runs A: ids == EXPECT_A;
+ *   2. w1 runs B (shares a prefix with A): ids == EXPECT_B, cached_tokens > 0,
+ *      computed_tokens == prompt_tokens - cached_tokens;
+ *   3. (2 workers) w2 runs A with a pull hint naming w1's data endpoint:
+ *      ids == EXPECT_A, pulled_tokens > 0;
+ *   4. w1 gets malformed frames (garbage, a wrong protocol_version, two
+ *      frames, an unknown field, an empty frame) and still runs A streamed:
+ *      ids == EXPECT_A, cached_tokens > 0, the OpProgress chunks
+ *      concatenate to the result's text and ids; its heartbeat counts the
+ *      bad frames;
+ *   5. cache events: seq has no gaps, and the directory built from them holds
+ *      every full block of A (hashes from the registered model root);
+ *      a CacheResync is answered by a snapshot holding them too;
+ *   6. a dispatch followed at once by Cancel ends with exactly one OpResult
+ *      (canceled, or finished if it was quicker);
+ *   7. several dispatches at once (continuous batching) all match;
+ * then it exits with the workers still running ("main" mode). Run again on
+ * the same endpoint in "rejoin" mode, it plays a restarted coordinator: the
+ * workers must register again with a snapshot holding A's blocks; then it
+ * sends Shutdown (the script checks that every worker exits 0).
+ * Built by the test with
+ *   gcc fake_coord.c $HELIUM_SRC/common/blockhash.c $HELIUM_BUILD/proto/helium.pb-c.c
+ *       -I$HELIUM_BUILD/proto -I$HELIUM_SRC/common -lprotobuf-c -lzmq -lxxhash
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "blockhash.h"
+#include "helium.pb-c.h"
+
+#define PV HELIUM__PROTOCOL__PROTOCOL_CURRENT
+#define MAXW 2
+#define WAIT_MS 60000
+
+typedef struct {
+    char id[16];
+    bool registered;
+    uint64_t root;
+    uint32_t bs;
+    char data_ep[256];
+    uint64_t last_seq;
+    uint64_t *dir; /* block hashes the worker holds, per its events */
+    size_t n_dir, cap_dir;
+    int heartbeats, snapshots;
+    uint64_t bad_frames; /* from its last heartbeat */
+    bool snapshot_seen_since_mark;
+} worker;
+
+typedef struct {
+    int32_t v[4096];
+    int n;
+} ids;
+
+static void *g_router;
+static worker g_w[MAXW];
+static int g_nw;
+
+static void fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stdout, "FAIL ");
+    vfprintf(stdout, fmt, ap);
+    fprintf(stdout, "\n");
+    va_end(ap);
+    fflush(stdout);
+    exit(1);
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void parse_ids(const char *s, ids *out) {
+    out->n = 0;
+    while (*s && out->n < 4096) {
+        char *end;
+        long x = strtol(s, &end, 10);
+        if (end == s) break;
+        out->v[out->n++] = (int32_t)x;
+        s = *end == ',' ? end + 1 : end;
+    }
+}
+
+static worker *find_worker(const char *id, size_t len) {
+    for (int i = 0; i < g_nw; i++)
+        if (strlen(g_w[i].id) == len && !memcmp(g_w[i].id, id, len)) return &g_w[i];
+    return NULL;
+}
+
+static void dir_add(worker *w, uint64_t h) {
+    for (size_t i = 0; i < w->n_dir; i++)
+        if (w->dir[i] == h) return;
+    if (w->n_dir == w->cap_dir) {
+        w->cap_dir = w->cap_dir ? 2 * w->cap_dir : 256;
+        w->dir = realloc(w->dir, w->cap_dir * sizeof *w->dir);
+    }
+    w->dir[w->n_dir++] = h;
+}
+
+static void dir_del(worker *w, uint64_t h) {
+    for (size_t i = 0; i < w->n_dir; i++)
+        if (w->dir[i] == h) {
+            w->dir[i] = w->dir[--w->n_dir];
+            return;
+        }
+}
+
+static bool dir_has(const worker *w, uint64_t h) {
+    for (size_t i = 0; i < w->n_dir; i++)
+        if (w->dir[i] == h) return true;
+    return false;
+}
+
+static void send_raw(const worker *w, const void *data, size_t len, bool extra_frame) {
+    zmq_send(g_router, w->id, strlen(w->id), ZMQ_SNDMORE);
+    if (extra_frame) zmq_send(g_router, "xx", 2, ZMQ_SNDMORE);
+    zmq_send(g_router, data, len, 0);
+}
+
+static void send_cmsg(const worker *w, Helium__CoordMsg *c) {
+    if (!c->protocol_version) c->protocol_version = PV;
+    size_t n = helium__coord_msg__get_packed_size(c);
+    uint8_t *buf = malloc(n ? n : 1);
+    helium__coord_msg__pack(c, buf);
+    send_raw(w, buf, n, false);
+    free(buf);
+}
+
+/* Receives one WorkerMsg (or NULL on timeout); keeps registration, heartbeat
+ * and cache-event bookkeeping; *from is the sender. */
+static Helium__WorkerMsg *recv_wmsg(int timeout_ms, worker **from) {
+    zmq_pollitem_t it = {.socket = g_router, .events = ZMQ_POLLIN};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0) return NULL;
+    zmq_msg_t id, body;
+    zmq_msg_init(&id);
+    zmq_msg_init(&body);
+    zmq_msg_recv(&id, g_router, 0);
+    if (!zmq_msg_more(&id)) fail("worker message without a body frame");
+    zmq_msg_recv(&body, g_router, 0);
+    if (zmq_msg_more(&body)) fail("worker message with more than one body frame");
+    Helium__WorkerMsg *m = helium__worker_msg__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
+    if (!m) fail("undecodable WorkerMsg");
+    if (m->protocol_version != PV) fail("WorkerMsg protocol_version %u", m->protocol_version);
+    worker *w = find_worker(zmq_msg_data(&id), zmq_msg_size(&id));
+    if (!w) fail("message from unknown routing id '%.*s'", (int)zmq_msg_size(&id), (char *)zmq_msg_data(&id));
+    if (strcmp(m->worker_id, w->id)) fail("worker_id '%s' differs from routing id '%s'", m->worker_id, w->id);
+    zmq_msg_close(&id);
+    zmq_msg_close(&body);
+    *from = w;
+    switch (m->body_case) {
+    case HELIUM__WORKER_MSG__BODY_REG: {
+        Helium__Register *r = m->reg;
+        if (!r->model_root || r->block_size == 0 || r->n_layers == 0 || r->kv_dim == 0 || r->kv_blocks_total == 0 ||
+            r->n_ctx == 0 || strcmp(r->kv_dtype, "f32") || strcmp(r->backend, "cpu") || strcmp(r->worker_id, w->id))
+            fail("bad Register from %s", w->id);
+        w->root = r->model_root;
+        w->bs = r->block_size;
+        snprintf(w->data_ep, sizeof w->data_ep, "%s", r->data_endpoint);
+        Helium__RegisterAck ack = HELIUM__REGISTER_ACK__INIT;
+        ack.worker_id = w->id;
+        ack.accepted = true;
+        ack.heartbeat_ms = 200;
+        Helium__CoordMsg c = HELIUM__COORD_MSG__INIT;
+        c.body_case = HELIUM__COORD_MSG__BODY_REGISTER_ACK;
+        c.register_ack = &ack;
+        send_cmsg(w, &c);
+        w->registered = true;
+        break;
+    }
+    case HELIUM__WORKER_MSG__BODY_HEARTBEAT:
+        w->heartbeats++;
+        if (!m->heartbeat->load) fail("heartbeat without load");
+        for (size_t i = 0; i < m->heartbeat->n_counters; i++)
+            if (!strcmp(m->heartbeat->counters[i]->key, "bad_frames"))
+                w->bad_frames = m->heartbeat->counters[i]->value;
+        break;
+    case HELIUM__WORKER_MSG__BODY_CACHE_EVENTS: {
+        Helium__CacheEvents *ce = m->cache_events;
+        if (ce->seq != w->last_seq + 1 && !ce->snapshot) /* a snapshot restarts the count */
+            fail("%s: cache events seq %llu after %llu", w->id, (unsigned long long)ce->seq,
+                 (unsigned long long)w->last_seq);
+        w->last_seq = ce->seq;
+        if (ce->snapshot) {
+            w->n_dir = 0;
+            w->snapshots++;
+            w->snapshot_seen_since_mark = true;
+        }
+        for (size_t i = 0; i < ce->n_stored; i++) dir_add(w, ce->stored[i]);
+        for (size_t i = 0; i < ce->n_removed; i++) dir_del(w, ce->removed[i]);
+        break;
+    }
+    default: break;
+    }
+    return m;
+}
+
+/* Pumps messages until every worker registered. */
+static void wait_registered(int n) {
+    int64_t end = now_ms() + WAIT_MS;
+    for (;;) {
+        int k = 0;
+        for (int i = 0; i < n; i++) k += g_w[i].registered && g_w[i].snapshots > 0;
+        if (k == n) return;
+        if (now_ms() > end) fail("workers did not register within %d ms", WAIT_MS);
+        worker *w;
+        Helium__WorkerMsg *m = recv_wmsg(200, &w);
+        if (m) helium__worker_msg__free_unpacked(m, NULL);
+    }
+}
+
+typedef struct {
+    ids out;
+    char text[65536];
+    uint32_t prompt, cached, computed, pulled, generated;
+    int err;          /* ErrorCode, 0 = none */
+    char stream_text[65536];
+    ids stream_ids;
+    int n_progress;
+} result;
+
+static char *g_stop; /* stop string for the next dispatch (NULL: none) */
+
+static void dispatch(const worker *w, uint64_t task, const ids *prompt, int max_tokens, bool stream,
+                     Helium__KvPullHint *pull) {
+    Helium__Dispatch d = HELIUM__DISPATCH__INIT;
+    d.task_id = task;
+    d.job_id = "job1";
+    d.op_id = "op";
+    d.attempt = 1;
+    d.n_prompt_ids = (size_t)prompt->n;
+    d.prompt_ids = (int32_t *)prompt->v;
+    d.max_tokens = (uint32_t)max_tokens;
+    d.stream = stream;
+    d.pull = pull;
+    if (g_stop) {
+        d.n_stop = 1;
+        d.stop = &g_stop;
+    }
+    Helium__CoordMsg c = HELIUM__COORD_MSG__INIT;
+    c.body_case = HELIUM__COORD_MSG__BODY_DISPATCH;
+    c.dispatch = &d;
+    send_cmsg(w, &c);
+}
+
+#define MAXTASK 16
+static result g_res[MAXTASK];
+static bool g_done[MAXTASK];
+
+/* Waits for task's OpResult; results and progress of other tasks (< MAXTASK)
+ * are kept for their own wait_result. */
+static void wait_result(uint64_t task, result *out) {
+    if (task >= MAXTASK) fail("task id %llu too large for the test", (unsigned long long)task);
+    int64_t end = now_ms() + WAIT_MS;
+    while (!g_done[task] && now_ms() < end) {
+        worker *w;
+        Helium__WorkerMsg *m = recv_wmsg(200, &w);
+        if (!m) continue;
+        uint64_t tid = m->body_case == HELIUM__WORKER_MSG__BODY_PROGRESS ? m->progress->task_id
+                       : m->body_case == HELIUM__WORKER_MSG__BODY_RESULT ? m->result->task_id
+                                                                          : MAXTASK;
+        if ((m->body_case == HELIUM__WORKER_MSG__BODY_PROGRESS || m->body_case == HELIUM__WORKER_MSG__BODY_RESULT) &&
+            (tid >= MAXTASK || g_done[tid]))
+            fail("unexpected progress/result for task %llu", (unsigned long long)tid);
+        result *r = tid < MAXTASK ? &g_res[tid] : NULL;
+        if (m->body_case == HELIUM__WORKER_MSG__BODY_PROGRESS) {
+            Helium__OpProgress *p = m->progress;
+            strncat(r->stream_text, p->text, sizeof r->stream_text - strlen(r->stream_text) - 1);
+            for (size_t i = 0; i < p->n_ids && r->stream_ids.n < 4096; i++) r->stream_ids.v[r->stream_ids.n++] = p->ids[i];
+            if (p->n_generated != (uint32_t)r->stream_ids.n)
+                fail("task %llu: progress n_generated %u but %d ids streamed", (unsigned long long)tid,
+                     p->n_generated, r->stream_ids.n);
+            r->n_progress++;
+        }
+        if (m->body_case == HELIUM__WORKER_MSG__BODY_RESULT) {
+            Helium__OpResult *o = m->result;
+            if (strcmp(o->job_id, "job1") || strcmp(o->op_id, "op") || o->attempt != 1)
+                fail("task %llu: result header not echoed", (unsigned long long)tid);
+            for (size_t i = 0; i < o->n_ids && r->out.n < 4096; i++) r->out.v[r->out.n++] = o->ids[i];
+            snprintf(r->text, sizeof r->text, "%s", o->text);
+            r->prompt = o->prompt_tokens;
+            r->cached = o->cached_tokens;
+            r->computed = o->computed_tokens;
+            r->pulled = o->pulled_tokens;
+            r->generated = o->generated_tokens;
+            r->err = o->error ? (int)o->error->code : 0;
+            g_done[tid] = true;
+        }
+        helium__worker_msg__free_unpacked(m, NULL);
+    }
+    if (!g_done[task]) fail("no result for task %llu within %d ms", (unsigned long long)task, WAIT_MS);
+    *out = g_res[task];
+}
+
+static void expect_ids(const char *what, const result *r, const ids *want) {
+    if (r->err) fail("%s: error code %d", what, r->err);
+    bool eq = r->out.n == want->n && !memcmp(r->out.v, want->v, sizeof(int32_t) * (size_t)want->n);
+    if (!eq) {
+        fprintf(stdout, "%s: got", what);
+        for (int i = 0; i < r->out.n; i++) fprintf(stdout, " %d", r->out.v[i]);
+        fprintf(stdout, "\n%s: want", what);
+        for (int i = 0; i < want->n; i++) fprintf(stdout, " %d", want->v[i]);
+        fprintf(stdout, "\n");
+        fail("%s: generated ids differ from helium-worker generate", what);
+    }
+    if (r->generated != (uint32_t)want->n) fail("%s: generated_tokens %u", what, r->generated);
+    if (r->computed != r->prompt - r->cached) fail("%s: computed_tokens %u != %u - %u", what, r->computed, r->prompt, r->cached);
+}
+
+/* Pumps messages for ms milliseconds (heartbeats, events). */
+static void pump(int ms) {
+    int64_t end = now_ms() + ms;
+    while (now_ms() < end) {
+        worker *w;
+        Helium__WorkerMsg *m = recv_wmsg(50, &w);
+        if (m) helium__worker_msg__free_unpacked(m, NULL);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 9 || (strcmp(argv[8], "main") && strcmp(argv[8], "rejoin"))) {
+        fprintf(stderr,
+                "usage: fake_coord ENDPOINT N_WORKERS PROMPT_A PROMPT_B EXPECT_A EXPECT_B MAX_TOKENS main|rejoin\n");
+        return 2;
+    }
+    bool rejoin = !strcmp(argv[8], "rejoin");
+    static ids A, B, EA, EB;
+    g_nw = atoi(argv[2]);
+    if (g_nw < 1 || g_nw > MAXW) return 2;
+    parse_ids(argv[3], &A);
+    parse_ids(argv[4], &B);
+    parse_ids(argv[5], &EA);
+    parse_ids(argv[6], &EB);
+    int max_tokens = atoi(argv[7]);
+    for (int i = 0; i < g_nw; i++) snprintf(g_w[i].id, sizeof g_w[i].id, "w%d", i + 1);
+    void *ctx = zmq_ctx_new();
+    g_router = zmq_socket(ctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(g_router, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_bind(g_router, argv[1]) != 0) fail("bind %s: %s", argv[1], zmq_strerror(zmq_errno()));
+    printf("listening\n");
+    fflush(stdout);
+
+    wait_registered(g_nw);
+    worker *w1 = &g_w[0];
+    printf("ok registered %d worker(s), block size %u\n", g_nw, w1->bs);
+    if (g_nw == 2 && g_w[1].root != w1->root) fail("workers disagree on the model root");
+    uint64_t hashes[1024];
+    int nh = bh_prefix(w1->root, A.v, A.n, (int)w1->bs, hashes);
+    if (rejoin) {
+        /* a restarted coordinator: the workers registered again and their
+         * snapshots rebuild the directory */
+        for (int i = 0; i < nh; i++)
+            if (!dir_has(w1, hashes[i])) fail("w1's snapshot after re-registering lacks block %d of A", i);
+        printf("ok re-registered; w1's snapshot holds %zu blocks\n", w1->n_dir);
+        goto shutdown;
+    }
+
+    result r;
+    dispatch(w1, 1, &A, max_tokens, false, NULL);
+    wait_result(1, &r);
+    expect_ids("task 1 (A on w1)", &r, &EA);
+    if (r.prompt != (uint32_t)A.n || r.pulled) fail("task 1: prompt_tokens %u pulled %u", r.prompt, r.pulled);
+    printf("ok task 1: %u prompt tokens, %u cached, text '%s'\n", r.prompt, r.cached, r.text);
+
+    dispatch(w1, 2, &B, max_tokens, false, NULL);
+    wait_result(2, &r);
+    expect_ids("task 2 (B on w1)", &r, &EB);
+    if (r.cached == 0) fail("task 2: cached_tokens == 0 although B shares a prefix with A");
+    printf("ok task 2: %u prompt tokens, %u cached, %u computed\n", r.prompt, r.cached, r.computed);
+
+    /* the directory built from w1's events holds A's full blocks */
+    pump(300);
+    for (int i = 0; i < nh; i++)
+        if (!dir_has(w1, hashes[i])) fail("w1's cache events lack block %d of A", i);
+    printf("ok cache events: %zu blocks in w1's directory, seq %llu\n", w1->n_dir, (unsigned long long)w1->last_seq);
+
+    if (g_nw == 2) {
+        worker *w2 = &g_w[1];
+        if (!w1->data_ep[0]) fail("w1 registered no data endpoint");
+        Helium__KvPullHint hint = HELIUM__KV_PULL_HINT__INIT;
+        hint.source_worker = w1->id;
+        hint.source_endpoint = w1->data_ep;
+        hint.first_block = 0;
+        hint.n_hashes = (size_t)nh;
+        hint.hashes = hashes;
+        dispatch(w2, 3, &A, max_tokens, false, &hint);
+        wait_result(3, &r);
+        expect_ids("task 3 (A on w2, pulled from w1)", &r, &EA);
+        if (r.pulled == 0 || r.cached < r.pulled)
+            fail("task 3: pulled_tokens %u cached_tokens %u", r.pulled, r.cached);
+        printf("ok task 3: %u prompt tokens, %u pulled from w1, %u cached\n", r.prompt, r.pulled, r.cached);
+    }
+
+    /* malformed frames to w1 */
+    send_raw(w1, "\xff\xff\xff\xff garbage \x01\x02", 16, false);
+    Helium__CoordMsg badv = HELIUM__COORD_MSG__INIT;
+    badv.protocol_version = 7;
+    badv.body_case = HELIUM__COORD_MSG__BODY_RESYNC;
+    Helium__CacheResync rs0 = HELIUM__CACHE_RESYNC__INIT;
+    badv.resync = &rs0;
+    send_cmsg(w1, &badv);
+    send_raw(w1, "\x08\x01", 2, true);                        /* two frames */
+    send_raw(w1, "\x08\x01\xf8\x06\x05", 5, false);           /* version 1 + unknown field 111 */
+    send_raw(w1, "", 0, false);                               /* empty: version 0 */
+    Helium__Dispatch trunc = HELIUM__DISPATCH__INIT;          /* truncated dispatch */
+    trunc.task_id = 99;
+    trunc.n_prompt_ids = (size_t)A.n;
+    trunc.prompt_ids = A.v;
+    Helium__CoordMsg tc = HELIUM__COORD_MSG__INIT;
+    tc.protocol_version = PV;
+    tc.body_case = HELIUM__COORD_MSG__BODY_DISPATCH;
+    tc.dispatch = &trunc;
+    size_t tn = helium__coord_msg__get_packed_size(&tc);
+    uint8_t *tb = malloc(tn);
+    helium__coord_msg__pack(&tc, tb);
+    send_raw(w1, tb, tn / 2, false);
+    free(tb);
+
+    /* and to its data endpoint: garbage, a wrong version, an oversized pull */
+    if (w1->data_ep[0]) {
+        void *dd = zmq_socket(ctx, ZMQ_DEALER);
+        zmq_setsockopt(dd, ZMQ_LINGER, &zero, sizeof zero);
+        int to = 5000;
+        zmq_setsockopt(dd, ZMQ_RCVTIMEO, &to, sizeof to);
+        if (zmq_connect(dd, w1->data_ep) != 0) fail("cannot connect to %s", w1->data_ep);
+        zmq_send(dd, "\x0a\xff\xff", 3, 0);
+        Helium__PeerMsg pv = HELIUM__PEER_MSG__INIT;
+        pv.protocol_version = 3;
+        uint8_t pb[64];
+        zmq_send(dd, pb, helium__peer_msg__pack(&pv, pb), 0);
+        static uint64_t many[100000];
+        Helium__KvPull big = HELIUM__KV_PULL__INIT;
+        big.transfer_id = 77;
+        big.n_hashes = 100000;
+        big.hashes = many;
+        Helium__PeerMsg pm = HELIUM__PEER_MSG__INIT;
+        pm.protocol_version = PV;
+        pm.body_case = HELIUM__PEER_MSG__BODY_PULL;
+        pm.pull = &big;
+        size_t bn = helium__peer_msg__get_packed_size(&pm);
+        uint8_t *bb = malloc(bn);
+        helium__peer_msg__pack(&pm, bb);
+        zmq_send(dd, bb, bn, 0);
+        free(bb);
+        char rep[4096];
+        int rn = zmq_recv(dd, rep, sizeof rep, 0);
+        if (rn < 0) fail("no answer to an oversized pull");
+        Helium__PeerMsg *pr = helium__peer_msg__unpack(NULL, (size_t)rn, (uint8_t *)rep);
+        if (!pr || pr->body_case != HELIUM__PEER_MSG__BODY_ERROR) fail("oversized pull not answered with an error");
+        helium__peer_msg__free_unpacked(pr, NULL);
+        zmq_close(dd);
+    }
+
+    dispatch(w1, 4, &A, max_tokens, true, NULL);
+    wait_result(4, &r);
+    expect_ids("task 4 (A on w1, streamed, after bad frames)", &r, &EA);
+    if (r.cached == 0) fail("task 4: cached_tokens == 0 for a repeated prompt");
+    if (r.n_progress == 0) fail("task 4: no OpProgress although stream was set");
+    if (strcmp(r.stream_text, r.text)) fail("task 4: streamed text '%s' != result text '%s'", r.stream_text, r.text);
+    if (r.stream_ids.n != r.out.n || memcmp(r.stream_ids.v, r.out.v, sizeof(int32_t) * (size_t)r.out.n))
+        fail("task 4: streamed ids differ from the result ids");
+    printf("ok task 4: survived bad frames; %d progress messages\n", r.n_progress);
+    pump(600); /* a heartbeat or two */
+    if (w1->bad_frames < 7) fail("w1 counted %llu bad frames, expected >= 7", (unsigned long long)w1->bad_frames);
+    printf("ok w1 counted %llu bad frames, %d heartbeats\n", (unsigned long long)w1->bad_frames, w1->heartbeats);
+
+    /* resync -> snapshot holding A's blocks */
+    w1->snapshot_seen_since_mark = false;
+    Helium__CacheResync rs = HELIUM__CACHE_RESYNC__INIT;
+    rs.last_seq = 1;
+    Helium__CoordMsg cr = HELIUM__COORD_MSG__INIT;
+    cr.body_case = HELIUM__COORD_MSG__BODY_RESYNC;
+    cr.resync = &rs;
+    send_cmsg(w1, &cr);
+    int64_t end = now_ms() + WAIT_MS;
+    while (!w1->snapshot_seen_since_mark && now_ms() < end) pump(50);
+    if (!w1->snapshot_seen_since_mark) fail("no snapshot after CacheResync");
+    for (int i = 0; i < nh; i++)
+        if (!dir_has(w1, hashes[i])) fail("w1's snapshot lacks block %d of A", i);
+    printf("ok resync snapshot: %zu blocks\n", w1->n_dir);
+
+    /* cancel */
+    worker *wc = &g_w[g_nw - 1];
+    dispatch(wc, 5, &B, 400, false, NULL);
+    Helium__Cancel cc = HELIUM__CANCEL__INIT;
+    cc.task_id = 5;
+    Helium__CoordMsg cm = HELIUM__COORD_MSG__INIT;
+    cm.body_case = HELIUM__COORD_MSG__BODY_CANCEL;
+    cm.cancel = &cc;
+    send_cmsg(wc, &cm);
+    wait_result(5, &r);
+    if (r.err && r.err != HELIUM__ERROR_CODE__ERROR_CANCELED) fail("task 5: error code %d", r.err);
+    printf("ok task 5: %s\n", r.err ? "canceled" : "finished before the cancel");
+    pump(300);
+
+    /* a prompt longer than the context gets a typed error */
+    static ids L;
+    L.n = 4096;
+    for (int i = 0; i < L.n; i++) L.v[i] = A.v[i % A.n];
+    dispatch(w1, 6, &L, 4, false, NULL);
+    wait_result(6, &r);
+    if (r.err != HELIUM__ERROR_CODE__ERROR_PROMPT_TOO_LONG) fail("task 6: error code %d, want PROMPT_TOO_LONG", r.err);
+    printf("ok task 6: prompt too long -> PROMPT_TOO_LONG\n");
+
+    /* continuous batching: three dispatches at once, answers in any order */
+    worker *wb = &g_w[g_nw - 1];
+    dispatch(wb, 7, &A, max_tokens, true, NULL);
+    dispatch(wb, 8, &B, max_tokens, false, NULL);
+    dispatch(w1, 9, &B, max_tokens, true, NULL);
+    dispatch(wb, 10, &B, max_tokens, false, NULL);
+    wait_result(10, &r);
+    expect_ids("task 10 (B, concurrent)", &r, &EB);
+    wait_result(8, &r);
+    expect_ids("task 8 (B, concurrent)", &r, &EB);
+    wait_result(7, &r);
+    expect_ids("task 7 (A, concurrent)", &r, &EA);
+    if (strcmp(r.stream_text, r.text)) fail("task 7: streamed text differs from the result text");
+    wait_result(9, &r);
+    expect_ids("task 9 (B on w1, concurrent)", &r, &EB);
+    printf("ok tasks 7-10: concurrent dispatches match\n");
+
+    /* a stop string cuts the text (not the ids), streamed chunks included */
+    wait_result(1, &r);
+    size_t tl = strlen(r.text);
+    if (tl >= 6) {
+        char full[65536], stop[8];
+        snprintf(full, sizeof full, "%s", r.text);
+        memcpy(stop, full + tl / 2, 3);
+        stop[3] = 0;
+        g_stop = stop;
+        dispatch(w1, 11, &A, max_tokens, true, NULL);
+        g_stop = NULL;
+        wait_result(11, &r);
+        expect_ids("task 11 (A with a stop string)", &r, &EA);
+        size_t cut = (size_t)(strstr(full, stop) - full);
+        if (strlen(r.text) != cut || memcmp(r.text, full, cut))
+            fail("task 11: text not cut at the stop string ('%s' -> '%s')", full, r.text);
+        if (strcmp(r.stream_text, r.text)) fail("task 11: streamed text '%s' != cut text '%s'", r.stream_text, r.text);
+        printf("ok task 11: text cut at the stop string (%zu of %zu bytes)\n", cut, tl);
+    } else {
+        printf("ok task 11 skipped: text of task 1 too short for a stop string\n");
+    }
+
+    /* a pull from a peer that is not there: times out, recomputes */
+    static ids D;
+    D.n = A.n;
+    D.v[0] = A.v[0];
+    for (int i = 1; i < A.n; i++) D.v[i] = A.v[A.n - i];
+    uint64_t dh[1024];
+    Helium__KvPullHint dead = HELIUM__KV_PULL_HINT__INIT;
+    dead.source_worker = "ghost";
+    dead.source_endpoint = "tcp://127.0.0.1:9";
+    dead.n_hashes = (size_t)bh_prefix(wb->root, D.v, D.n, (int)wb->bs, dh);
+    dead.hashes = dh;
+    dispatch(wb, 12, &D, 4, false, &dead);
+    wait_result(12, &r);
+    if (r.err || r.pulled || r.out.n == 0) fail("task 12: error %d pulled %u generated %d", r.err, r.pulled, r.out.n);
+    printf("ok task 12: dead pull source -> recomputed %u tokens\n", r.computed);
+    pump(300);
+    zmq_close(g_router);
+    zmq_ctx_term(ctx);
+    for (int i = 0; i < g_nw; i++) free(g_w[i].dir);
+    printf("PASS main\n");
+    return 0;
+
+shutdown:;
+    Helium__Shutdown sd = HELIUM__SHUTDOWN__INIT;
+    sd.reason = "test done";
+    Helium__CoordMsg sm = HELIUM__COORD_MSG__INIT;
+    sm.body_case = HELIUM__COORD_MSG__BODY_SHUTDOWN;
+    sm.shutdown = &sd;
+    for (int i = 0; i < g_nw; i++) send_cmsg(&g_w[i], &sm);
+    pump(200);
+    printf("PASS\n");
+    zmq_close(g_router);
+    zmq_ctx_term(ctx);
+    for (int i = 0; i < g_nw; i++) free(g_w[i].dir);
+    return 0;
+}
