@@ -1,0 +1,47 @@
+/* coord: the Helium coordinator process state and its one event loop.
+ *
+ * One thread polls (zmq_poll) the client ROUTER, the worker ROUTER and the
+ * sockets of running tool calls, with timers for worker liveness and the
+ * metrics page, in the style of Redis's ae loop: handle ready sockets, then a
+ * before-sleep step that places ready tasks on workers and streams progress
+ * to waiting clients. The only other thread is libmicrohttpd's (metrics.h),
+ * which reads a published page and nothing else.
+ *
+ * Wire behaviour is the runtime contract (proto/helium.proto and the cluster
+ * contract): every client request gets a Reply with its request_id (typed
+ * Error on failure, request_id 0 if the frame did not parse); malformed
+ * worker frames are dropped, logged and counted; nothing a peer sends can
+ * stop the loop.
+ */
+#ifndef HELIUM_COORD_COORD_H
+#define HELIUM_COORD_COORD_H
+
+#include <signal.h>
+#include <stddef.h>
+
+typedef struct coord coord_t;
+
+typedef struct {
+    const char *model_path;      /* GGUF whose tokenizer renders prompts (required) */
+    const char *listen;          /* client endpoint (default tcp://127.0.0.1:7700) */
+    const char *workers;         /* worker endpoint (default tcp://127.0.0.1:7701) */
+    int metrics_port;            /* 0 = no metrics endpoint */
+    const char *metrics_host;    /* IPv4 address to serve metrics on (default 127.0.0.1) */
+    int heartbeat_ms;            /* told to workers (default 500) */
+    int worker_timeout_ms;       /* silence after which a worker is dead (default 3000) */
+    const char *policy;          /* default scheduling policy (default "router") */
+    const char *const *allow_hosts; /* tool hosts (n_allow_hosts; none = 127.0.0.1, localhost) */
+    size_t n_allow_hosts;
+    size_t keep_jobs;            /* finished jobs kept (default 1000) */
+    int stream;                  /* ask workers to stream partial text for every job */
+} coord_config;
+
+/* Loads the tokenizer, binds both endpoints and starts the metrics server.
+ * NULL with he_msg() set on failure. */
+coord_t *coord_new(const coord_config *cfg);
+/* Runs the loop until *stop becomes non-zero (checked at least every 250 ms).
+ * Returns 0, or a negative herr code if the loop could not continue. */
+int coord_run(coord_t *c, volatile sig_atomic_t *stop);
+void coord_destroy(coord_t **self_p);
+
+#endif

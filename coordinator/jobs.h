@@ -1,0 +1,215 @@
+/* jobs: the coordinator's job table and workflow execution, free of sockets.
+ *
+ * A job runs one validated workflow (common/workflow.h) with its input
+ * values. Ops start when their deps (same-scope ops) are done:
+ *   llm  -> render the prompt -> one task (placed by the scheduler on a worker)
+ *   tool -> render url and body -> one task (run by the tool runner)
+ *   join -> render now; done at once
+ *   map  -> split its list into items; one task per item (or an immediate
+ *           render for a join body); output = the items' outputs joined "\n"
+ *   loop -> runs its body scope round after round ({{prev}} = the previous
+ *           round's output) until the round's output contains until_contains
+ *           or max_rounds rounds ran; output = the last round's output.
+ * The job is DONE when every top-level op is done; its output is the
+ * workflow's output op. The first failing op fails the job (FAILED, with that
+ * op's error); cancel makes it CANCELED. Either way every started task is
+ * handed to hooks.task_abort (stop it remotely) and freed, running ops become
+ * CANCELED and waiting ones SKIPPED.
+ *
+ * Tasks: a ready task sits in one FIFO (jobs_ready_*) until the caller starts
+ * it (jobs_task_start: worker, task_id, attempt+1). A task is finished by
+ * exactly one of jobs_task_done / jobs_task_fail, or requeued (its worker was
+ * lost). Results are matched to the live task by (job, op, item) plus the
+ * task_id; anything else is stale and ignored by the caller.
+ *
+ * Memory: jobs keep their outputs until evicted; at most keep_finished
+ * finished jobs are kept (oldest evicted first); running jobs never are.
+ * Job ids are "job-N", N = 1, 2, ...; lookups are O(1).
+ *
+ * Single-threaded: the coordinator's loop owns it. Hooks run synchronously
+ * inside the call that caused them and must not call back into jobs_* except
+ * the read-only accessors.
+ */
+#ifndef HELIUM_COORD_JOBS_H
+#define HELIUM_COORD_JOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "helium.pb-c.h"
+#include "workflow.h"
+
+#define JOBS_MAX_TEXT (8u << 20)       /* bytes of one rendered prompt, url, body or output */
+#define JOBS_MAX_INPUT (16u << 20)     /* bytes of one job input value */
+#define JOBS_MAX_CHUNKS 1024           /* partial-output chunks kept per job (oldest dropped) */
+#define JOBS_MAX_CHUNK_BYTES (1u << 20) /* bytes of partial text kept per job */
+#define JOBS_ID_LEN 32
+
+typedef struct job job_t;
+typedef struct job_task job_task;
+typedef struct jobs jobs_t;
+
+typedef enum { JT_LLM = 1, JT_TOOL = 2 } job_task_kind;
+
+/* One unit of remote work: an llm call or a tool call, for an op or a map item. */
+struct job_task {
+    job_t *job;
+    int op;                 /* index in wf->ops of the op to run (a map's body op for items) */
+    int map;                /* index of the enclosing map op, or -1 */
+    uint32_t item;          /* map item index (0 outside maps) */
+    uint32_t round;         /* round of the innermost enclosing loop (1-based; 0 outside loops) */
+    job_task_kind kind;
+    char *text;             /* LLM: rendered prompt; TOOL: rendered body ("" = none) */
+    size_t text_len;
+    char *url;              /* TOOL: rendered URL */
+    uint64_t seed;          /* LLM sampling seed: the op's seed + item */
+
+    /* set by the caller (scheduler) */
+    int32_t *ids;           /* (n_ids) tokenized prompt, kept across attempts; freed with the task */
+    int32_t n_ids;
+    uint64_t *hashes;       /* (n_hashes) the prompt's block hashes; freed with the task */
+    int32_t n_hashes;
+    uint64_t task_id;       /* of the current attempt; 0 = never started */
+    uint32_t attempt;       /* 1 on the first start */
+    int worker;             /* worker slot of the running attempt, -1 if none */
+    int64_t load_tokens;    /* load this attempt added to its worker */
+    int32_t pages;          /* KV pages this attempt reserved */
+    void *runner;           /* caller's handle while running (e.g. the tool transfer) */
+
+    /* jobs-private */
+    bool queued;
+    uint64_t ready_us;
+    size_t streamed;        /* partial-output bytes received for this attempt */
+    job_task *qprev, *qnext;
+};
+
+/* Execution state of one op of a job. */
+typedef struct {
+    Helium__OpState state;
+    char *out;              /* output text (NULL until done) */
+    size_t out_len;
+    /* map */
+    char **items;           /* (n_items) input items */
+    char **item_out;        /* (n_items) outputs, NULL until each is done */
+    job_task **tasks;       /* (n_items) live item tasks, NULL if none */
+    uint32_t n_items, items_done;
+    /* llm / tool outside maps */
+    job_task *task;         /* live task or NULL */
+    /* loop */
+    uint32_t round;         /* current (1-based) round */
+    char *prev;             /* previous round's output ("" in round 1) */
+    /* accounting (summed over items and rounds) */
+    uint32_t prompt_tokens, cached_tokens, generated_tokens, pulled_tokens, attempts;
+    char worker[64];        /* worker of the last attempt */
+    Helium__ErrorCode err;  /* ERROR_OK unless FAILED */
+    char *err_msg;
+    uint64_t ready_us, started_us, first_token_us, finished_us;
+    uint64_t queue_dur_us;
+} job_op;
+
+typedef struct {
+    uint64_t seq;           /* job-wide, strictly increasing */
+    int op;                 /* index in wf->ops */
+    uint32_t item;
+    char *text;
+    size_t len;
+    bool done;              /* the op (item) finished */
+} job_chunk;
+
+struct job {
+    char id[JOBS_ID_LEN];   /* "job-N" */
+    uint64_t num;           /* N */
+    wf_t *wf;               /* validated; owned */
+    char **input_vals;      /* (wf->n_inputs) values in effect, owned */
+    char *policy;           /* scheduling policy name */
+    char *client_tag;
+    bool stream;            /* dispatch with streaming on */
+    Helium__JobState state;
+    job_op *ops;            /* (wf->n_ops) */
+    Helium__ErrorCode err;  /* why it failed (ERROR_OK otherwise) */
+    char *err_msg;
+    char *err_op;           /* op id of the failure, or NULL */
+    uint64_t submitted_us, started_us, finished_us;
+    size_t live_tasks;      /* tasks queued or running */
+    job_chunk *chunks;      /* (n_chunks) partial outputs, oldest first */
+    size_t n_chunks, cap_chunks, chunk_bytes;
+    uint64_t chunk_seq;     /* last seq handed out */
+    void *user;             /* caller's per-job data (e.g. waiting clients) */
+    jobs_t *owner;
+};
+
+typedef struct {
+    void *ctx;
+    /* A started task (worker >= 0 or runner != NULL) is no longer wanted: the
+     * caller stops it (Cancel to the worker, abort the transfer) and drops its
+     * own references. The task is freed right after the hook returns. */
+    void (*task_abort)(void *ctx, job_task *t);
+    /* The job reached DONE, FAILED or CANCELED. */
+    void (*job_end)(void *ctx, job_t *j);
+    /* New partial output was appended to the job. */
+    void (*job_progress)(void *ctx, job_t *j);
+} jobs_hooks;
+
+typedef struct {
+    size_t keep_finished;   /* finished jobs kept (default 1000; at least 1) */
+} jobs_config;
+
+typedef struct {
+    uint64_t submitted;     /* jobs accepted */
+    uint64_t queued, running; /* now */
+    uint64_t done, failed, canceled; /* ever */
+} jobs_counts;
+
+/* A finished task's outcome (llm or tool). */
+typedef struct {
+    const char *text;
+    size_t len;
+    uint32_t prompt_tokens, cached_tokens, pulled_tokens, generated_tokens;
+    const char *worker;     /* id of the worker that ran it (NULL for tools) */
+    uint64_t first_token_us; /* 0 if unknown */
+} job_result;
+
+jobs_t *jobs_new(const jobs_config *cfg, const jobs_hooks *hooks);
+/* Aborts nothing remotely: hooks are not called. Frees every job and task. */
+void jobs_destroy(jobs_t **self_p);
+
+/* Starts a job for *wf_p (validated; ownership taken in every case). inputs:
+ * n pairs of name/value; every declared input without a default must be
+ * given, and every given name must be declared (HE_EINVAL naming it). The job
+ * may end inside this call (e.g. only join ops, or an op that fails to
+ * render): check (*out)->state. */
+int jobs_submit(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, const char *policy,
+                const char *client_tag, bool stream, job_t **out);
+
+/* The job with this id, or NULL (unknown, malformed or evicted). */
+job_t *jobs_get(jobs_t *js, const char *job_id);
+/* Cancels a queued or running job (hooks run); no-op for finished ones. */
+void jobs_cancel(jobs_t *js, job_t *j, const char *why);
+/* Newest first: calls fn for up to limit jobs (active_only: QUEUED/RUNNING). */
+void jobs_each_newest(jobs_t *js, size_t limit, bool active_only, void (*fn)(void *u, job_t *j), void *u);
+void jobs_get_counts(const jobs_t *js, jobs_counts *out);
+bool jobs_is_final(Helium__JobState s);
+
+/* ---- the ready queue and task lifecycle */
+job_task *jobs_ready_first(jobs_t *js);
+job_task *jobs_ready_next(job_task *t);
+size_t jobs_ready_count(const jobs_t *js);
+/* Dequeues t and marks it running on worker (slot, -1 for tools) under task_id. */
+void jobs_task_start(jobs_t *js, job_task *t, int worker, const char *worker_id, uint64_t task_id);
+/* Puts a running task back at the head of the queue (its worker was lost). */
+void jobs_task_requeue(jobs_t *js, job_task *t);
+/* Appends streamed text of the running attempt. */
+void jobs_task_progress(jobs_t *js, job_task *t, const char *text, size_t len);
+/* Finishes t successfully (t is freed; the job may advance or end). */
+void jobs_task_done(jobs_t *js, job_task *t, const job_result *r);
+/* Fails t (t is freed) and with it its job: code/msg become the job's error. */
+void jobs_task_fail(jobs_t *js, job_task *t, Helium__ErrorCode code, const char *msg);
+/* The live task of (job_id, op_id, item), or NULL. */
+job_task *jobs_find_task(jobs_t *js, const char *job_id, const char *op_id, uint32_t item);
+
+/* Op i's output text (a map's items joined with "\n"); "" (len 0) for an op
+ * without output yet. Valid until the job changes. */
+const char *jobs_op_output(const job_t *j, int i, size_t *len);
+
+#endif

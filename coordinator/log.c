@@ -1,0 +1,31 @@
+/* log: see log.h. Lines are written with one fprintf so concurrent
+ * processes sharing a terminal do not interleave within a line. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static clog_level g_level = CLOG_INFO;
+
+void clog_set_level(clog_level level) { g_level = level; }
+
+int clog_level_from_name(const char *name) {
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; name && i < 4; i++)
+        if (strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
+bool clog_on(clog_level level) { return level <= g_level; }
+
+void clog_msg(clog_level level, const char *fmt, ...) {
+    if (level > g_level) return;
+    static const char *tag[] = {"error: ", "warning: ", "", "debug: "};
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "[coord] %s%s\n", tag[level], msg);
+}

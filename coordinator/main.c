@@ -1,0 +1,167 @@
+/* helium-coordinator: the cluster's scheduler process.
+ *
+ *   helium-coordinator --model FILE [--listen tcp://127.0.0.1:7700]
+ *       [--workers tcp://127.0.0.1:7701] [--metrics-port 7702 (0 = off)]
+ *       [--metrics-host 127.0.0.1] [--heartbeat-ms 500] [--worker-timeout-ms 3000]
+ *       [--policy router|prefix|isolated] [--allow-host HOST]... [--keep-jobs 1000]
+ *       [--stream] [--log-level error|warn|info|debug]
+ *
+ * Parses arguments, installs SIGINT/SIGTERM handlers (they only set a flag;
+ * the loop notices within 250 ms) and runs coord (coord.h). Exit status: 0
+ * after a signal, 1 on a runtime failure, 2 on bad usage.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord.h"
+#include "herr.h"
+#include "log.h"
+
+#define MAX_ALLOW 64
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: helium-coordinator --model FILE [options]\n"
+            "  --model FILE            GGUF model whose tokenizer renders prompts (required)\n"
+            "  --listen EP             client endpoint (default tcp://127.0.0.1:7700)\n"
+            "  --workers EP            worker endpoint (default tcp://127.0.0.1:7701)\n"
+            "  --metrics-port N        Prometheus /metrics port, 0 = off (default 7702)\n"
+            "  --metrics-host ADDR     IPv4 address for /metrics (default 127.0.0.1)\n"
+            "  --heartbeat-ms N        worker heartbeat period (default 500)\n"
+            "  --worker-timeout-ms N   a silent worker is dead after N ms (default 3000)\n"
+            "  --policy P              router (default), prefix or isolated\n"
+            "  --allow-host HOST       tool ops may call HOST[:PORT] (repeatable; default\n"
+            "                          127.0.0.1 and localhost)\n"
+            "  --keep-jobs N           finished jobs kept for queries (default 1000)\n"
+            "  --stream                workers stream partial text of every job\n"
+            "  --log-level L           error, warn, info (default) or debug\n");
+}
+
+/* Parses a decimal int in [lo, hi]; false otherwise. */
+static bool parse_int(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+int main(int argc, char **argv) {
+    coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router"};
+    const char *allow[MAX_ALLOW];
+    size_t n_allow = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+#define NEED_VALUE()                                                                   \
+    do {                                                                               \
+        if (!v) {                                                                      \
+            fprintf(stderr, "helium-coordinator: %s needs a value\n", a);              \
+            return 2;                                                                  \
+        }                                                                              \
+        i++;                                                                           \
+    } while (0)
+#define BAD_VALUE()                                                                    \
+    do {                                                                               \
+        fprintf(stderr, "helium-coordinator: bad value '%s' for %s\n", v, a);          \
+        return 2;                                                                      \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--model")) {
+            NEED_VALUE();
+            cfg.model_path = v;
+        } else if (!strcmp(a, "--listen")) {
+            NEED_VALUE();
+            cfg.listen = v;
+        } else if (!strcmp(a, "--workers")) {
+            NEED_VALUE();
+            cfg.workers = v;
+        } else if (!strcmp(a, "--metrics-port")) {
+            NEED_VALUE();
+            if (!parse_int(v, 0, 65535, &n)) BAD_VALUE();
+            cfg.metrics_port = (int)n;
+        } else if (!strcmp(a, "--metrics-host")) {
+            NEED_VALUE();
+            cfg.metrics_host = v;
+        } else if (!strcmp(a, "--heartbeat-ms")) {
+            NEED_VALUE();
+            if (!parse_int(v, 10, 60000, &n)) BAD_VALUE();
+            cfg.heartbeat_ms = (int)n;
+        } else if (!strcmp(a, "--worker-timeout-ms")) {
+            NEED_VALUE();
+            if (!parse_int(v, 50, 3600000, &n)) BAD_VALUE();
+            cfg.worker_timeout_ms = (int)n;
+        } else if (!strcmp(a, "--policy")) {
+            NEED_VALUE();
+            cfg.policy = v;
+        } else if (!strcmp(a, "--allow-host")) {
+            NEED_VALUE();
+            if (n_allow == MAX_ALLOW) {
+                fprintf(stderr, "helium-coordinator: at most %d --allow-host\n", MAX_ALLOW);
+                return 2;
+            }
+            allow[n_allow++] = v;
+        } else if (!strcmp(a, "--keep-jobs")) {
+            NEED_VALUE();
+            if (!parse_int(v, 1, 10000000, &n)) BAD_VALUE();
+            cfg.keep_jobs = (size_t)n;
+        } else if (!strcmp(a, "--stream")) {
+            cfg.stream = 1;
+        } else if (!strcmp(a, "--log-level")) {
+            NEED_VALUE();
+            int l = clog_level_from_name(v);
+            if (l < 0) BAD_VALUE();
+            clog_set_level((clog_level)l);
+        } else {
+            fprintf(stderr, "helium-coordinator: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+#undef NEED_VALUE
+#undef BAD_VALUE
+    }
+    if (!cfg.model_path) {
+        fprintf(stderr, "helium-coordinator: --model FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (cfg.worker_timeout_ms <= cfg.heartbeat_ms) {
+        fprintf(stderr, "helium-coordinator: --worker-timeout-ms (%d) must exceed --heartbeat-ms (%d)\n",
+                cfg.worker_timeout_ms, cfg.heartbeat_ms);
+        return 2;
+    }
+    cfg.allow_hosts = allow;
+    cfg.n_allow_hosts = n_allow;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal; /* no SA_RESTART: zmq_poll returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    coord_t *c = coord_new(&cfg);
+    if (!c) {
+        fprintf(stderr, "helium-coordinator: %s\n", he_msg());
+        return 1;
+    }
+    int rc = coord_run(c, &g_stop);
+    coord_destroy(&c);
+    return rc ? 1 : 0;
+}

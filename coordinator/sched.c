@@ -1,0 +1,206 @@
+/* sched: see sched.h.
+ *
+ * KV demand: a task may need ceil((prompt + max_tokens) / block_size) pages,
+ * capped by the context and by the largest eligible worker's pool (a task
+ * bigger than every pool still runs; the engine preempts as needed). Work
+ * per placement: one bh_prefix over the prompt, one dir_match, and
+ * route_pick over at most DIR_MAX_WORKERS workers.
+ */
+#include "sched.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockhash.h"
+#include "herr.h"
+#include "log.h"
+
+struct sched {
+    dir_t *dir;
+    dir_t *pending;         /* blocks of dispatched, unfinished tasks (owned) */
+    wkrs_t *ws;
+    route_config rc;
+    uint64_t root;
+    uint32_t block_size;
+    bool have_model;
+    uint64_t *hashes;       /* (cap_hashes) scratch */
+    int32_t cap_hashes;
+    uint32_t rr;            /* round-robin cursor (isolated) */
+    sched_counters c;
+};
+
+int sched_policy_from_name(const char *s) {
+    if (!s) return -1;
+    if (strcmp(s, "router") == 0) return SCHED_ROUTER;
+    if (strcmp(s, "prefix") == 0) return SCHED_PREFIX;
+    if (strcmp(s, "isolated") == 0) return SCHED_ISOLATED;
+    return -1;
+}
+
+const char *sched_policy_name(sched_policy p) {
+    switch (p) {
+    case SCHED_ROUTER: return "router";
+    case SCHED_PREFIX: return "prefix";
+    case SCHED_ISOLATED: return "isolated";
+    }
+    return "?";
+}
+
+sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
+    sched_t *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->dir = dir;
+    s->ws = workers;
+    if (!(s->pending = dir_new())) {
+        free(s);
+        return NULL;
+    }
+    route_config_default(&s->rc);
+    return s;
+}
+
+void sched_destroy(sched_t **self_p) {
+    if (!self_p || !*self_p) return;
+    free((*self_p)->hashes);
+    dir_destroy(&(*self_p)->pending);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void sched_set_model(sched_t *s, uint64_t root, uint32_t block_size, size_t page_bytes) {
+    s->root = root;
+    s->block_size = block_size;
+    s->rc.page_bytes = page_bytes;
+    s->have_model = true;
+}
+
+route_config *sched_route_config(sched_t *s) { return &s->rc; }
+
+void sched_get_counters(const sched_t *s, sched_counters *out) { *out = s->c; }
+
+void sched_pending_add(sched_t *s, int slot, const uint64_t *hashes, int32_t n) {
+    for (int32_t i = 0; i < n; i++) dir_add(s->pending, hashes[i], slot);
+}
+
+void sched_pending_remove(sched_t *s, int slot, const uint64_t *hashes, int32_t n) {
+    for (int32_t i = 0; i < n; i++) dir_remove(s->pending, hashes[i], slot);
+}
+
+void sched_pending_drop(sched_t *s, int slot) { dir_drop_worker(s->pending, slot); }
+
+static bool same_model(const sched_t *s, const wkr_t *w) {
+    return s->have_model && w->model_root == s->root && w->block_size == s->block_size;
+}
+
+int sched_place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
+                sched_choice *out) {
+    memset(out, 0, sizeof *out);
+    route_worker rw[DIR_MAX_WORKERS];
+    wkr_t *wk[DIR_MAX_WORKERS];
+    int nw = 0, n_alive = 0;
+    uint32_t max_ctx = 0;
+    int32_t max_pool = 0;
+    for (int i = 0; i < wkrs_cap(s->ws); i++) {
+        wkr_t *w = wkrs_by_slot(s->ws, i);
+        if (!w || !w->alive || !same_model(s, w)) continue;
+        n_alive++;
+        if (w->n_ctx > max_ctx) max_ctx = w->n_ctx;
+        if ((int64_t)n + 1 > (int64_t)w->n_ctx) continue;
+        if ((int32_t)w->kv_blocks_total > max_pool) max_pool = (int32_t)w->kv_blocks_total;
+        wk[nw] = w;
+        rw[nw] = (route_worker){.slot = w->slot, .alive = true, .kv_blocks_avail = wkr_kv_avail(w),
+                                .load_tokens = w->load_tokens, .prefill_tok_s = w->prefill_tok_s,
+                                .link_bytes_s = w->link_bytes_s};
+        nw++;
+    }
+    if (n_alive == 0) return he_set(HE_EUNAVAIL, "no worker is alive");
+    if (nw == 0)
+        return he_set(HE_ECONTEXT, "the prompt has %d tokens; with one generated token it does not fit the "
+                      "context of %u tokens", n, max_ctx);
+
+    int32_t bs = (int32_t)s->block_size;
+    int64_t need_tok = (int64_t)n + max_tokens;
+    int32_t pages = (int32_t)((need_tok + bs - 1) / bs);
+    if (pages > max_pool) pages = max_pool;
+    out->pages = pages;
+
+    /* the prompt's block hashes */
+    int32_t nb = n / bs;
+    if (nb > s->cap_hashes) {
+        uint64_t *h = realloc(s->hashes, (size_t)nb * sizeof *h);
+        if (!h) return he_set(HE_ENOMEM, "out of memory");
+        s->hashes = h;
+        s->cap_hashes = nb;
+    }
+    nb = nb ? bh_prefix(s->root, ids, n, bs, s->hashes) : 0;
+    out->hashes = s->hashes;
+    out->n_hashes = nb;
+
+    int pick = -1;
+    route_decision d = {.worker = -1, .pull_from = -1};
+    int32_t real[DIR_MAX_WORKERS]; /* runs the real directory shows (pull sources) */
+    if (policy == SCHED_ISOLATED) {
+        /* round robin over eligible workers with room, starting after the last pick */
+        for (int k = 0; k < nw && pick < 0; k++) {
+            int i = (int)((s->rr + (uint32_t)k) % (uint32_t)nw);
+            if (rw[i].kv_blocks_avail >= pages) pick = i;
+        }
+        if (pick >= 0) s->rr = (uint32_t)(pick + 1);
+        d.worker = pick;
+    } else {
+        int32_t runs[DIR_MAX_WORKERS], pend[DIR_MAX_WORKERS];
+        memset(runs, 0, sizeof runs);
+        memset(real, 0, sizeof real);
+        memset(pend, 0, sizeof pend);
+        if (policy == SCHED_ROUTER && nb) {
+            dir_match(s->dir, s->hashes, nb, real);
+            dir_match(s->pending, s->hashes, nb, pend);
+            for (int w = 0; w < DIR_MAX_WORKERS; w++) runs[w] = real[w] > pend[w] ? real[w] : pend[w];
+        }
+        route_config rc = s->rc;
+        rc.cache_aware = policy == SCHED_ROUTER;
+        rc.allow_pull = policy == SCHED_ROUTER && rc.page_bytes > 0;
+        route_pick(&rc, rw, nw, runs, n, bs, pages, &d);
+        pick = d.worker;
+    }
+    if (pick < 0 || pick >= nw) {
+        clog_msg(CLOG_DEBUG, "route: %d-token prompt waits (no eligible worker has %d free pages)", n, pages);
+        return 0;
+    }
+    out->d = d;
+    out->worker = wk[pick];
+    out->reuse_blocks = policy == SCHED_ISOLATED ? 0 : d.reuse_blocks;
+    if (policy == SCHED_ROUTER && d.pull_from >= 0 && d.pull_from < nw && d.pull_blocks > 0 &&
+        *wk[d.pull_from]->endpoint) {
+        /* pull only what the source really holds */
+        int32_t end = d.reuse_blocks + d.pull_blocks, have = real[wk[d.pull_from]->slot];
+        if (end > have) end = have;
+        if (end > nb) end = nb;
+        if (end > d.reuse_blocks) {
+            out->pull_from = wk[d.pull_from];
+            out->pull_first = d.reuse_blocks;
+            out->pull_blocks = end - d.reuse_blocks;
+        }
+    }
+    int64_t reuse_tok = (int64_t)(out->reuse_blocks + out->pull_blocks) * bs;
+    if (reuse_tok > n - 1) reuse_tok = n > 0 ? n - 1 : 0;
+    out->load_tokens = (int64_t)n - reuse_tok + max_tokens;
+
+    s->c.decisions++;
+    if (out->reuse_blocks > 0) s->c.affinity++;
+    if (out->pull_from) {
+        s->c.pulls++;
+        s->c.pull_blocks += (uint64_t)out->pull_blocks;
+    } else if (d.t_pull_s > 0 || d.t_recompute_s > 0) {
+        s->c.recomputes++;
+    }
+    if (d.imbalanced) s->c.imbalanced++;
+    if (clog_on(CLOG_DEBUG))
+        clog_msg(CLOG_DEBUG,
+             "route[%s]: %d tokens (%d blocks) -> %s: reuse %d blocks, pull %d from %s (t_pull %.4fs vs "
+             "t_recompute %.4fs), cost %.0f, load %lld%s",
+             sched_policy_name(policy), n, nb, out->worker->id, out->reuse_blocks, out->pull_blocks,
+             out->pull_from ? out->pull_from->id : "-", d.t_pull_s, d.t_recompute_s, d.cost,
+             (long long)out->worker->load_tokens, d.imbalanced ? " (imbalance override)" : "");
+    return 0;
+}

@@ -1,0 +1,82 @@
+/* sched: placement of LLM tasks on workers under a scheduling policy.
+ *
+ * Policies:
+ *   "router"   cache-aware: the prompt's block hashes are matched against the
+ *              prefix directory (dir.h) and route_pick (route.h) weighs reuse,
+ *              KV pulls from peers and load;
+ *   "prefix"   least-loaded only (no affinity, no pull); workers still reuse
+ *              whatever their own caches hold;
+ *   "isolated" round robin over eligible workers, no pull.
+ * A worker is eligible when it is alive, uses the cluster's model root and
+ * block size, and its context holds the prompt plus one generated token.
+ *
+ * Pending blocks: a task placed on a worker will soon make that worker hold
+ * its prompt's blocks, before any cache event says so. The scheduler keeps
+ * them in a second directory (sched_pending_*), added at dispatch and removed
+ * when the task ends (by then the worker's cache events have arrived: they
+ * travel ahead of the result on the same socket), and counts them as held for
+ * reuse, so siblings dispatched in one burst follow each other. A pull is only
+ * ever planned from blocks the real directory shows.
+ *
+ * sched_place never blocks and keeps counters of its decisions (decisions,
+ * affinity hits, pulls chosen, recomputes chosen over a considered pull,
+ * imbalance overrides). Single-threaded: the loop owns it.
+ */
+#ifndef HELIUM_COORD_SCHED_H
+#define HELIUM_COORD_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dir.h"
+#include "route.h"
+#include "workers.h"
+
+typedef enum { SCHED_ROUTER = 0, SCHED_PREFIX = 1, SCHED_ISOLATED = 2 } sched_policy;
+
+/* The policy named s ("" or NULL: -1 too), or -1 if unknown. */
+int sched_policy_from_name(const char *s);
+const char *sched_policy_name(sched_policy p);
+
+typedef struct {
+    uint64_t decisions, affinity, pulls, recomputes, imbalanced, pull_blocks;
+} sched_counters;
+
+typedef struct {
+    wkr_t *worker;          /* chosen worker; NULL: none eligible has room now (try later) */
+    wkr_t *pull_from;       /* peer to pull from, or NULL */
+    int32_t pull_first;     /* prompt block index of the first page to pull */
+    int32_t pull_blocks;
+    const uint64_t *hashes; /* (n_hashes) the prompt's full-block hashes; valid until the next call */
+    int32_t n_hashes;
+    int32_t reuse_blocks;   /* blocks the chosen worker already holds */
+    int32_t pages;          /* KV pages the task may need (prompt + max_tokens, capped) */
+    int64_t load_tokens;    /* work it adds: prompt tokens to compute + max_tokens */
+    route_decision d;
+} sched_choice;
+
+typedef struct sched sched_t;
+
+/* dir and workers are borrowed and must outlive the scheduler. */
+sched_t *sched_new(dir_t *dir, wkrs_t *workers);
+void sched_destroy(sched_t **self_p);
+
+/* The cluster's model identity (from the first accepted registration). */
+void sched_set_model(sched_t *s, uint64_t root, uint32_t block_size, size_t page_bytes);
+route_config *sched_route_config(sched_t *s);
+
+/* Places a prompt of n ids that generates up to max_tokens tokens.
+ * Returns 0 (out->worker may be NULL: wait), HE_EUNAVAIL when no worker is
+ * alive, or HE_ECONTEXT when no alive worker's context holds the prompt plus
+ * one token (the message gives the sizes). */
+int sched_place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
+                sched_choice *out);
+
+void sched_get_counters(const sched_t *s, sched_counters *out);
+
+/* Pending blocks of dispatched tasks (see above); slot is the worker's. */
+void sched_pending_add(sched_t *s, int slot, const uint64_t *hashes, int32_t n);
+void sched_pending_remove(sched_t *s, int slot, const uint64_t *hashes, int32_t n);
+void sched_pending_drop(sched_t *s, int slot);
+
+#endif

@@ -1,0 +1,109 @@
+/* workers: the coordinator's table of registered workers.
+ *
+ * A worker is known by its ZeroMQ routing id (the DEALER identity it connects
+ * with) and holds one directory slot in [0, DIR_MAX_WORKERS) for its life in
+ * the table; a dead worker keeps its entry (shown as not alive) until it
+ * comes back or its slot is needed for a new one. For each worker the table
+ * keeps what it registered (model root, KV geometry), its last reported load
+ * and counters, rates measured from counter deltas, its cache-event sequence
+ * state, and the tasks dispatched to it and not yet finished (in-flight), from
+ * which its outstanding load in tokens is summed.
+ *
+ * Single-threaded: the coordinator's loop owns it.
+ */
+#ifndef HELIUM_COORD_WORKERS_H
+#define HELIUM_COORD_WORKERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dir.h"
+#include "helium.pb-c.h"
+#include "jobs.h"
+
+#define WKR_ID_LEN 64
+#define WKR_IDENT_MAX 255     /* ZeroMQ routing ids are 1..255 bytes */
+#define WKR_MAX_COUNTERS 32
+
+typedef struct {
+    char key[48];
+    uint64_t value;
+} wkr_counter;
+
+typedef struct wkr {
+    int slot;                 /* directory slot, index in the table */
+    char id[WKR_ID_LEN];      /* display id (Register.worker_id, else the routing id) */
+    uint8_t ident[WKR_IDENT_MAX];
+    size_t ident_len;         /* routing id: ident[0..ident_len) */
+    bool alive;
+    int64_t last_seen_ms;     /* monotonic time of the last message */
+    uint64_t last_hb_us;      /* wall time of the last heartbeat */
+    uint64_t registered_us;
+
+    /* registration */
+    char model[128], backend[32], endpoint[256], kv_dtype[16], version[64];
+    uint64_t model_root;
+    uint32_t block_size, kv_blocks_total, n_ctx, max_batch, n_layers, kv_dim;
+    size_t page_bytes;        /* one KV page on the wire: n_layers * 2 * block_size * kv_dim * dtype bytes */
+
+    /* last heartbeat */
+    uint32_t running, queued, kv_used, kv_cached, kv_free;
+    int32_t reserved_pages;   /* pages reserved by dispatches since that heartbeat (net of releases) */
+    wkr_counter counters[WKR_MAX_COUNTERS];
+    size_t n_counters;
+
+    /* rates measured from counter deltas (<= 0: unknown) */
+    double prefill_tok_s;     /* tokens per second of forward time */
+    double link_bytes_s;      /* KV pull bandwidth into this worker */
+    uint64_t prev_tokens, prev_forward_us, prev_pulled, prev_pull_us;
+    bool have_prev;
+
+    /* cache events */
+    uint64_t cache_seq;       /* last seq applied */
+    bool seq_known;           /* false until the first event after (re)registration */
+    bool resync_pending;      /* CacheResync sent, waiting for the snapshot */
+
+    /* in-flight tasks */
+    job_task **inflight;      /* (n_inflight) */
+    size_t n_inflight, cap_inflight;
+    int64_t load_tokens;      /* sum of the in-flight tasks' load_tokens */
+} wkr_t;
+
+typedef struct wkrs wkrs_t;
+
+wkrs_t *wkrs_new(void);
+void wkrs_destroy(wkrs_t **self_p);
+
+/* Lookups; NULL if none. */
+wkr_t *wkrs_by_ident(wkrs_t *t, const void *ident, size_t len);
+wkr_t *wkrs_by_slot(wkrs_t *t, int slot);
+/* Number of slots in use (alive or dead); iterate slots [0, wkrs_cap). */
+int wkrs_cap(const wkrs_t *t);
+int wkrs_alive(const wkrs_t *t);
+
+/* Adds a worker for routing id ident (1..255 bytes), reusing the slot of a
+ * dead worker when the table is full (that worker's in-flight list must be
+ * empty). HE_ELIMIT when every slot holds a live worker. */
+int wkrs_add(wkrs_t *t, const void *ident, size_t len, wkr_t **out);
+
+/* Fills the registration fields from reg; clears load, rates and sequence
+ * state. The display id is reg->worker_id, else the routing id if printable,
+ * else "w<slot>". */
+void wkr_register(wkr_t *w, const Helium__Register *reg, uint64_t now_us);
+
+/* Applies a heartbeat: load, counters, measured rates. */
+void wkr_heartbeat(wkr_t *w, const Helium__Heartbeat *hb, uint64_t now_us);
+
+/* A counter from the last heartbeat (0 if absent). */
+uint64_t wkr_counter_get(const wkr_t *w, const char *key);
+
+/* Free plus reclaimable KV pages, minus reservations since the heartbeat. */
+int32_t wkr_kv_avail(const wkr_t *w);
+
+/* In-flight bookkeeping: add records t (and its load_tokens, pages); remove
+ * forgets it and releases them. remove is a no-op for unknown tasks. */
+int wkr_inflight_add(wkr_t *w, job_task *t);
+void wkr_inflight_remove(wkr_t *w, job_task *t);
+
+#endif

@@ -1,0 +1,277 @@
+/* Unit tests for coordinator/workers.c (suite "workers") and
+ * coordinator/sched.c (suite "sched"): worker table bookkeeping, measured
+ * rates, and placement under the router / prefix / isolated policies with a
+ * hand-filled prefix directory. No sockets. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "blockhash.h"
+#include "dir.h"
+#include "herr.h"
+#include "sched.h"
+#include "workers.h"
+
+#define ROOT 0x1234u
+#define BS 16
+
+static wkrs_t *ws;
+static dir_t *dir;
+static sched_t *sc;
+
+static void setup(void) {
+    ws = wkrs_new();
+    dir = dir_new();
+    sc = sched_new(dir, ws);
+    cr_assert(ws && dir && sc);
+    sched_set_model(sc, ROOT, BS, 4096);
+}
+
+static void teardown(void) {
+    sched_destroy(&sc);
+    dir_destroy(&dir);
+    wkrs_destroy(&ws);
+}
+
+/* Registers an alive worker "id" with the cluster's model. */
+static wkr_t *add_worker(const char *id, uint32_t blocks, uint32_t n_ctx, uint64_t root) {
+    wkr_t *w = NULL;
+    cr_assert_eq(wkrs_add(ws, id, strlen(id), &w), 0, "%s", he_msg());
+    Helium__Register reg = HELIUM__REGISTER__INIT;
+    reg.model_root = root;
+    reg.block_size = BS;
+    reg.kv_blocks_total = blocks;
+    reg.n_ctx = n_ctx;
+    reg.n_layers = 2;
+    reg.kv_dim = 8;
+    reg.kv_dtype = "f32";
+    reg.data_endpoint = "tcp://127.0.0.1:1";
+    wkr_register(w, &reg, 1);
+    w->alive = true;
+    return w;
+}
+
+static void heartbeat(wkr_t *w, uint32_t kv_free, uint32_t kv_cached, uint64_t computed, uint64_t fwd_us) {
+    Helium__Load load = HELIUM__LOAD__INIT;
+    load.kv_free = kv_free;
+    load.kv_cached = kv_cached;
+    Helium__Heartbeat__CountersEntry e1 = HELIUM__HEARTBEAT__COUNTERS_ENTRY__INIT, e2 = e1;
+    e1.key = "computed_tokens";
+    e1.value = computed;
+    e2.key = "forward_us";
+    e2.value = fwd_us;
+    Helium__Heartbeat__CountersEntry *ev[] = {&e1, &e2};
+    Helium__Heartbeat hb = HELIUM__HEARTBEAT__INIT;
+    hb.load = &load;
+    hb.n_counters = 2;
+    hb.counters = ev;
+    wkr_heartbeat(w, &hb, 2);
+}
+
+static int32_t prompt[200];
+static void fill_prompt(int32_t seed) {
+    for (int i = 0; i < 200; i++) prompt[i] = (seed * 31 + i * 7) % 500;
+}
+
+TestSuite(workers, .init = setup, .fini = teardown);
+TestSuite(sched, .init = setup, .fini = teardown);
+
+Test(workers, register_fills_geometry_and_id) {
+    wkr_t *w = add_worker("w7", 100, 512, ROOT);
+    cr_assert_str_eq(w->id, "w7");
+    cr_assert_eq(w->slot, 0);
+    cr_assert_eq(w->page_bytes, 2u * 2 * BS * 8 * 4);
+    cr_assert_eq(wkr_kv_avail(w), 100);
+    cr_assert_eq(wkrs_by_ident(ws, "w7", 2), w);
+    cr_assert_null(wkrs_by_ident(ws, "w8", 2));
+    wkr_t *x = NULL;
+    cr_assert_eq(wkrs_add(ws, "\x01\x02", 2, &x), 0);
+    Helium__Register reg = HELIUM__REGISTER__INIT;
+    reg.block_size = BS;
+    wkr_register(x, &reg, 1);
+    cr_assert_str_eq(x->id, "w1", "an unprintable routing id is shown by slot");
+    cr_assert_eq(wkrs_alive(ws), 1);
+}
+
+Test(workers, heartbeat_rates_and_kv) {
+    wkr_t *w = add_worker("w0", 100, 512, ROOT);
+    heartbeat(w, 40, 10, 1000, 1000000);
+    cr_assert_eq(wkr_kv_avail(w), 50);
+    cr_assert_float_eq(w->prefill_tok_s, 0.0, 1e-9, "one sample gives no rate");
+    heartbeat(w, 40, 10, 3000, 2000000); /* 2000 tokens in 1 s */
+    cr_assert_float_eq(w->prefill_tok_s, 2000.0, 1e-6);
+    heartbeat(w, 40, 10, 3000, 2005000); /* under 20 ms of forward time: ignored */
+    cr_assert_float_eq(w->prefill_tok_s, 2000.0, 1e-6);
+    heartbeat(w, 40, 10, 7000, 3000000); /* 4000 tok/s since the last sample used, smoothed */
+    cr_assert_float_eq(w->prefill_tok_s, 3000.0, 1e-6);
+    cr_assert_eq(wkr_counter_get(w, "computed_tokens"), 7000);
+    cr_assert_eq(wkr_counter_get(w, "nope"), 0);
+}
+
+Test(workers, inflight_load_and_reservations) {
+    wkr_t *w = add_worker("w0", 100, 512, ROOT);
+    heartbeat(w, 100, 0, 0, 0);
+    job_task a = {.load_tokens = 300, .pages = 30}, b = {.load_tokens = 50, .pages = 5};
+    cr_assert_eq(wkr_inflight_add(w, &a), 0);
+    cr_assert_eq(wkr_inflight_add(w, &b), 0);
+    cr_assert_eq(w->load_tokens, 350);
+    cr_assert_eq(wkr_kv_avail(w), 65);
+    wkr_inflight_remove(w, &a);
+    cr_assert_eq(w->load_tokens, 50);
+    cr_assert_eq(w->n_inflight, 1);
+    cr_assert_eq(w->inflight[0], &b);
+    wkr_inflight_remove(w, &a); /* unknown now: no-op */
+    cr_assert_eq(w->load_tokens, 50);
+    heartbeat(w, 90, 5, 0, 0); /* a heartbeat resets the reservations */
+    cr_assert_eq(wkr_kv_avail(w), 95);
+}
+
+Test(workers, dead_slot_is_reused_when_full) {
+    wkr_t *w = NULL;
+    char id[8];
+    for (int i = 0; i < DIR_MAX_WORKERS; i++) {
+        snprintf(id, sizeof id, "x%d", i);
+        w = add_worker(id, 10, 64, ROOT);
+    }
+    cr_assert_eq(wkrs_add(ws, "new", 3, &w), HE_ELIMIT);
+    wkrs_by_slot(ws, 5)->alive = false;
+    cr_assert_eq(wkrs_add(ws, "new", 3, &w), 0);
+    cr_assert_eq(w->slot, 5);
+    cr_assert_eq(wkrs_by_ident(ws, "new", 3), w);
+    cr_assert_null(wkrs_by_ident(ws, "x5", 2));
+}
+
+Test(sched, policy_names) {
+    cr_assert_eq(sched_policy_from_name("router"), SCHED_ROUTER);
+    cr_assert_eq(sched_policy_from_name("prefix"), SCHED_PREFIX);
+    cr_assert_eq(sched_policy_from_name("isolated"), SCHED_ISOLATED);
+    cr_assert_eq(sched_policy_from_name("fastest"), -1);
+    cr_assert_eq(sched_policy_from_name(""), -1);
+    cr_assert_str_eq(sched_policy_name(SCHED_PREFIX), "prefix");
+}
+
+Test(sched, no_worker_and_too_long) {
+    sched_choice ch;
+    fill_prompt(1);
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 100, 10, &ch), HE_EUNAVAIL);
+    add_worker("w0", 100, 100, ROOT);
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 100, 10, &ch), HE_ECONTEXT,
+                 "100 tokens + 1 do not fit a context of 100");
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 99, 10, &ch), 0);
+    cr_assert_not_null(ch.worker);
+    cr_assert_eq(ch.n_hashes, 99 / BS);
+}
+
+Test(sched, other_model_is_not_eligible) {
+    add_worker("alien", 100, 512, ROOT + 1);
+    sched_choice ch;
+    fill_prompt(2);
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 50, 10, &ch), HE_EUNAVAIL);
+}
+
+Test(sched, router_follows_the_prefix) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(3);
+    uint64_t h[12];
+    int nb = bh_prefix(ROOT, prompt, 160, BS, h);
+    cr_assert_eq(nb, 10);
+    for (int i = 0; i < 6; i++) dir_add(dir, h[i], w1->slot);
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 160, 20, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert_eq(ch.reuse_blocks, 6);
+    cr_assert_null(ch.pull_from);
+    cr_assert_eq(ch.pages, (160 + 20 + BS - 1) / BS);
+    cr_assert_eq(ch.load_tokens, 160 - 6 * BS + 20);
+    /* the same prompt under "prefix" ignores the directory: least loaded, lower slot */
+    cr_assert_eq(sched_place(sc, SCHED_PREFIX, prompt, 160, 20, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+    cr_assert_eq(ch.reuse_blocks, 0);
+    sched_counters k;
+    sched_get_counters(sc, &k);
+    cr_assert_eq(k.decisions, 2);
+    cr_assert_eq(k.affinity, 1);
+}
+
+Test(sched, prefix_takes_least_loaded) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    job_task busy = {.load_tokens = 5000, .pages = 0};
+    wkr_inflight_add(w0, &busy);
+    fill_prompt(4);
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_PREFIX, prompt, 64, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    wkr_inflight_remove(w0, &busy);
+}
+
+Test(sched, isolated_round_robin) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(5);
+    sched_choice ch;
+    wkr_t *seen[4];
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(sched_place(sc, SCHED_ISOLATED, prompt, 40, 8, &ch), 0);
+        seen[i] = ch.worker;
+        cr_assert_null(ch.pull_from);
+    }
+    cr_assert_neq(seen[0], seen[1]);
+    cr_assert_eq(seen[0], seen[2]);
+    cr_assert_eq(seen[1], seen[3]);
+    cr_assert(seen[0] == w0 || seen[0] == w1);
+}
+
+Test(sched, full_workers_make_the_task_wait) {
+    wkr_t *w0 = add_worker("w0", 100, 512, ROOT);
+    heartbeat(w0, 2, 0, 0, 0); /* 2 pages left; the task needs 4 */
+    fill_prompt(6);
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 40, 16, &ch), 0);
+    cr_assert_null(ch.worker);
+    cr_assert_eq(sched_place(sc, SCHED_ISOLATED, prompt, 40, 16, &ch), 0);
+    cr_assert_null(ch.worker);
+    heartbeat(w0, 2, 10, 0, 0); /* cached pages are reclaimable */
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 40, 16, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+}
+
+Test(sched, dead_worker_is_skipped) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(7);
+    uint64_t h[4];
+    bh_prefix(ROOT, prompt, 64, BS, h);
+    for (int i = 0; i < 4; i++) dir_add(dir, h[i], w0->slot);
+    w0->alive = false;
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 64, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert_null(ch.pull_from, "a dead worker is never a pull source");
+}
+
+Test(sched, pending_blocks_attract_siblings_but_are_never_pulled) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(8);
+    uint64_t h[10];
+    int nb = bh_prefix(ROOT, prompt, 160, BS, h);
+    /* a sibling was just dispatched to w1: its blocks are only pending */
+    sched_pending_add(sc, w1->slot, h, nb);
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 160, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert_gt(ch.reuse_blocks, 0);
+    /* load w1 heavily: the task goes to w0, and no pull is planned from
+     * blocks w1 does not hold yet */
+    job_task busy = {.load_tokens = 100000};
+    wkr_inflight_add(w1, &busy);
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 160, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+    cr_assert_null(ch.pull_from);
+    wkr_inflight_remove(w1, &busy);
+    sched_pending_remove(sc, w1->slot, h, nb);
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 160, 8, &ch), 0);
+    cr_assert_eq(ch.reuse_blocks, 0);
+}
