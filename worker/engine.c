@@ -301,8 +301,10 @@ static void preempt(eng_t *e, int32_t i) {
 /* Shares the longest cached run of s's full pages, leaving at least one token
  * to compute. Returns the number of tokens served from cache. The prompt's
  * hashes were computed at submit; generated tokens' hashes by commit_full. */
+static bool seq_caches(const eng_t *e, const seq_t *s) { return !e->cfg.no_prefix_cache && !s->rq.no_cache; }
+
 static int32_t match_prefix(eng_t *e, seq_t *s) {
-    if (e->cfg.no_prefix_cache) return 0;
+    if (!seq_caches(e, s)) return 0;
     int32_t bs = e->cfg.block_size;
     int32_t nfull = (s->n_tok - 1) / bs; /* keep >= 1 token to compute */
     int32_t known = s->n_phash;
@@ -317,11 +319,12 @@ static int32_t match_prefix(eng_t *e, seq_t *s) {
 /* True if the page after s's cached run is being computed right now by a
  * running sequence: admitting s now would compute it twice. */
 static bool next_page_in_flight(const eng_t *e, const seq_t *s, int32_t k) {
-    if (e->cfg.no_prefix_cache || k >= s->n_phash || (k + 1) * e->cfg.block_size > s->n_tok - 1)
+    if (!seq_caches(e, s) || k >= s->n_phash || (k + 1) * e->cfg.block_size > s->n_tok - 1)
         return false;
     uint64_t h = s->hashes[k];
     for (int32_t i = 0; i < e->n_run; i++) {
         const seq_t *r = e->run[i];
+        if (!seq_caches(e, r)) continue;
         for (int32_t j = r->n_hashed; j < r->n_phash; j++)
             if (r->hashes[j] == h) return true;
     }
@@ -394,7 +397,7 @@ static int ensure_pages(eng_t *e, seq_t *s, int32_t upto, int32_t n_in_batch) {
 
 /* Commits every page of s that became full; dedups against identical pages. */
 static void commit_full(eng_t *e, seq_t *s) {
-    if (e->cfg.no_prefix_cache) return;
+    if (!seq_caches(e, s)) return;
     int32_t bs = e->cfg.block_size;
     while ((s->n_hashed + 1) * bs <= s->n_kv) {
         int32_t i = s->n_hashed;

@@ -50,6 +50,7 @@ typedef struct {
     int32_t n_stop;
     bool ignore_eos;
     bool record_logits;        /* keep the logits of every sampled position (tests) */
+    bool no_cache;             /* neither reuse nor commit prefix pages (isolated baseline) */
     uint64_t user;             /* caller's tag, returned in the result */
 } eng_request;
 
