@@ -18,7 +18,15 @@
  *     in one CacheEvents message never matters; seq counts sent messages;
  *   - nothing read from a socket is trusted: undecodable frames, wrong
  *     protocol_version, bad page geometry or hashes are logged, counted and
- *     dropped; they never stop the loop.
+ *     dropped; they never stop the loop;
+ *   - workflow pins (Dispatch.pin + pin_tag) are held under their tag until
+ *     an Unpin{tag}: each hash at most once per tag, at most SRV_MAX_PIN_TAGS
+ *     tags and kv_blocks/2 pinned blocks in all (beyond that pins are refused
+ *     and counted), and all of them are released when the worker registers
+ *     again (a coordinator that lost us also lost its tags), so none leak.
+ * Policies carried by a dispatch: no_cache (neither reuse nor commit prefix
+ * pages: the isolated baseline), warm (prefill only: one sampled token that
+ * is not reported; the prompt's pages stay cached), pin/pin_tag (above).
  * The wire format is proto/helium.proto; the runtime contract is the cluster
  * contract (Register, Heartbeat, CacheEvents, Dispatch/OpResult, KV pulls).
  */
@@ -55,6 +63,8 @@
 #define SRV_MAX_STOP_LEN 4096
 #define SRV_DRAIN_MSGS 256                 /* frames read per socket per loop turn */
 #define SRV_MAX_PENDING_EVENTS 8192        /* beyond this, send a snapshot instead (bounds the O(n) dedup) */
+#define SRV_MAX_PIN_TAGS 4096              /* live pin tags at most */
+#define SRV_MAX_TAG_LEN 256                /* bytes of one pin tag */
 
 /* ---------------------------------------------------------------- logging */
 
@@ -133,6 +143,12 @@ static void u64_free(u64vec *a) {
     memset(a, 0, sizeof *a);
 }
 
+static int64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* ---------------------------------------------------------------- state */
 
 typedef struct {
@@ -154,6 +170,12 @@ typedef struct task {
     uint64_t task_id;
     char *job_id, *op_id;
     uint32_t attempt, item, round;
+    bool warm;              /* prefill only: answer with counts, no text */
+    /* workflow pin, applied once the prompt's KV is computed (first token) */
+    char *pin_tag;          /* NULL: no pin */
+    uint64_t *pin;          /* (n_pin) hashes to pin, prefix order */
+    int32_t n_pin;
+    bool pin_done;
     int32_t *prompt;        /* (n_prompt) */
     int32_t n_prompt;
     eng_request rq;
@@ -169,6 +191,7 @@ typedef struct task {
     uint64_t xfer;
     int peer;               /* index into srv.peers */
     int64_t pull_deadline_ms;
+    int64_t pull_mark_us;   /* when the KvPull went out, or the last pages came in */
     uint64_t *want;         /* (n_want) hashes asked for, prefix order */
     int32_t n_want, n_got;
     int32_t pulled_tokens;
@@ -180,6 +203,12 @@ typedef struct task {
     uint64_t t_recv_us, t_first_us;
     struct task *next;
 } task_t;
+
+/* Blocks pinned under one workflow tag; each hash once. */
+typedef struct {
+    char *tag;
+    u64vec h;               /* (h.n) pinned hashes */
+} pin_tag_t;
 
 typedef struct {
     srv_opts o;
@@ -203,9 +232,13 @@ typedef struct {
     uint64_t cache_seq;
     uint64_t next_xfer;
     int64_t n_pinned;       /* pages pinned by pulls */
+    pin_tag_t *tags;        /* (n_tags) live workflow pin tags */
+    int n_tags, cap_tags;
+    int64_t n_tag_pinned;   /* sum of tags[i].h.n: pins held for tags */
     /* counters (beyond the engine's) */
     int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served;
-    bool draining, stop;
+    int64_t warm_tasks, pin_refused, pull_us, pull_bytes;
+    bool draining, stop, ever_registered;
     int exit_code;
 } srv_t;
 
@@ -323,6 +356,12 @@ static void send_heartbeat(srv_t *s) {
         {"bad_frames", s->bad_frames},
         {"send_errors", s->send_errors},
         {"pulls_served", s->pulls_served},
+        {"pinned_blocks", ks.blocks_pinned},
+        {"pin_tags", s->n_tags},
+        {"pin_refused", s->pin_refused},
+        {"warm_tasks", s->warm_tasks},
+        {"pull_us", s->pull_us},
+        {"pull_bytes", s->pull_bytes},
     };
     enum { NKV = sizeof kv / sizeof kv[0] };
     Helium__Heartbeat__CountersEntry ents[NKV], *pents[NKV];
@@ -433,6 +472,113 @@ static void unpin_task(srv_t *s, task_t *t) {
     t->pinned.n = 0;
 }
 
+/* ---------------------------------------------------------------- workflow pins */
+
+static int find_tag(const srv_t *s, const char *tag) {
+    for (int i = 0; i < s->n_tags; i++)
+        if (!strcmp(s->tags[i].tag, tag)) return i;
+    return -1;
+}
+
+/* Unpins every block held under tags[i] and forgets the tag. */
+static void drop_tag(srv_t *s, int i) {
+    pin_tag_t *g = &s->tags[i];
+    if (g->h.n) eng_unpin(s->e, g->h.v, (int32_t)g->h.n);
+    s->n_tag_pinned -= (int64_t)g->h.n;
+    free(g->tag);
+    u64_free(&g->h);
+    s->tags[i] = s->tags[--s->n_tags];
+}
+
+/* Pins t's leading run of cached hashes under its tag (once; before its
+ * result goes out). Hashes the tag holds already are not pinned again; a
+ * hash that is not cached ends the run; beyond SRV_MAX_PIN_TAGS tags or
+ * kv_blocks/2 pinned blocks the rest is refused (counted in pin_refused).
+ * O(n_pin * pins under the tag + n_tags). */
+static void apply_pins(srv_t *s, task_t *t) {
+    if (t->pin_done || !t->pin_tag || t->n_pin <= 0) return;
+    t->pin_done = true;
+    int gi = find_tag(s, t->pin_tag);
+    if (gi < 0) {
+        if (s->n_tags >= SRV_MAX_PIN_TAGS) {
+            s->pin_refused += t->n_pin;
+            slog(LOG_WARN, "task %llu: %d live pin tags already; not pinning %d blocks under '%s'",
+                 (unsigned long long)t->task_id, s->n_tags, t->n_pin, t->pin_tag);
+            return;
+        }
+        if (s->n_tags == s->cap_tags) {
+            int nc = s->cap_tags ? 2 * s->cap_tags : 16;
+            pin_tag_t *nt = realloc(s->tags, sizeof *nt * (size_t)nc);
+            if (!nt) {
+                slog(LOG_ERROR, "out of memory for pin tag '%s'", t->pin_tag);
+                return;
+            }
+            s->tags = nt;
+            s->cap_tags = nc;
+        }
+        char *tag = strdup(t->pin_tag);
+        if (!tag) {
+            slog(LOG_ERROR, "out of memory for pin tag '%s'", t->pin_tag);
+            return;
+        }
+        gi = s->n_tags++;
+        s->tags[gi] = (pin_tag_t){.tag = tag};
+    }
+    pin_tag_t *g = &s->tags[gi];
+    int64_t budget = kvc_n_blocks(s->kvc) / 2;
+    int32_t pinned = 0, held = 0, refused = 0, i = 0;
+    for (; i < t->n_pin; i++) {
+        uint64_t h = t->pin[i];
+        if (u64_has(&g->h, h)) {
+            held++;
+            continue;
+        }
+        if (s->n_tag_pinned >= budget) {
+            refused = t->n_pin - i;
+            break;
+        }
+        if (eng_pin(s->e, &h, 1) != 1) break; /* not cached: the run ends */
+        if (!u64_push(&g->h, h)) {
+            eng_unpin(s->e, &h, 1);
+            refused = t->n_pin - i;
+            break;
+        }
+        s->n_tag_pinned++;
+        pinned++;
+    }
+    if (refused) {
+        s->pin_refused += refused;
+        slog(LOG_WARN, "task %llu: pin budget (%lld of %d KV blocks) reached; refused %d blocks under '%s'",
+             (unsigned long long)t->task_id, (long long)budget, kvc_n_blocks(s->kvc), refused, t->pin_tag);
+    }
+    slog(LOG_DEBUG, "task %llu: pinned %d blocks under '%s' (%d held already, %d not cached; tag holds %zu)",
+         (unsigned long long)t->task_id, pinned, t->pin_tag, held, refused ? 0 : t->n_pin - i, g->h.n);
+    if (g->h.n == 0) drop_tag(s, gi);
+}
+
+static void on_unpin(srv_t *s, const Helium__Unpin *u) {
+    const char *tag = u->tag ? u->tag : "";
+    /* tasks not yet pinned under tag pin nothing now: nobody would unpin it */
+    int pending = 0;
+    for (task_t *t = s->tasks; t; t = t->next)
+        if (!t->pin_done && t->pin_tag && !strcmp(t->pin_tag, tag)) {
+            t->pin_done = true;
+            pending++;
+        }
+    int gi = find_tag(s, tag);
+    if (gi < 0) {
+        slog(LOG_DEBUG, "Unpin of unknown tag '%s' ignored (%d pending pins dropped)", tag, pending);
+        return;
+    }
+    size_t n = s->tags[gi].h.n;
+    drop_tag(s, gi);
+    slog(LOG_DEBUG, "unpinned %zu blocks under '%s' (%d pending pins dropped)", n, tag, pending);
+}
+
+static void drop_all_tags(srv_t *s) {
+    while (s->n_tags) drop_tag(s, s->n_tags - 1);
+}
+
 static void peer_release(srv_t *s, int i);
 
 /* Unlinks t, drops what it holds (pins, a pull in flight), frees it. */
@@ -455,6 +601,8 @@ static void task_free(srv_t *s, task_t *t) {
     for (int i = 0; i < t->n_stops; i++) free(t->stops[i]);
     free(t->stops);
     free(t->want);
+    free(t->pin_tag);
+    free(t->pin);
     u64_free(&t->pinned);
     free(t);
 }
@@ -616,10 +764,13 @@ static void on_engine_result(srv_t *s, eng_result *er) {
         fail_task(s, t, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
         return;
     }
+    apply_pins(s, t); /* the prompt's full pages are committed (and still cached) now */
     uint64_t now = epoch_us();
     if (!t->t_first_us && er->n_gen > 0) t->t_first_us = now;
-    if (t->stream) stream_progress(s, t, er->ids, er->n_gen, true);
-    char *text = tok_decode(s->m->tok, er->ids, er->n_gen, false);
+    int32_t n_gen = t->warm ? 0 : er->n_gen; /* a warm task's one token is not an answer */
+    if (t->warm) s->warm_tasks++;
+    if (t->stream && !t->warm) stream_progress(s, t, er->ids, n_gen, true);
+    char *text = t->warm ? NULL : tok_decode(s->m->tok, er->ids, n_gen, false);
     size_t len = text ? strlen(text) : 0;
     if (text) text[stop_cut(t, text, len)] = 0;
     int32_t cached = er->cached_tokens;
@@ -633,14 +784,14 @@ static void on_engine_result(srv_t *s, eng_result *er) {
     Helium__OpResult r = HELIUM__OP_RESULT__INIT;
     fill_result_header(&r, t);
     r.text = text ? text : "";
-    r.n_ids = (size_t)er->n_gen;
-    r.ids = er->ids;
+    r.n_ids = (size_t)n_gen;
+    r.ids = n_gen ? er->ids : NULL;
     r.prompt_tokens = (uint32_t)er->prompt_tokens;
     r.cached_tokens = (uint32_t)cached;
     r.computed_tokens = (uint32_t)(er->prompt_tokens - cached);
     r.pulled_tokens = (uint32_t)pulled;
-    r.generated_tokens = (uint32_t)er->n_gen;
-    r.finish_reason = (char *)finish_name(er->finish);
+    r.generated_tokens = (uint32_t)n_gen;
+    r.finish_reason = t->warm ? "warm" : (char *)finish_name(er->finish);
     r.timing = &tm;
     Helium__WorkerMsg w = HELIUM__WORKER_MSG__INIT;
     w.body_case = HELIUM__WORKER_MSG__BODY_RESULT;
@@ -651,13 +802,13 @@ static void on_engine_result(srv_t *s, eng_result *er) {
          "task %llu (job %s op %s) finished: %d prompt tokens (%d cached, %d computed, %d pulled), %d generated, "
          "%s, %.1f ms",
          (unsigned long long)t->task_id, t->job_id, t->op_id, er->prompt_tokens, cached,
-         er->prompt_tokens - cached, pulled, er->n_gen, r.finish_reason, (double)(now - t->t_recv_us) / 1000.0);
+         er->prompt_tokens - cached, pulled, n_gen, r.finish_reason, (double)(now - t->t_recv_us) / 1000.0);
     free(text);
     task_free(s, t);
 }
 
 /* After a step: record first tokens, stream progress, release pull pins of
- * requests now running. */
+ * requests now running, apply workflow pins of requests past their prompt. */
 static void after_step(srv_t *s) {
     for (task_t *t = s->tasks; t; t = t->next) {
         if (!t->submitted) continue;
@@ -665,6 +816,7 @@ static void after_step(srv_t *s) {
         const int32_t *ids = eng_peek_tokens(s->e, t->eng_id, &n);
         if (!ids) continue;
         if (t->pinned.n) unpin_task(s, t); /* running: its pages hold refs now */
+        if (n > 0 && !t->pin_done) apply_pins(s, t); /* prompt computed, full pages committed */
         if (n > 0 && !t->t_first_us) t->t_first_us = epoch_us();
         if (t->stream && n > t->n_streamed_ids) stream_progress(s, t, ids, n, false);
     }
@@ -803,6 +955,7 @@ static void on_pull_pages(srv_t *s, const Helium__KvPages *kp, const char *from)
         return;
     }
     bool bad = false;
+    int32_t got0 = t->n_got;
     for (size_t i = 0; i < kp->n_pages; i++) {
         const Helium__KvPage *pg = kp->pages[i];
         if (t->n_got >= t->n_want || check_page(s, pg) || pg->hash != t->want[t->n_got]) {
@@ -820,6 +973,13 @@ static void on_pull_pages(srv_t *s, const Helium__KvPages *kp, const char *from)
         t->pulled_tokens += rc * s->bs;
         s->pulled_tokens += rc * s->bs;
         t->n_got++;
+    }
+    if (t->n_got > got0) {
+        /* link time: from the KvPull (or the previous chunk) to these pages imported */
+        int64_t now = mono_us();
+        s->pull_us += now - t->pull_mark_us;
+        s->pull_bytes += (int64_t)(t->n_got - got0) * (int64_t)s->page_bytes;
+        t->pull_mark_us = now;
     }
     flush_cache_events(s);
     if (bad) finish_pull(s, t, "stopped early");
@@ -881,6 +1041,7 @@ static bool start_pull(srv_t *s, task_t *t, const Helium__KvPullHint *h) {
     t->peer = pi;
     t->pulling = true;
     t->pull_deadline_ms = mono_ms() + s->o.pull_timeout_ms;
+    t->pull_mark_us = mono_us();
     slog(LOG_INFO, "task %llu: pulling blocks %d..%d from %s (%s), transfer %llu", (unsigned long long)t->task_id,
          lo, end - 1, h->source_worker ? h->source_worker : "?", h->source_endpoint, (unsigned long long)t->xfer);
     return true;
@@ -1108,10 +1269,43 @@ static void on_dispatch(srv_t *s, const Helium__Dispatch *d) {
         }
     }
     t->rq = (eng_request){.sampling = sp, .max_tokens = (int32_t)max_tokens, .stop_ids = t->stop_ids,
-                          .n_stop = (int32_t)d->n_stop_ids, .user = t->task_id};
-    slog(LOG_INFO, "dispatch task %llu (job %s op %s attempt %u item %u): %d prompt tokens, max %u new%s%s",
-         (unsigned long long)t->task_id, t->job_id, t->op_id, t->attempt, t->item, t->n_prompt, max_tokens,
-         t->stream ? ", streaming" : "", d->pull ? ", pull hint" : "");
+                          .n_stop = (int32_t)d->n_stop_ids, .no_cache = d->no_cache, .user = t->task_id};
+    if (d->warm) {
+        /* prefill only: one token, whatever it is, ends the request */
+        t->warm = true;
+        t->stream = false;
+        t->rq.max_tokens = 1;
+        t->rq.ignore_eos = true;
+        t->rq.n_stop = 0;
+    }
+    if (d->n_pin > 0) {
+        const char *tag = d->pin_tag ? d->pin_tag : "";
+        size_t max_pin = (size_t)kvc_n_blocks(s->kvc);
+        if (!tag[0] || strlen(tag) > SRV_MAX_TAG_LEN) {
+            s->pin_refused += (int64_t)d->n_pin;
+            slog(LOG_WARN, "task %llu: %zu pins with %s tag ignored", (unsigned long long)t->task_id, d->n_pin,
+                 tag[0] ? "an overlong" : "no");
+        } else {
+            size_t n = d->n_pin < max_pin ? d->n_pin : max_pin;
+            if (n < d->n_pin) {
+                s->pin_refused += (int64_t)(d->n_pin - n);
+                slog(LOG_WARN, "task %llu: %zu pins for %zu KV blocks; keeping the first %zu",
+                     (unsigned long long)t->task_id, d->n_pin, max_pin, n);
+            }
+            t->pin_tag = strdup(tag);
+            t->pin = malloc(sizeof(uint64_t) * n);
+            if (!t->pin_tag || !t->pin) {
+                fail_task(s, t, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+                return;
+            }
+            memcpy(t->pin, d->pin, sizeof(uint64_t) * n);
+            t->n_pin = (int32_t)n;
+        }
+    }
+    slog(LOG_INFO, "dispatch task %llu (job %s op %s attempt %u item %u): %d prompt tokens, max %u new%s%s%s%s%s%s",
+         (unsigned long long)t->task_id, t->job_id, t->op_id, t->attempt, t->item, t->n_prompt, t->rq.max_tokens,
+         t->stream ? ", streaming" : "", d->pull ? ", pull hint" : "", t->warm ? ", warm" : "",
+         t->rq.no_cache ? ", no cache" : "", t->pin_tag ? ", pin under " : "", t->pin_tag ? t->pin_tag : "");
     if (d->pull && start_pull(s, t, d->pull)) return;
     submit_task(s, t);
 }
@@ -1212,7 +1406,15 @@ static void on_register_ack(srv_t *s, const Helium__RegisterAck *a) {
         slog(LOG_WARN, "coordinator calls this worker '%s'; keeping id '%s' (it is the routing id)", a->worker_id,
              s->id);
     bool was = s->registered;
+    if (!was && s->ever_registered && s->n_tags) {
+        /* the coordinator treats a re-registration as a restart: nobody
+         * will unpin the tags it knew about */
+        slog(LOG_INFO, "registered again: releasing %d pin tags (%lld blocks)", s->n_tags,
+             (long long)s->n_tag_pinned);
+        drop_all_tags(s);
+    }
     s->registered = true;
+    s->ever_registered = true;
     if (a->heartbeat_ms > 0) s->hb_ms = a->heartbeat_ms < 10 ? 10 : a->heartbeat_ms;
     s->next_hb_ms = mono_ms();
     if (!was) slog(LOG_INFO, "registered with the coordinator at %s (heartbeat %u ms)", s->o.coord_ep, s->hb_ms);
@@ -1256,6 +1458,9 @@ static void on_coord_frame(srv_t *s, const void *data, size_t len) {
             if (c->shutdown->drain) s->draining = true;
             else s->stop = true;
         }
+        break;
+    case HELIUM__COORD_MSG__BODY_UNPIN:
+        if (c->unpin) on_unpin(s, c->unpin);
         break;
     case HELIUM__COORD_MSG__BODY_RESYNC:
         slog(LOG_INFO, "cache resync requested (coordinator at seq %llu, we are at %llu)",
@@ -1446,14 +1651,15 @@ static void usage(FILE *f) {
             "                       tcp://127.0.0.1:* picks a free port); default: none\n"
             "  --advertise EP       data endpoint to tell peers (default: the bound one)\n"
             "  --threads N  --kv-mb MB  --block-size N  --batch-tokens N  --max-seqs N  --ctx N\n"
+            "  --kv-blocks N        KV pages (overrides --kv-mb; at least ctx/block-size + 1)\n"
             "  --no-prefix-cache    compute every prompt token\n"
             "  --heartbeat-ms N     heartbeat period until the coordinator sets one (default 500)\n"
             "  --pull-timeout-ms N  give up on a KV pull after N ms and recompute (default 2000)\n"
             "  --log-level L        error | warn | info | debug (default info)\n");
 }
 
-enum { S_COORD = 256, S_MODEL, S_ID, S_DATA, S_ADV, S_THREADS, S_KVMB, S_BS, S_BATCH, S_SEQS, S_CTX, S_NOPC,
-       S_HB, S_PULLTO, S_LOG, S_HELP };
+enum { S_COORD = 256, S_MODEL, S_ID, S_DATA, S_ADV, S_THREADS, S_KVMB, S_KVBLOCKS, S_BS, S_BATCH, S_SEQS, S_CTX,
+       S_NOPC, S_HB, S_PULLTO, S_LOG, S_HELP };
 
 static int parse_int(const char *name, const char *v, int lo, int hi, int *out) {
     char *end;
@@ -1471,6 +1677,7 @@ static int parse_args(int argc, char **argv, srv_opts *o) {
     static const struct option lo[] = {
         {"coordinator", 1, 0, S_COORD}, {"model", 1, 0, S_MODEL}, {"id", 1, 0, S_ID}, {"data", 1, 0, S_DATA},
         {"advertise", 1, 0, S_ADV}, {"threads", 1, 0, S_THREADS}, {"kv-mb", 1, 0, S_KVMB},
+        {"kv-blocks", 1, 0, S_KVBLOCKS},
         {"block-size", 1, 0, S_BS}, {"batch-tokens", 1, 0, S_BATCH}, {"max-seqs", 1, 0, S_SEQS},
         {"ctx", 1, 0, S_CTX}, {"no-prefix-cache", 0, 0, S_NOPC}, {"heartbeat-ms", 1, 0, S_HB},
         {"pull-timeout-ms", 1, 0, S_PULLTO}, {"log-level", 1, 0, S_LOG}, {"help", 0, 0, S_HELP}, {0, 0, 0, 0}};
@@ -1489,6 +1696,7 @@ static int parse_args(int argc, char **argv, srv_opts *o) {
         case S_ADV: o->advertise = optarg; break;
         case S_THREADS: rc = parse_int("threads", optarg, 0, 1024, &o->ec.n_threads); break;
         case S_KVMB: rc = parse_int("kv-mb", optarg, 1, 1 << 20, &o->ec.kv_mem_mb); break;
+        case S_KVBLOCKS: rc = parse_int("kv-blocks", optarg, 1, 1 << 24, &o->ec.n_blocks); break;
         case S_BS: rc = parse_int("block-size", optarg, 1, 1024, &o->ec.block_size); break;
         case S_BATCH: rc = parse_int("batch-tokens", optarg, 1, 1 << 20, &o->ec.max_batch_tokens); break;
         case S_SEQS: rc = parse_int("max-seqs", optarg, 1, 4096, &o->ec.max_seqs); break;
@@ -1622,6 +1830,8 @@ static void teardown(srv_t *s) {
     if (s->zctx) zmq_ctx_term(s->zctx);
     u64_free(&s->ev_stored);
     u64_free(&s->ev_removed);
+    if (s->e) drop_all_tags(s);
+    free(s->tags);
     eng_destroy(&s->e);
     model_destroy(&s->m);
 }

@@ -1,7 +1,7 @@
 /* fake_coord: a scripted stand-in for the coordinator, to test
  * `helium-worker serve` on its own (tests/cli/worker_serve.sh).
  *
- *   fake_coord ENDPOINT N_WORKERS PROMPT_A PROMPT_B EXPECT_A EXPECT_B MAX_TOKENS main|rejoin
+ *   fake_coord ENDPOINT N_WORKERS PROMPT_A PROMPT_B EXPECT_A EXPECT_B MAX_TOKENS main|rejoin|policy
  *
  * PROMPT_* and EXPECT_* are comma-separated token ids (EXPECT_* are the ids
  * `helium-worker generate --prompt-ids PROMPT_* --max-tokens MAX_TOKENS` gives).
@@ -12,7 +12,8 @@
  *   2. w1 runs B (shares a prefix with A): ids == EXPECT_B, cached_tokens > 0,
  *      computed_tokens == prompt_tokens - cached_tokens;
  *   3. (2 workers) w2 runs A with a pull hint naming w1's data endpoint:
- *      ids == EXPECT_A, pulled_tokens > 0;
+ *      ids == EXPECT_A, pulled_tokens > 0; w2's next heartbeat reports
+ *      pull_us > 0 and pull_bytes > 0;
  *   4. w1 gets malformed frames (garbage, a wrong protocol_version, two
  *      frames, an unknown field, an empty frame) and still runs A streamed:
  *      ids == EXPECT_A, cached_tokens > 0, the OpProgress chunks
@@ -28,6 +29,23 @@
  * the same endpoint in "rejoin" mode, it plays a restarted coordinator: the
  * workers must register again with a snapshot holding A's blocks; then it
  * sends Shutdown (the script checks that every worker exits 0).
+ * "policy" mode (1 worker, w1, started with --block-size 8 --ctx 256
+ * --kv-blocks 64) checks the dispatch policies of the workflow optimizer:
+ *   - no_cache: A again reports cached_tokens == 0 and EXPECT_A; a prompt
+ *     run no_cache and then normally is not cached the second time (nothing
+ *     was committed) and both give the same ids;
+ *   - warm: a 32-token prompt W answers with no ids/text, finish_reason
+ *     "warm", computed 32; then W + 12 tokens reports cached_tokens == 32 and
+ *     the same ids as a no_cache run of it;
+ *   - pin: P (4 blocks) warmed and pinned under tag "t1" stays cached while
+ *     prompts of 4 x 25 pages (more than the 64 KV blocks) flood the cache;
+ *     after Unpin{t1} the same flood evicts it (cached_tokens drops to 0);
+ *   - pin budget: pinning 2 x 24 blocks under one tag stops at 32 (half the
+ *     KV blocks) and counts 16 in pin_refused; an Unpin that arrives while
+ *     its warm task is still queued leaves nothing pinned;
+ *   - heartbeat counters pinned_blocks, pin_tags, warm_tasks, pin_refused.
+ * Prompts beyond A are token sequences drawn (by a fixed generator) from A's
+ * tokens; their first blocks all differ.
  * Built by the test with
  *   gcc fake_coord.c $HELIUM_SRC/common/blockhash.c $HELIUM_BUILD/proto/helium.pb-c.c
  *       -I$HELIUM_BUILD/proto -I$HELIUM_SRC/common -lprotobuf-c -lzmq -lxxhash
@@ -60,6 +78,9 @@ typedef struct {
     int heartbeats, snapshots;
     uint64_t bad_frames; /* from its last heartbeat */
     bool snapshot_seen_since_mark;
+    char ckey[64][48];   /* counters of its last heartbeat */
+    uint64_t cval[64];
+    int n_counters;
 } worker;
 
 typedef struct {
@@ -188,9 +209,15 @@ static Helium__WorkerMsg *recv_wmsg(int timeout_ms, worker **from) {
     case HELIUM__WORKER_MSG__BODY_HEARTBEAT:
         w->heartbeats++;
         if (!m->heartbeat->load) fail("heartbeat without load");
-        for (size_t i = 0; i < m->heartbeat->n_counters; i++)
-            if (!strcmp(m->heartbeat->counters[i]->key, "bad_frames"))
-                w->bad_frames = m->heartbeat->counters[i]->value;
+        w->n_counters = 0;
+        for (size_t i = 0; i < m->heartbeat->n_counters; i++) {
+            const Helium__Heartbeat__CountersEntry *e = m->heartbeat->counters[i];
+            if (!strcmp(e->key, "bad_frames")) w->bad_frames = e->value;
+            if (w->n_counters < 64) {
+                snprintf(w->ckey[w->n_counters], sizeof w->ckey[0], "%s", e->key);
+                w->cval[w->n_counters++] = e->value;
+            }
+        }
         break;
     case HELIUM__WORKER_MSG__BODY_CACHE_EVENTS: {
         Helium__CacheEvents *ce = m->cache_events;
@@ -229,6 +256,7 @@ static void wait_registered(int n) {
 typedef struct {
     ids out;
     char text[65536];
+    char finish[32];
     uint32_t prompt, cached, computed, pulled, generated;
     int err;          /* ErrorCode, 0 = none */
     char stream_text[65536];
@@ -237,10 +265,20 @@ typedef struct {
 } result;
 
 static char *g_stop; /* stop string for the next dispatch (NULL: none) */
+/* policies for the next dispatch */
+static bool g_no_cache, g_warm;
+static char *g_pin_tag;
+static uint64_t *g_pin;
+static size_t g_n_pin;
 
 static void dispatch(const worker *w, uint64_t task, const ids *prompt, int max_tokens, bool stream,
                      Helium__KvPullHint *pull) {
     Helium__Dispatch d = HELIUM__DISPATCH__INIT;
+    d.no_cache = g_no_cache;
+    d.warm = g_warm;
+    d.pin_tag = g_pin_tag ? g_pin_tag : "";
+    d.n_pin = g_n_pin;
+    d.pin = g_pin;
     d.task_id = task;
     d.job_id = "job1";
     d.op_id = "op";
@@ -260,7 +298,7 @@ static void dispatch(const worker *w, uint64_t task, const ids *prompt, int max_
     send_cmsg(w, &c);
 }
 
-#define MAXTASK 16
+#define MAXTASK 64
 static result g_res[MAXTASK];
 static bool g_done[MAXTASK];
 
@@ -300,6 +338,7 @@ static void wait_result(uint64_t task, result *out) {
             r->computed = o->computed_tokens;
             r->pulled = o->pulled_tokens;
             r->generated = o->generated_tokens;
+            snprintf(r->finish, sizeof r->finish, "%s", o->finish_reason ? o->finish_reason : "");
             r->err = o->error ? (int)o->error->code : 0;
             g_done[tid] = true;
         }
@@ -334,13 +373,232 @@ static void pump(int ms) {
     }
 }
 
+/* Pumps messages until w sent n more heartbeats (they reflect everything it
+ * sent before them). */
+static void wait_hb(worker *w, int n) {
+    int want = w->heartbeats + n;
+    int64_t end = now_ms() + WAIT_MS;
+    while (w->heartbeats < want) {
+        if (now_ms() > end) fail("%s sent no heartbeat within %d ms", w->id, WAIT_MS);
+        worker *f;
+        Helium__WorkerMsg *m = recv_wmsg(50, &f);
+        if (m) helium__worker_msg__free_unpacked(m, NULL);
+    }
+}
+
+/* Counter key of w's last heartbeat; fails if it is missing. */
+static uint64_t counter(const worker *w, const char *key) {
+    for (int i = 0; i < w->n_counters; i++)
+        if (!strcmp(w->ckey[i], key)) return w->cval[i];
+    fail("%s's heartbeat lacks counter '%s'", w->id, key);
+    return 0;
+}
+
+static void expect_counter(const worker *w, const char *key, uint64_t want) {
+    uint64_t v = counter(w, key);
+    if (v != want) fail("%s: heartbeat counter %s = %llu, want %llu", w->id, key, (unsigned long long)v,
+                        (unsigned long long)want);
+}
+
+/* A prompt of n tokens: A's first token, then tokens of A picked by a fixed
+ * generator seeded by k. */
+static void gen_prompt(const ids *A, unsigned k, int n, ids *out) {
+    uint64_t x = 0x9E3779B97F4A7C15ull * (k + 1);
+    out->n = 0;
+    out->v[out->n++] = A->v[0];
+    while (out->n < n) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        out->v[out->n++] = A->v[1 + (int)((x >> 33) % (uint64_t)(A->n - 1))];
+    }
+}
+
+static void append(ids *a, const ids *b, int from) {
+    for (int i = from; i < b->n && a->n < 4096; i++) a->v[a->n++] = b->v[i];
+}
+
+static bool same_ids(const result *a, const result *b) {
+    return a->out.n == b->out.n && !memcmp(a->out.v, b->out.v, sizeof(int32_t) * (size_t)a->out.n);
+}
+
+static void send_unpin(const worker *w, const char *tag) {
+    Helium__Unpin u = HELIUM__UNPIN__INIT;
+    u.tag = (char *)tag;
+    Helium__CoordMsg c = HELIUM__COORD_MSG__INIT;
+    c.body_case = HELIUM__COORD_MSG__BODY_UNPIN;
+    c.unpin = &u;
+    send_cmsg(w, &c);
+}
+
+/* Runs n_prompts warm prompts of 192 tokens (25 KV pages each with the
+ * sampled token) one after another, generator seeds seed, seed+1, ... */
+static void flood(worker *w, const ids *A, uint64_t *task, unsigned seed, int n_prompts) {
+    static ids F;
+    for (int k = 0; k < n_prompts; k++) {
+        result r;
+        gen_prompt(A, seed + (unsigned)k, 192, &F);
+        g_warm = true;
+        dispatch(w, *task, &F, 1, false, NULL);
+        g_warm = false;
+        wait_result(*task, &r);
+        if (r.err || r.prompt != 192) fail("flood task %llu: error %d, %u prompt tokens", (unsigned long long)*task,
+                                           r.err, r.prompt);
+        (*task)++;
+    }
+}
+
+/* Dispatches p with the current policy flags as task and waits for it. */
+static void run(worker *w, uint64_t task, const ids *p, int max_tokens, result *r) {
+    dispatch(w, task, p, max_tokens, false, NULL);
+    wait_result(task, r);
+    if (r->err) fail("task %llu: error code %d", (unsigned long long)task, r->err);
+    if (r->prompt != (uint32_t)p->n) fail("task %llu: prompt_tokens %u, want %d", (unsigned long long)task,
+                                          r->prompt, p->n);
+    if (r->computed != r->prompt - r->cached)
+        fail("task %llu: computed_tokens %u != %u - %u", (unsigned long long)task, r->computed, r->prompt, r->cached);
+}
+
+/* The dispatch policies (see the top of the file). */
+static void run_policy(worker *w, const ids *A, const ids *EA, int max_tokens) {
+    static ids E, W, Q, P, P2, T, G1, G2, H;
+    static result r, r2;
+    static uint64_t hp[1024], hg1[1024], hg2[1024], hh[1024];
+    if (w->bs != 8) fail("policy mode wants --block-size 8 (got %u)", w->bs);
+
+    /* no_cache */
+    run(w, 1, A, max_tokens, &r);
+    expect_ids("policy task 1 (A)", &r, EA);
+    g_no_cache = true;
+    run(w, 2, A, max_tokens, &r);
+    g_no_cache = false;
+    expect_ids("policy task 2 (A, no_cache)", &r, EA);
+    if (r.cached) fail("policy task 2: no_cache dispatch of a cached prompt reports %u cached tokens", r.cached);
+    gen_prompt(A, 2, 40, &E);
+    g_no_cache = true;
+    run(w, 3, &E, max_tokens, &r);
+    g_no_cache = false;
+    run(w, 4, &E, max_tokens, &r2);
+    if (r.cached || r2.cached)
+        fail("policy tasks 3/4: cached %u then %u: a no_cache run must neither use nor leave cached pages", r.cached,
+             r2.cached);
+    if (!same_ids(&r, &r2) || r.out.n == 0) fail("policy tasks 3/4: no_cache and normal runs differ");
+    printf("ok policy no_cache: cached prompt not reused (0 cached), nothing committed, same ids\n");
+
+    /* warm */
+    gen_prompt(A, 3, 32, &W);
+    g_warm = true;
+    run(w, 5, &W, max_tokens, &r);
+    g_warm = false;
+    if (r.out.n || r.text[0] || r.generated || strcmp(r.finish, "warm") || r.cached || r.computed != 32)
+        fail("policy task 5 (warm): %d ids, text '%s', %u generated, finish '%s', %u cached, %u computed", r.out.n,
+             r.text, r.generated, r.finish, r.cached, r.computed);
+    Q = W;
+    gen_prompt(A, 4, 13, &T);
+    append(&Q, &T, 1);
+    run(w, 6, &Q, max_tokens, &r);
+    if (r.cached != 32) fail("policy task 6: %u cached tokens after warming its 4-block prefix, want 32", r.cached);
+    g_no_cache = true;
+    run(w, 7, &Q, max_tokens, &r2);
+    g_no_cache = false;
+    if (!same_ids(&r, &r2) || r.out.n == 0) fail("policy tasks 6/7: warm-prefixed and isolated runs differ");
+    wait_hb(w, 1);
+    expect_counter(w, "warm_tasks", 1);
+    printf("ok policy warm: prefill only, then 32 of %d tokens cached, same ids as isolated\n", Q.n);
+
+    /* pin, flood, still cached; unpin, flood, evicted */
+    gen_prompt(A, 5, 32, &P);
+    int np = bh_prefix(w->root, P.v, P.n, (int)w->bs, hp);
+    if (np != 4) fail("P has %d blocks", np);
+    g_warm = true;
+    g_pin_tag = "t1";
+    g_pin = hp;
+    g_n_pin = (size_t)np;
+    run(w, 8, &P, max_tokens, &r);
+    g_warm = false;
+    g_pin_tag = NULL;
+    g_pin = NULL;
+    g_n_pin = 0;
+    wait_hb(w, 1);
+    expect_counter(w, "pinned_blocks", 4);
+    expect_counter(w, "pin_tags", 1);
+    uint64_t ev0 = counter(w, "evictions");
+    uint64_t task = 9;
+    flood(w, A, &task, 100, 4);
+    P2 = P;
+    gen_prompt(A, 6, 11, &T);
+    append(&P2, &T, 1);
+    run(w, task++, &P2, max_tokens, &r);
+    wait_hb(w, 1);
+    if (counter(w, "evictions") < ev0 + 40) fail("the flood evicted only %llu blocks",
+                                                 (unsigned long long)(counter(w, "evictions") - ev0));
+    if (r.cached != 32) fail("policy: pinned prefix not cached after a flood (%u cached tokens, want 32)", r.cached);
+    printf("ok policy pin: 4 pinned blocks survived a flood (%llu evictions), 32 tokens cached\n",
+           (unsigned long long)(counter(w, "evictions") - ev0));
+    send_unpin(w, "t1");
+    send_unpin(w, "no-such-tag");
+    flood(w, A, &task, 200, 4);
+    run(w, task++, &P2, max_tokens, &r2);
+    if (r2.cached != 0) fail("policy: %u tokens still cached after Unpin and a flood", r2.cached);
+    if (!same_ids(&r, &r2)) fail("policy: P2 cached and recomputed give different ids");
+    wait_hb(w, 1);
+    expect_counter(w, "pinned_blocks", 0);
+    expect_counter(w, "pin_tags", 0);
+    printf("ok policy unpin: after Unpin the flood evicted the prefix (0 cached)\n");
+
+    /* pin budget: half of 64 blocks */
+    gen_prompt(A, 7, 192, &G1);
+    gen_prompt(A, 8, 192, &G2);
+    int n1 = bh_prefix(w->root, G1.v, G1.n, (int)w->bs, hg1), n2 = bh_prefix(w->root, G2.v, G2.n, (int)w->bs, hg2);
+    if (n1 != 24 || n2 != 24) fail("G1/G2 have %d/%d blocks", n1, n2);
+    uint64_t refused0 = counter(w, "pin_refused");
+    g_warm = true;
+    g_pin_tag = "big";
+    g_pin = hg1;
+    g_n_pin = (size_t)n1;
+    run(w, task++, &G1, 1, &r);
+    g_pin = hg2;
+    g_n_pin = (size_t)n2;
+    run(w, task++, &G2, 1, &r);
+    g_warm = false;
+    g_pin_tag = NULL;
+    g_pin = NULL;
+    g_n_pin = 0;
+    wait_hb(w, 1);
+    expect_counter(w, "pinned_blocks", 32);
+    expect_counter(w, "pin_tags", 1);
+    if (counter(w, "pin_refused") != refused0 + 16)
+        fail("pin_refused went from %llu to %llu, want +16", (unsigned long long)refused0,
+             (unsigned long long)counter(w, "pin_refused"));
+    send_unpin(w, "big");
+    /* an Unpin that overtakes its warm task: nothing stays pinned */
+    gen_prompt(A, 9, 32, &H);
+    int nh = bh_prefix(w->root, H.v, H.n, (int)w->bs, hh);
+    g_warm = true;
+    g_pin_tag = "t2";
+    g_pin = hh;
+    g_n_pin = (size_t)nh;
+    uint64_t th = task++;
+    dispatch(w, th, &H, 1, false, NULL);
+    g_warm = false;
+    g_pin_tag = NULL;
+    g_pin = NULL;
+    g_n_pin = 0;
+    send_unpin(w, "t2");
+    wait_result(th, &r);
+    if (r.err) fail("policy task %llu: error %d", (unsigned long long)th, r.err);
+    wait_hb(w, 1);
+    expect_counter(w, "pinned_blocks", 0);
+    expect_counter(w, "pin_tags", 0);
+    expect_counter(w, "warm_tasks", 2 + 8 + 2 + 1);
+    printf("ok policy pin budget: 32 of 48 blocks pinned (half the KV), 16 refused; Unpin released all\n");
+}
+
 int main(int argc, char **argv) {
-    if (argc != 9 || (strcmp(argv[8], "main") && strcmp(argv[8], "rejoin"))) {
-        fprintf(stderr,
-                "usage: fake_coord ENDPOINT N_WORKERS PROMPT_A PROMPT_B EXPECT_A EXPECT_B MAX_TOKENS main|rejoin\n");
+    if (argc != 9 || (strcmp(argv[8], "main") && strcmp(argv[8], "rejoin") && strcmp(argv[8], "policy"))) {
+        fprintf(stderr, "usage: fake_coord ENDPOINT N_WORKERS PROMPT_A PROMPT_B EXPECT_A EXPECT_B MAX_TOKENS "
+                        "main|rejoin|policy\n");
         return 2;
     }
-    bool rejoin = !strcmp(argv[8], "rejoin");
+    bool rejoin = !strcmp(argv[8], "rejoin"), policy = !strcmp(argv[8], "policy");
     static ids A, B, EA, EB;
     g_nw = atoi(argv[2]);
     if (g_nw < 1 || g_nw > MAXW) return 2;
@@ -370,6 +628,10 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nh; i++)
             if (!dir_has(w1, hashes[i])) fail("w1's snapshot after re-registering lacks block %d of A", i);
         printf("ok re-registered; w1's snapshot holds %zu blocks\n", w1->n_dir);
+        goto shutdown;
+    }
+    if (policy) {
+        run_policy(w1, &A, &EA, max_tokens);
         goto shutdown;
     }
 
@@ -407,7 +669,16 @@ int main(int argc, char **argv) {
         if (r.pulled == 0 || r.cached < r.pulled)
             fail("task 3: pulled_tokens %u cached_tokens %u", r.pulled, r.cached);
         printf("ok task 3: %u prompt tokens, %u pulled from w1, %u cached\n", r.prompt, r.pulled, r.cached);
+        wait_hb(w2, 1);
+        uint64_t pus = counter(w2, "pull_us"), pby = counter(w2, "pull_bytes");
+        if (pus == 0 || pby == 0) fail("w2's heartbeat after its pull: pull_us %llu pull_bytes %llu",
+                                       (unsigned long long)pus, (unsigned long long)pby);
+        printf("ok w2 heartbeat: pull_us %llu, pull_bytes %llu\n", (unsigned long long)pus, (unsigned long long)pby);
     }
+    /* the policy counters are in every heartbeat */
+    wait_hb(w1, 1);
+    static const char *keys[] = {"pinned_blocks", "pin_tags", "pin_refused", "warm_tasks", "pull_us", "pull_bytes"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) (void)counter(w1, keys[i]);
 
     /* malformed frames to w1 */
     send_raw(w1, "\xff\xff\xff\xff garbage \x01\x02", 16, false);

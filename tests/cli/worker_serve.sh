@@ -8,7 +8,10 @@
 # mirror the cache, streaming chunks add up to the result, Cancel and a
 # too-long prompt get typed answers, concurrent dispatches batch correctly;
 # after a coordinator restart both register again with a cache snapshot, and
-# Shutdown makes both exit 0; SIGTERM also exits 0.
+# Shutdown makes both exit 0; SIGTERM also exits 0. Then one worker with 64
+# KV blocks runs the optimizer's dispatch policies (fake_coord "policy"
+# mode): no_cache, warm (prefill only), pin/Unpin under tags against a cache
+# flood, the pin budget, and their heartbeat counters.
 # Env: HELIUM_BIN, HELIUM_SRC, HELIUM_BUILD (set by ctest);
 # HELIUM_TEST_MODEL=FILE uses that model instead of helium-mkmodel's.
 set -euo pipefail
@@ -79,9 +82,9 @@ EXP_B=$(ref "$IDS_B") || fail "reference generate failed"
 [ -n "$EXP_A" ] && [ -n "$EXP_B" ] || fail "reference generate gave no ids (A='$EXP_A' B='$EXP_B')"
 
 
-# start_fake MODE: the fake coordinator in the background ($FC), listening when this returns
+# start_fake MODE [N_WORKERS]: the fake coordinator in the background ($FC), listening when this returns
 start_fake() {
-  "$TMP/fake_coord" "$COORD" 2 "$IDS_A" "$IDS_B" "$EXP_A" "$EXP_B" "$MAXTOK" "$1" >"$TMP/fake_$1.out" 2>"$TMP/fake_$1.log" &
+  "$TMP/fake_coord" "$COORD" "${2:-2}" "$IDS_A" "$IDS_B" "$EXP_A" "$EXP_B" "$MAXTOK" "$1" >"$TMP/fake_$1.out" 2>"$TMP/fake_$1.log" &
   FC=$!
   PIDS+=("$FC")
   for _ in $(seq 100); do grep -q listening "$TMP/fake_$1.out" 2>/dev/null && break; sleep 0.1; done
@@ -156,5 +159,20 @@ wait "$W3" || rc=$?
 rc=0
 "$WORKER" serve --model "$MODEL" 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "serve without --coordinator exited $rc, want 2"
+
+# the workflow optimizer's dispatch policies on a worker with a small KV cache
+start_fake policy 1
+"$WORKER" serve --coordinator "$COORD" --model "$MODEL" --id w1 --block-size "$BS" --ctx 256 --kv-blocks 64 \
+  --threads 1 --log-level debug 2>"$TMP/wp.log" &
+WP=$!
+PIDS+=("$WP")
+wait_fake policy
+for _ in $(seq 200); do kill -0 "$WP" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$WP" 2>/dev/null && fail "the policy worker did not exit after Shutdown"
+rc=0
+wait "$WP" || rc=$?
+[ $rc -eq 0 ] || fail "the policy worker exited $rc after Shutdown"
+grep -q "pin budget" "$TMP/wp.log" || fail "the policy worker did not log the refused pins"
+if grep -q "ERROR: AddressSanitizer\|runtime error:" "$TMP/wp.log"; then fail "sanitizer report in the policy worker log"; fi
 
 echo "PASS $NAME"
