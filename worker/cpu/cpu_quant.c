@@ -1,0 +1,180 @@
+/* cpu_quant: f16 / bf16 / q8_0 conversions; see cpu_quant.h.
+ *
+ * Scalar code is the reference; F16C and AVX2 paths (compiled in when the
+ * target has them) produce the same bits.
+ */
+#include "cpu_quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__AVX2__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+static inline uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static inline float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+float cq_f16_to_f32(uint16_t h) {
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    if (exp == 0) {
+        float f = (float)mant * 5.9604644775390625e-8f; /* 2^-24 */
+        return sign ? -f : f;
+    }
+    if (exp == 31) return u2f(sign | 0x7f800000u | (mant << 13));
+    return u2f(sign | ((exp + 112) << 23) | (mant << 13));
+#endif
+}
+
+uint16_t cq_f32_to_f16(float f) {
+#if defined(__F16C__)
+    return (uint16_t)_cvtss_sh(f, 0); /* round to nearest even */
+#else
+    uint32_t x = f2u(f);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf / nan (quiet) */
+        return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to inf */
+    if (ax < 0x38800000u) {
+        /* f16 subnormal or zero: let the FPU round by adding 0.5f, whose ulp
+         * (2^-24) is the f16 subnormal step. */
+        float a = u2f(ax) + 0.5f;
+        return (uint16_t)(sign | (f2u(a) - 0x3f000000u));
+    }
+    uint32_t odd = (ax >> 13) & 1;
+    ax += 0xc8000fffu + odd; /* rebias exponent (-112 << 23) and round */
+    return (uint16_t)(sign | (ax >> 13));
+#endif
+}
+
+float cq_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
+
+uint16_t cq_f32_to_bf16(float f) {
+    uint32_t u = f2u(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64); /* quiet nan */
+    return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
+}
+
+void cq_dequant_row(ggml_type t, const void *src, float *dst, int64_t n) {
+    switch (t) {
+    case GGML_T_F32:
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        break;
+    case GGML_T_F16: {
+        const uint16_t *s = src;
+        int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+#endif
+        for (; i < n; i++) dst[i] = cq_f16_to_f32(s[i]);
+        break;
+    }
+    case GGML_T_BF16: {
+        const uint16_t *s = src;
+        int64_t i = 0;
+#if defined(__AVX2__)
+        for (; i + 8 <= n; i += 8) {
+            __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + i)));
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+        }
+#endif
+        for (; i < n; i++) dst[i] = cq_bf16_to_f32(s[i]);
+        break;
+    }
+    case GGML_T_Q8_0: {
+        const cq_block_q8_0 *b = src;
+        for (int64_t k = 0; k < n / QK8_0; k++) {
+            float d = cq_f16_to_f32(b[k].d);
+            for (int j = 0; j < QK8_0; j++) dst[k * QK8_0 + j] = (float)b[k].qs[j] * d;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* One block of 32: scale d and quants q, as ggml's AVX2 quantize_row_q8_0. */
+static inline float q8_block(const float *x, int8_t *q) {
+#if defined(__AVX2__)
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float amax = _mm_cvtss_f32(m4);
+    float d = amax / 127.f;
+    __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    /* pack 32-bit -> 16-bit -> 8-bit works within 128-bit lanes; fix the order after */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, p);
+    return d;
+#else
+    float amax = 0.0f;
+    for (int j = 0; j < QK8_0; j++) {
+        float a = fabsf(x[j]);
+        if (a > amax) amax = a;
+    }
+    float d = amax / 127.f;
+    float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    for (int j = 0; j < QK8_0; j++) q[j] = (int8_t)nearbyintf(x[j] * id); /* default mode: half-even */
+    return d;
+#endif
+}
+
+void cq_quantize_row_q8_0(const float *x, cq_block_q8_0 *dst, int64_t n) {
+    for (int64_t k = 0; k < n / QK8_0; k++) {
+        int8_t q[QK8_0];
+        float d = q8_block(x + k * QK8_0, q);
+        dst[k].d = cq_f32_to_f16(d);
+        memcpy(dst[k].qs, q, QK8_0);
+    }
+}
+
+void cq_quantize_act_q8_0(const float *x, int8_t *qs, float *qd, int64_t n) {
+    for (int64_t k = 0; k < n / QK8_0; k++) {
+        float d = q8_block(x + k * QK8_0, qs + k * QK8_0);
+        qd[k] = cq_f16_to_f32(cq_f32_to_f16(d));
+    }
+}
+
+void cq_round_row(ggml_type t, const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    switch (t) {
+    case GGML_T_F16:
+#if defined(__F16C__) && defined(__AVX__)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), 0)));
+#endif
+        for (; i < n; i++) y[i] = cq_f16_to_f32(cq_f32_to_f16(x[i]));
+        break;
+    case GGML_T_BF16:
+        for (; i < n; i++) y[i] = cq_bf16_to_f32(cq_f32_to_bf16(x[i]));
+        break;
+    default:
+        if (y != x) memmove(y, x, (size_t)n * sizeof(float));
+        break;
+    }
+}
