@@ -10,11 +10,24 @@
  * Clients waiting on a job (SubmitJob.wait) hang off job->user as a list of
  * waiters; they are answered from the job_end hook, so every waiter is gone
  * before its job can be evicted.
+ *
+ * Policies (per job, SubmitJob.policy): placement is sched.h's; the rest is
+ * done here with the optimizer (opt.h): isolated dispatches with no_cache;
+ * kvflow and helium keep their pending calls in the optimizer's prefix trees
+ * (hooks task_new / op_done / job_end) and pin shared prefixes on dispatch;
+ * helium also plans at submit (pruning, merging), answers deterministic calls
+ * from the result cache or attaches them to an identical call in flight (a
+ * follower is "started" with no worker and t->opt pointing at the entry; the
+ * leader's result completes it), warms shared prefixes before sleep, places
+ * its ready calls in the prefix tree's order first, and holds a call whose
+ * placement counts on prefix blocks still being computed until they are
+ * cached.
  */
 #include "coord.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +41,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "metrics.h"
+#include "opt.h"
 #include "pbcheck.h"
 #include "render.h"
 #include "reply.h"
@@ -69,6 +83,7 @@ struct coord {
     wkrs_t *wkrs;
     dir_t *dir;
     sched_t *sched;
+    opt_t *opt;                     /* workflow optimizer and per-policy counters */
     tools_t *tools;
     metrics_t *metrics;
     int policy;                     /* default sched_policy */
@@ -161,6 +176,51 @@ static void send_resync(coord_t *c, wkr_t *w) {
 static void task_release(coord_t *c, wkr_t *w, job_task *t) {
     wkr_inflight_remove(w, t);
     sched_pending_remove(c->sched, w->slot, t->hashes, t->n_hashes);
+    opt_task_gone(c->opt, t);
+}
+
+/* The optimizer's sending (opt_io). */
+static uint64_t io_next_task_id(void *ctx) { return ++((coord_t *)ctx)->next_task_id; }
+
+static int io_send_warm(void *ctx, wkr_t *w, uint64_t task_id, const int32_t *ids, int32_t n, const uint64_t *hashes,
+                        int32_t n_blocks, const char *tag, const sched_choice *ch) {
+    coord_t *c = ctx;
+    Helium__Sampling smp = HELIUM__SAMPLING__INIT;
+    Helium__KvPullHint pull = HELIUM__KV_PULL_HINT__INIT;
+    Helium__Dispatch d = HELIUM__DISPATCH__INIT;
+    d.task_id = task_id;
+    d.job_id = "";
+    d.op_id = "warm";
+    d.attempt = 1;
+    d.n_prompt_ids = (size_t)n;
+    d.prompt_ids = (int32_t *)ids;
+    d.sampling = &smp;
+    d.max_tokens = 1;
+    d.warm = true;
+    d.n_pin = (size_t)n_blocks;
+    d.pin = (uint64_t *)hashes;
+    d.pin_tag = (char *)tag;
+    if (ch->pull_from) {
+        pull.source_worker = ch->pull_from->id;
+        pull.source_endpoint = ch->pull_from->endpoint;
+        pull.first_block = (uint32_t)ch->pull_first;
+        pull.n_hashes = (size_t)ch->pull_blocks;
+        pull.hashes = (uint64_t *)ch->hashes + ch->pull_first;
+        d.pull = &pull;
+    }
+    Helium__CoordMsg m = HELIUM__COORD_MSG__INIT;
+    m.body_case = HELIUM__COORD_MSG__BODY_DISPATCH;
+    m.dispatch = &d;
+    return send_worker(c, w, &m) ? -1 : 0;
+}
+
+static void io_send_unpin(void *ctx, wkr_t *w, const char *tag) {
+    Helium__Unpin u = HELIUM__UNPIN__INIT;
+    u.tag = (char *)tag;
+    Helium__CoordMsg m = HELIUM__COORD_MSG__INIT;
+    m.body_case = HELIUM__COORD_MSG__BODY_UNPIN;
+    m.unpin = &u;
+    send_worker(ctx, w, &m);
 }
 
 /* ---------------------------------------------------------------- waiters */
@@ -205,6 +265,8 @@ static void flush_streams(coord_t *c) {
 
 static void hook_task_abort(void *ctx, job_task *t) {
     coord_t *c = ctx;
+    opt_dd_drop(c->opt, t); /* a dedup follower leaves; a leader's followers will run themselves */
+    opt_task_gone(c->opt, t);
     if (t->kind == JT_TOOL && t->runner) {
         tools_abort(c->tools, t->runner);
         t->runner = NULL;
@@ -221,6 +283,7 @@ static void hook_task_abort(void *ctx, job_task *t) {
 
 static void hook_job_end(void *ctx, job_t *j) {
     coord_t *c = ctx;
+    opt_job_end(c->opt, j);
     uint64_t ms = (j->finished_us - j->submitted_us) / 1000;
     if (j->state == HELIUM__JOB_STATE__JOB_DONE)
         clog_msg(CLOG_INFO, "%s done in %" PRIu64 " ms", j->id, ms);
@@ -235,6 +298,22 @@ static void hook_job_end(void *ctx, job_t *j) {
     waiters_free(j);
     c->dirty = true;
     c->next_metrics_ms = clock_mono_ms(); /* publish the new counts at the next turn */
+}
+
+static int tokenize(coord_t *c, job_task *t);
+
+/* A new task: llm tasks of the optimizing policies are tokenized now, so the
+ * prefix tree knows their whole prompt while they wait in the queue. */
+static void hook_task_new(void *ctx, job_task *t) {
+    coord_t *c = ctx;
+    if (t->kind != JT_LLM || !opt_tracks((sched_policy)t->job->pol)) return;
+    if (!t->ids && tokenize(c, t)) return; /* start_llm reports it */
+    opt_task_new(c->opt, t);
+}
+
+static void hook_op_done(void *ctx, job_t *j, int i) {
+    coord_t *c = ctx;
+    opt_op_done(c->opt, j, i);
 }
 
 static void hook_job_progress(void *ctx, job_t *j) {
@@ -273,7 +352,9 @@ static void tool_done(void *ctx, void *user, Helium__ErrorCode code, const char 
 
 /* ----------------------------------------------------------- placement */
 
-typedef enum { START_OK, START_WAIT, START_FAILED } start_rc;
+/* START_CHANGED: the task completed at once (result cache): other queued
+ * tasks may have gone, the walk restarts. */
+typedef enum { START_OK, START_WAIT, START_FAILED, START_CHANGED } start_rc;
 
 static void worker_lost(coord_t *c, wkr_t *w, const char *why);
 
@@ -330,6 +411,51 @@ static int tokenize(coord_t *c, job_task *t) {
     return 0;
 }
 
+/* Helium: answers t from the result cache or attaches it to an identical
+ * call in flight. Returns START_CHANGED / START_OK if so, START_WAIT if t
+ * must be dispatched (then *lead says whether it leads a new dedup entry
+ * under *key). */
+static start_rc try_reuse(coord_t *c, job_task *t, bool *lead, rcache_key *key) {
+    *lead = false;
+    rcache_call call;
+    if (opt_dd_leads(t) || !c->have_model || !opt_call_of(c->opt, t, &call)) return START_WAIT;
+    opt_counters *st = opt_stats(c->opt, SCHED_HELIUM);
+    *key = rcache_key_of(&call);
+    if (!t->looked) st->rcache_lookups++; /* once per task, however often it is placed */
+    t->looked = true;
+    rcache_val v;
+    if (rcache_get(opt_rcache(c->opt), *key, clock_wall_us(), &v) == 1) {
+        st->rcache_hits++;
+        opt_count_prompt(c->opt, t);
+        opt_call_gone(c->opt, t);
+        char *text = malloc(v.len + 1);
+        if (!text) {
+            fail_task(c, t, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+            return START_CHANGED;
+        }
+        memcpy(text, v.text, v.len);
+        text[v.len] = 0;
+        job_result res = {.text = text, .len = v.len};
+        clog_msg(CLOG_DEBUG, "%s: op %s item %u answered from the result cache", t->job->id,
+                 t->job->wf->ops[t->op]->id, t->item);
+        jobs_task_done(c->jobs, t, &res);
+        free(text);
+        return START_CHANGED;
+    }
+    opt_dd *e = opt_dd_find(c->opt, *key);
+    if (e && opt_dd_follow(c->opt, e, t) == 0) {
+        st->dedup_hits++;
+        opt_count_prompt(c->opt, t);
+        opt_call_gone(c->opt, t);
+        jobs_task_start(c->jobs, t, -1, NULL, ++c->next_task_id);
+        clog_msg(CLOG_DEBUG, "%s: op %s item %u waits for an identical call in flight", t->job->id,
+                 t->job->wf->ops[t->op]->id, t->item);
+        return START_OK;
+    }
+    *lead = true;
+    return START_WAIT;
+}
+
 static start_rc start_llm(coord_t *c, job_task *t) {
     const wf_op *op = t->job->wf->ops[t->op];
     if (!t->ids) {
@@ -340,10 +466,16 @@ static start_rc start_llm(coord_t *c, job_task *t) {
             return fail_task(c, t, rc == HE_EEMPTY ? HELIUM__ERROR_CODE__ERROR_INVALID : rep_code(rc), msg);
         }
     }
-    int policy = sched_policy_from_name(t->job->policy);
-    if (policy < 0) policy = c->policy;
+    sched_policy policy = (sched_policy)t->job->pol;
+    opt_counters *st = opt_stats(c->opt, policy);
+    bool lead = false;
+    rcache_key key = {0, 0};
+    if (policy == SCHED_HELIUM) {
+        start_rc r = try_reuse(c, t, &lead, &key);
+        if (r != START_WAIT) return r;
+    }
     sched_choice ch;
-    int rc = sched_place(c->sched, (sched_policy)policy, t->ids, t->n_ids, op->llm.max_tokens, &ch);
+    int rc = sched_place_ex(c->sched, policy, t->ids, t->n_ids, op->llm.max_tokens, SCHED_DRY, &ch);
     if (rc == HE_EUNAVAIL) return START_WAIT;
     if (rc == HE_ECONTEXT) {
         char msg[512];
@@ -353,6 +485,22 @@ static start_rc start_llm(coord_t *c, job_task *t) {
     if (rc) return fail_task(c, t, rep_code(rc), he_msg());
     if (!ch.worker) return START_WAIT;
     wkr_t *w = ch.worker;
+    if (policy == SCHED_HELIUM && ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
+        /* the placement counted on prefix blocks a worker is computing right
+         * now (a warm task or a sibling): wait until they are cached instead
+         * of computing them twice (pending blocks vanish when their task
+         * ends, so this wait is bounded by it) */
+        if (!t->held) st->held++;
+        t->held = true;
+        return START_WAIT;
+    }
+    bool track = opt_tracks(policy);
+    char tag[OPT_TAG_LEN] = "";
+    int32_t want = 0;
+    if (track) {
+        opt_call_gone(c->opt, t);
+        want = opt_pin_want(c->opt, t, w->slot, ch.hashes, ch.n_hashes, tag);
+    }
 
     Helium__Sampling smp = HELIUM__SAMPLING__INIT;
     smp.temperature = op->llm.sampling.temperature;
@@ -375,6 +523,12 @@ static start_rc start_llm(coord_t *c, job_task *t) {
     d.n_stop = op->llm.n_stop;
     d.stop = op->llm.stop;
     d.stream = t->job->stream || c->cfg.stream;
+    d.no_cache = policy == SCHED_ISOLATED;
+    if (want > 0) {
+        d.n_pin = (size_t)want;
+        d.pin = (uint64_t *)ch.hashes;
+        d.pin_tag = tag;
+    }
     if (ch.pull_from) {
         pull.source_worker = ch.pull_from->id;
         pull.source_endpoint = ch.pull_from->endpoint;
@@ -387,6 +541,7 @@ static start_rc start_llm(coord_t *c, job_task *t) {
     m.body_case = HELIUM__COORD_MSG__BODY_DISPATCH;
     m.dispatch = &d;
     int sent = send_worker(c, w, &m);
+    if (sent && track) opt_call_back(c->opt, t);
     if (sent == -2) { /* not connected: it is gone */
         worker_lost(c, w, "disconnected");
         return START_FAILED; /* re-walk the queue: tasks came back */
@@ -404,18 +559,52 @@ static start_rc start_llm(coord_t *c, job_task *t) {
         /* cannot track it: take it back */
         send_cancel(c, w, t);
         jobs_task_requeue(c->jobs, t);
+        if (track) opt_call_back(c->opt, t);
         return START_WAIT;
     }
-    sched_pending_add(c->sched, w->slot, t->hashes, t->n_hashes);
-    clog_msg(CLOG_DEBUG, "%s: op %s item %u attempt %u -> %s (task %" PRIu64 ", %d tokens%s)", t->job->id, op->id,
-         t->item, t->attempt, w->id, task_id, t->n_ids, ch.pull_from ? ", with pull" : "");
+    /* an isolated task publishes no blocks: it brings the worker nothing */
+    if (policy != SCHED_ISOLATED) sched_pending_add(c->sched, w->slot, t->hashes, t->n_hashes);
+    if (track) opt_pin_commit(c->opt, t, w->slot, t->hashes, t->n_hashes, want, tag);
+    if (lead) opt_dd_lead(c->opt, key, t);
+    opt_count_prompt(c->opt, t);
+    sched_count(c->sched, &ch);
+    st->dispatched++;
+    clog_msg(CLOG_DEBUG, "%s: op %s item %u attempt %u -> %s (task %" PRIu64 ", %d tokens%s%s%s)", t->job->id, op->id,
+         t->item, t->attempt, w->id, task_id, t->n_ids, ch.pull_from ? ", with pull" : "", want > 0 ? ", pins " : "",
+         want > 0 ? tag : "");
     return START_OK;
 }
 
 /* Places every ready task that can run now. A failing task may end its job
  * and remove other queued tasks, so the walk restarts after each failure. */
+/* Followers whose dedup leader went away (canceled, failed) run on their own. */
+static void requeue_orphans(coord_t *c) {
+    for (job_task *f; (f = opt_dd_pop_orphan(c->opt));) {
+        jobs_task_requeue(c->jobs, f);
+        opt_call_back(c->opt, f);
+        c->dirty = true;
+    }
+}
+
 static void dispatch_ready(coord_t *c) {
     c->dirty = false;
+    requeue_orphans(c);
+    /* helium's ready calls first, in the prefix tree's order */
+    const ptree_slot *sl;
+    int n = opt_order(c->opt, &sl);
+    if (n > 0) {
+        ptree_slot *order = malloc((size_t)n * sizeof *order);
+        if (order) {
+            memcpy(order, sl, (size_t)n * sizeof *order);
+            for (int k = 0; k < n; k++) {
+                job_task *t = jobs_task_of(c->jobs, order[k].job, order[k].op, order[k].item);
+                if (!t || !t->queued || t->kind != JT_LLM) continue;
+                start_rc rc = start_llm(c, t);
+                if (rc == START_FAILED || rc == START_CHANGED) break; /* the FIFO walk goes on */
+            }
+            free(order);
+        }
+    }
     bool again = true;
     while (again) {
         again = false;
@@ -423,7 +612,7 @@ static void dispatch_ready(coord_t *c) {
         for (job_task *t = jobs_ready_first(c->jobs); t; t = next) {
             next = jobs_ready_next(t);
             start_rc rc = t->kind == JT_TOOL ? start_tool(c, t) : start_llm(c, t);
-            if (rc == START_FAILED) {
+            if (rc == START_FAILED || rc == START_CHANGED) {
                 again = true;
                 break;
             }
@@ -440,10 +629,13 @@ static void worker_lost(coord_t *c, wkr_t *w, const char *why) {
     w->alive = false;
     dir_drop_worker(c->dir, w->slot);
     sched_pending_drop(c->sched, w->slot);
+    opt_worker_lost(c->opt, w->slot);
     while (w->n_inflight) {
         job_task *t = w->inflight[w->n_inflight - 1];
         wkr_inflight_remove(w, t);
+        opt_task_gone(c->opt, t);
         jobs_task_requeue(c->jobs, t);
+        opt_call_back(c->opt, t);
         c->st.redispatches++;
     }
     w->load_tokens = 0;
@@ -497,9 +689,10 @@ static void on_register(coord_t *c, const uint8_t *ident, size_t ident_len, cons
     wkr_t *w = wkrs_by_ident(c->wkrs, ident, ident_len);
     if (w) {
         if (w->n_inflight || w->alive) {
-            /* a restarted worker lost whatever it was running */
+            /* a restarted worker lost whatever it was running (and its pins) */
             dir_drop_worker(c->dir, w->slot);
             sched_pending_drop(c->sched, w->slot);
+            opt_worker_lost(c->opt, w->slot);
             if (w->n_inflight) worker_lost(c, w, "re-registered");
         }
     } else if (wkrs_add(c->wkrs, ident, ident_len, &w)) {
@@ -508,6 +701,7 @@ static void on_register(coord_t *c, const uint8_t *ident, size_t ident_len, cons
     } else {
         dir_drop_worker(c->dir, w->slot); /* a reused slot starts empty */
         sched_pending_drop(c->sched, w->slot);
+        opt_worker_lost(c->opt, w->slot);
     }
     wkr_register(w, reg, clock_wall_us());
     w->alive = true;
@@ -518,6 +712,8 @@ static void on_register(coord_t *c, const uint8_t *ident, size_t ident_len, cons
         c->block_size = reg->block_size;
         c->page_bytes = w->page_bytes;
         sched_set_model(c->sched, c->root, c->block_size, c->page_bytes);
+        if (opt_set_model(c->opt, c->root, (int32_t)c->block_size))
+            clog_msg(CLOG_WARN, "the optimizer's prefix trees are off: %s", he_msg());
         clog_msg(CLOG_INFO, "cluster model: root %016" PRIx64 ", block size %u, %zu bytes per KV page", c->root,
              c->block_size, c->page_bytes);
     }
@@ -556,6 +752,7 @@ static void on_cache_events(coord_t *c, wkr_t *w, const Helium__CacheEvents *ce)
     for (size_t i = 0; i < ce->n_stored; i++) dir_add(c->dir, ce->stored[i], w->slot);
     w->cache_seq = ce->seq;
     w->seq_known = true;
+    if (ce->n_stored && jobs_ready_count(c->jobs)) c->dirty = true; /* held tasks may go now */
 }
 
 /* The live task an OpResult/OpProgress from w refers to, or NULL if stale. */
@@ -567,6 +764,13 @@ static job_task *match_task(coord_t *c, wkr_t *w, const char *job_id, const char
 }
 
 static void on_result(coord_t *c, wkr_t *w, const Helium__OpResult *r) {
+    bool ok = !r->error || r->error->code == HELIUM__ERROR_CODE__ERROR_OK;
+    if (opt_warm_result(c->opt, w, r->task_id, ok, r->computed_tokens, r->cached_tokens, r->pulled_tokens)) {
+        clog_msg(CLOG_DEBUG, "worker %s: warm task %" PRIu64 " %s: %u prompt tokens, %u computed", w->id,
+                 r->task_id, ok ? "done" : "failed", r->prompt_tokens, r->computed_tokens);
+        c->dirty = true;
+        return;
+    }
     job_task *t = match_task(c, w, r->job_id, r->op_id, r->item, r->task_id, r->attempt);
     if (!t) {
         c->st.stale_results++;
@@ -583,9 +787,11 @@ static void on_result(coord_t *c, wkr_t *w, const Helium__OpResult *r) {
             t->attempt < COORD_RETRIES) {
             clog_msg(CLOG_WARN, "%s: op %s failed on %s (%s); retrying", t->job->id, r->op_id, w->id, msg);
             jobs_task_requeue(c->jobs, t);
+            opt_call_back(c->opt, t);
             c->st.redispatches++;
             return;
         }
+        opt_dd_drop(c->opt, t); /* its followers run on their own */
         char full[600];
         snprintf(full, sizeof full, "%s (worker %s)", msg, w->id);
         if ((unsigned)code > HELIUM__ERROR_CODE__ERROR_TIMEOUT) code = HELIUM__ERROR_CODE__ERROR_INTERNAL;
@@ -600,6 +806,13 @@ static void on_result(coord_t *c, wkr_t *w, const Helium__OpResult *r) {
         c->st.kv_pulls++;
         c->st.kv_pull_bytes += (uint64_t)(r->pulled_tokens / c->block_size) * c->page_bytes;
     }
+    opt_counters *st = opt_stats(c->opt, (sched_policy)t->job->pol);
+    st->prompt_tokens += r->prompt_tokens;
+    st->computed_tokens += r->computed_tokens;
+    st->cached_tokens += r->cached_tokens;
+    st->pulled_tokens += r->pulled_tokens;
+    st->generated_tokens += r->generated_tokens;
+    if (r->pulled_tokens) st->kv_pulls++;
     const char *text = r->text ? r->text : "";
     job_result res = {.text = text, .len = strlen(text), .prompt_tokens = r->prompt_tokens,
                       .cached_tokens = r->cached_tokens, .pulled_tokens = r->pulled_tokens,
@@ -607,7 +820,22 @@ static void on_result(coord_t *c, wkr_t *w, const Helium__OpResult *r) {
                       .first_token_us = r->timing ? r->timing->first_token_us : 0};
     clog_msg(CLOG_DEBUG, "%s: op %s item %u done on %s: %u prompt (%u cached, %u pulled), %u generated", t->job->id,
          r->op_id, r->item, w->id, r->prompt_tokens, r->cached_tokens, r->pulled_tokens, r->generated_tokens);
+    /* helium: the result answers the identical calls waiting on it, now and later */
+    rcache_key key;
+    opt_dd *e = opt_dd_finish(c->opt, t, &key);
+    if (e) {
+        rcache_val v = {.text = text, .len = res.len, .ids = r->ids, .n_ids = r->n_ids,
+                        .generated_tokens = r->generated_tokens};
+        rcache_put(opt_rcache(c->opt), key, &v, 0, clock_wall_us());
+    }
     jobs_task_done(c->jobs, t, &res);
+    if (e) {
+        /* a follower's job may end (or fail others) as each one completes;
+         * aborted followers leave e on their own (abort hook) */
+        job_result fr = {.text = text, .len = res.len, .worker = w->id};
+        for (job_task *f; (f = opt_dd_pop(e));) jobs_task_done(c->jobs, f, &fr);
+        opt_dd_free(&e);
+    }
 }
 
 static void on_progress(coord_t *c, wkr_t *w, const Helium__OpProgress *p) {
@@ -709,8 +937,9 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
         return false;
     }
     const char *pname = sj->policy && *sj->policy ? sj->policy : sched_policy_name((sched_policy)c->policy);
-    if (sched_policy_from_name(pname) < 0) {
-        char *msg = rep_printf(a, "unknown policy '%.64s' (want router, prefix or isolated)", pname);
+    int pol = sched_policy_from_name(pname);
+    if (pol < 0) {
+        char *msg = rep_printf(a, "unknown policy '%.64s' (want " SCHED_POLICY_NAMES ")", pname);
         r->error = rep_error(a, HELIUM__ERROR_CODE__ERROR_INVALID, msg, "");
         return false;
     }
@@ -737,8 +966,15 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
     snprintf(name, sizeof name, "%s", wname);
     size_t n_ops = wf->n_ops;
     job_t *j = NULL;
-    rc = jobs_submit(c->jobs, &wf, in, n, pname, sj->client_tag, sj->stream || c->cfg.stream, &j);
+    opt_prep prep;
+    opt_prepare(c->opt, (sched_policy)pol, wf, in, n, &prep);
+    rc = jobs_submit_planned(c->jobs, &wf, in, n, pname, sj->client_tag, sj->stream || c->cfg.stream, &prep.plan, &j);
     free(in);
+    if (rc) opt_prep_free(&prep);
+    else {
+        opt_stats(c->opt, (sched_policy)pol)->jobs++;
+        opt_arrive(c->opt, j, &prep);
+    }
     if (rc) {
         r->error = rep_error(a, rep_code(rc) == HELIUM__ERROR_CODE__ERROR_LIMIT ? HELIUM__ERROR_CODE__ERROR_LIMIT
                                                                              : HELIUM__ERROR_CODE__ERROR_INVALID,
@@ -788,6 +1024,32 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
     return false;
 }
 
+/* The optimizer's counters by name (in_kv: the total is already among the
+ * coordinator's own counters under that name). */
+static const struct {
+    const char *name;
+    size_t off;
+    bool in_kv;
+} opt_fields[] = {
+#define OF(f, kv) {#f, offsetof(opt_counters, f), kv}
+    OF(jobs, false), OF(llm_tasks, false), OF(dispatched, false), OF(prompt_tokens, true),
+    OF(computed_tokens, false), OF(cached_tokens, true), OF(pulled_tokens, true), OF(generated_tokens, true),
+    OF(kv_pulls, true), OF(warm_tasks, false), OF(warm_tokens, false), OF(rcache_lookups, false),
+    OF(rcache_hits, false), OF(dedup_hits, false), OF(ops_pruned, false), OF(ops_merged, false),
+    OF(plan_us, false), OF(pins, false), OF(unpins, false), OF(held, false), OF(min_prompt_tokens, false),
+#undef OF
+};
+
+/* Sum of the optimizer's counters over the policies. */
+static void opt_total(coord_t *c, opt_counters *tot) {
+    memset(tot, 0, sizeof *tot);
+    for (int p = 0; p < SCHED_N_POLICIES; p++) {
+        const opt_counters *oc = opt_stats(c->opt, (sched_policy)p);
+        for (size_t i = 0; i < sizeof opt_fields / sizeof *opt_fields; i++)
+            *(uint64_t *)((char *)tot + opt_fields[i].off) += *(const uint64_t *)((const char *)oc + opt_fields[i].off);
+    }
+}
+
 static void do_status(coord_t *c, const Helium__ClusterStatus *cs, rep_arena *a, Helium__Reply *r) {
     Helium__ClusterStatusReply *s = rep_alloc(a, sizeof *s);
     if (!s) return;
@@ -828,7 +1090,10 @@ static void do_status(coord_t *c, const Helium__ClusterStatus *cs, rep_arena *a,
                   {"bad_worker_frames", c->st.bad_worker_frames}, {"tool_calls", c->st.tool_calls},
                   {"tool_errors", c->st.tool_errors}};
         size_t n = sizeof kv / sizeof *kv;
-        s->counters = rep_alloc(a, n * sizeof *s->counters);
+        opt_counters tot;
+        opt_total(c, &tot);
+        size_t n_opt = sizeof opt_fields / sizeof *opt_fields;
+        s->counters = rep_alloc(a, (n + n_opt * (1 + SCHED_N_POLICIES)) * sizeof *s->counters);
         for (size_t i = 0; s->counters && i < n; i++) {
             Helium__ClusterStatusReply__CountersEntry *e = rep_alloc(a, sizeof *e);
             if (!e) break;
@@ -836,6 +1101,21 @@ static void do_status(coord_t *c, const Helium__ClusterStatus *cs, rep_arena *a,
             e->key = (char *)kv[i].k;
             e->value = kv[i].v;
             s->counters[s->n_counters++] = e;
+        }
+        /* the optimizer's counters: totals as NAME (prompt_tokens etc. above
+         * are the same totals), per policy as NAME.POLICY */
+        for (int p = -1; s->counters && p < SCHED_N_POLICIES; p++) {
+            const opt_counters *oc = p < 0 ? &tot : opt_stats(c->opt, (sched_policy)p);
+            for (size_t i = 0; i < n_opt; i++) {
+                if (p < 0 && opt_fields[i].in_kv) continue;
+                Helium__ClusterStatusReply__CountersEntry *e = rep_alloc(a, sizeof *e);
+                if (!e) break;
+                helium__cluster_status_reply__counters_entry__init(e);
+                e->key = p < 0 ? (char *)opt_fields[i].name
+                               : rep_printf(a, "%s.%s", opt_fields[i].name, sched_policy_name((sched_policy)p));
+                e->value = *(const uint64_t *)((const char *)oc + opt_fields[i].off);
+                s->counters[s->n_counters++] = e;
+            }
         }
     }
     r->body_case = HELIUM__REPLY__BODY_CLUSTER;
@@ -1039,6 +1319,27 @@ static void publish_metrics(coord_t *c) {
         met_head(&b, g[i].name, g[i].type, g[i].help);
         met_value(&b, g[i].name, "", g[i].v);
     }
+    opt_counters tot;
+    opt_total(c, &tot);
+    {
+        char name[96];
+        for (size_t i = 0; i < sizeof opt_fields / sizeof *opt_fields; i++) {
+            if (opt_fields[i].in_kv) continue;
+            snprintf(name, sizeof name, "helium_opt_%s_total", opt_fields[i].name);
+            met_head(&b, name, "counter", "Optimizer / policy work counter (see coordinator/opt.h), all policies.");
+            met_value(&b, name, "", (double)*(const uint64_t *)((const char *)&tot + opt_fields[i].off));
+        }
+        for (size_t i = 0; i < sizeof opt_fields / sizeof *opt_fields; i++) {
+            snprintf(name, sizeof name, "helium_policy_%s_total", opt_fields[i].name);
+            met_head(&b, name, "counter", "Work counter of each scheduling policy (see coordinator/opt.h).");
+            for (int p = 0; p < SCHED_N_POLICIES; p++) {
+                char l[64] = "";
+                met_label(l, sizeof l, "policy", sched_policy_name((sched_policy)p));
+                const opt_counters *oc = opt_stats(c->opt, (sched_policy)p);
+                met_value(&b, name, l, (double)*(const uint64_t *)((const char *)oc + opt_fields[i].off));
+            }
+        }
+    }
     met_head(&b, "helium_bad_frames_total", "counter", "Malformed frames received, by peer kind.");
     met_value(&b, "helium_bad_frames_total", "peer=\"client\"", (double)c->st.bad_client_frames);
     met_value(&b, "helium_bad_frames_total", "peer=\"worker\"", (double)c->st.bad_worker_frames);
@@ -1120,7 +1421,7 @@ coord_t *coord_new(const coord_config *cfg) {
     if (c->cfg.worker_timeout_ms <= 0) c->cfg.worker_timeout_ms = 3000;
     c->policy = sched_policy_from_name(c->cfg.policy ? c->cfg.policy : "router");
     if (c->policy < 0) {
-        he_set(HE_EINVAL, "unknown policy '%s' (want router, prefix or isolated)", c->cfg.policy);
+        he_set(HE_EINVAL, "unknown policy '%s' (want " SCHED_POLICY_NAMES ")", c->cfg.policy);
         goto fail;
     }
     if (!c->cfg.model_path) {
@@ -1136,7 +1437,7 @@ coord_t *coord_new(const coord_config *cfg) {
 
     jobs_config jc = {.keep_finished = c->cfg.keep_jobs};
     jobs_hooks hk = {.ctx = c, .task_abort = hook_task_abort, .job_end = hook_job_end,
-                     .job_progress = hook_job_progress};
+                     .job_progress = hook_job_progress, .task_new = hook_task_new, .op_done = hook_op_done};
     static const char *const default_hosts[] = {"127.0.0.1", "localhost"};
     const char *const *hosts = c->cfg.n_allow_hosts ? c->cfg.allow_hosts : default_hosts;
     size_t n_hosts = c->cfg.n_allow_hosts ? c->cfg.n_allow_hosts : 2;
@@ -1145,7 +1446,9 @@ coord_t *coord_new(const coord_config *cfg) {
     c->dir = dir_new();
     c->sched = c->dir && c->wkrs ? sched_new(c->dir, c->wkrs) : NULL;
     c->tools = tools_new(hosts, n_hosts, tool_done, c);
-    if (!c->jobs || !c->wkrs || !c->dir || !c->sched || !c->tools) {
+    opt_io io = {.ctx = c, .next_task_id = io_next_task_id, .send_warm = io_send_warm, .send_unpin = io_send_unpin};
+    c->opt = c->sched && c->wkrs && c->jobs ? opt_new(c->tok, c->sched, c->wkrs, c->jobs, &io, 0) : NULL;
+    if (!c->jobs || !c->wkrs || !c->dir || !c->sched || !c->tools || !c->opt) {
         he_set(HE_ENOMEM, "cannot create the coordinator's tables");
         goto fail;
     }
@@ -1181,6 +1484,7 @@ void coord_destroy(coord_t **self_p) {
     if (c->jobs) jobs_each_newest(c->jobs, SIZE_MAX, true, free_waiters_of, NULL);
     tools_destroy(&c->tools);
     jobs_destroy(&c->jobs);
+    opt_destroy(&c->opt); /* after the jobs: it holds (and never follows) task pointers */
     sched_destroy(&c->sched);
     dir_destroy(&c->dir);
     wkrs_destroy(&c->wkrs);
@@ -1203,7 +1507,11 @@ int coord_run(coord_t *c, volatile sig_atomic_t *stop) {
     c->next_liveness_ms = clock_mono_ms() + tick;
     c->next_metrics_ms = clock_mono_ms() + COORD_METRICS_MS;
     while (!*stop) {
-        /* before sleep: place what can run, stream what was generated */
+        /* before sleep: warm shared prefixes, release pins nobody needs,
+         * place what can run, stream what was generated */
+        requeue_orphans(c);
+        opt_warm(c->opt);
+        opt_sweep(c->opt);
         if (c->dirty && jobs_ready_count(c->jobs)) dispatch_ready(c);
         if (c->n_stream) flush_streams(c);
 

@@ -163,10 +163,9 @@ static void task_detach(job_t *j, job_task *t) {
 /* Drops a live task: dequeued, or stopped through the abort hook if started. */
 static void task_kill(job_t *j, job_task *t) {
     jobs_t *js = j->owner;
-    if (t->queued)
-        q_remove(js, t);
-    else if ((t->worker >= 0 || t->runner) && js->hooks.task_abort)
-        js->hooks.task_abort(js->hooks.ctx, t);
+    bool started = !t->queued && (t->worker >= 0 || t->runner);
+    if (t->queued) q_remove(js, t);
+    if ((started || t->opt) && js->hooks.task_abort) js->hooks.task_abort(js->hooks.ctx, t);
     task_detach(j, t);
     task_free(t);
 }
@@ -199,6 +198,10 @@ static void job_free(job_t *j) {
     free(j->client_tag);
     free(j->err_msg);
     free(j->err_op);
+    free(j->pruned);
+    free(j->alias);
+    free(j->cp);
+    free(j->start);
     free(j);
 }
 
@@ -327,6 +330,8 @@ static void op_done(job_t *j, int i, char *text, size_t len) {
     o->out_len = len;
     o->state = HELIUM__OP_STATE__OP_DONE;
     o->finished_us = clock_wall_us();
+    jobs_t *js = j->owner;
+    if (js->hooks.op_done) js->hooks.op_done(js->hooks.ctx, j, i);
 }
 
 /* Creates a task for op i (map item `item` of map m, or m = -1) and queues it. */
@@ -358,6 +363,7 @@ static int make_task(job_t *j, int i, int m, uint32_t item, const char *item_val
     j->live_tasks++;
     q_push(j->owner, t, false);
     *out = t;
+    if (j->owner->hooks.task_new) j->owner->hooks.task_new(j->owner->hooks.ctx, t);
     return 0;
 }
 
@@ -511,9 +517,36 @@ static bool deps_done(const job_t *j, int i) {
     return true;
 }
 
+static bool is_pruned(const job_t *j, int i) { return j->pruned && j->pruned[i]; }
+
+/* Every op of the scope is settled: DONE, or pruned (never runs). */
 static bool scope_done(const job_t *j, const int *order, size_t n) {
-    for (size_t k = 0; k < n; k++)
-        if (j->ops[order[k]].state != HELIUM__OP_STATE__OP_DONE) return false;
+    for (size_t k = 0; k < n; k++) {
+        int i = order[k];
+        if (j->ops[i].state != HELIUM__OP_STATE__OP_DONE &&
+            !(is_pruned(j, i) && j->ops[i].state == HELIUM__OP_STATE__OP_SKIPPED))
+            return false;
+    }
+    return true;
+}
+
+/* Op i copies the output of op alias[i] (an identical computation) once it
+ * is done. Returns true if op i is aliased (done now or waiting). */
+static bool try_alias(job_t *j, int i, bool *changed) {
+    int a = j->alias ? j->alias[i] : -1;
+    if (a < 0) return false;
+    const job_op *src = &j->ops[a];
+    if (src->state != HELIUM__OP_STATE__OP_DONE) return true;
+    char *s = dup_n(src->out ? src->out : "", src->out ? src->out_len : 0);
+    if (!s) {
+        job_fail(j, i, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+        return true;
+    }
+    size_t len = src->out ? src->out_len : 0;
+    j->ops[i].ready_us = j->ops[i].started_us = clock_wall_us();
+    op_done(j, i, s, len);
+    emit(j, i, 0, s, len, true);
+    *changed = true;
     return true;
 }
 
@@ -547,6 +580,14 @@ static void scope_pass(job_t *j, int scope, bool *changed) {
     size_t n = scope < 0 ? j->wf->n_order : j->wf->ops[scope]->n_order;
     for (size_t k = 0; k < n && active(j); k++) {
         int i = order[k];
+        if (j->ops[i].state == HELIUM__OP_STATE__OP_WAITING && is_pruned(j, i)) {
+            j->ops[i].state = HELIUM__OP_STATE__OP_SKIPPED;
+            continue;
+        }
+        if (j->ops[i].state == HELIUM__OP_STATE__OP_WAITING && try_alias(j, i, changed)) {
+            if (!active(j)) return;
+            continue;
+        }
         if (j->ops[i].state == HELIUM__OP_STATE__OP_WAITING && deps_done(j, i)) {
             start_op(j, i);
             *changed = true;
@@ -627,8 +668,49 @@ job_t *jobs_get(jobs_t *js, const char *id) {
     return js->by_num[n - 1];
 }
 
+/* Copies the usable parts of plan p into j. */
+static int take_plan(job_t *j, const jobs_plan *p) {
+    const wf_t *wf = j->wf;
+    size_t n = wf->n_ops ? wf->n_ops : 1;
+    j->pol = p->pol;
+    if (p->pruned) {
+        if (!(j->pruned = calloc(n, 1))) return he_set(HE_ENOMEM, "out of memory");
+        memcpy(j->pruned, p->pruned, wf->n_ops);
+        /* never prune the output op, nor the body of a kept map (the plan keeps
+         * them anyway; this guards the job against a bad plan) */
+        if (wf->output >= 0) j->pruned[wf->output] = 0;
+        for (size_t i = 0; i < wf->n_ops; i++)
+            if (!j->pruned[i] && wf->ops[i]->kind == WF_MAP && wf->ops[i]->map.body >= 0)
+                j->pruned[wf->ops[i]->map.body] = 0;
+    }
+    if (p->alias) {
+        if (!(j->alias = malloc(n * sizeof *j->alias))) return he_set(HE_ENOMEM, "out of memory");
+        for (size_t i = 0; i < wf->n_ops; i++) {
+            int a = p->alias[i];
+            const wf_op *o = wf->ops[i];
+            bool ok = a >= 0 && (size_t)a < wf->n_ops && (size_t)a != i && o->parent < 0 &&
+                      wf->ops[a]->parent < 0 && o->kind == wf->ops[a]->kind &&
+                      (o->kind == WF_LLM || o->kind == WF_TOOL || o->kind == WF_JOIN) &&
+                      !(j->pruned && (j->pruned[i] || j->pruned[a]));
+            j->alias[i] = ok ? a : -1;
+        }
+        /* no chains: an alias target must not be aliased itself */
+        for (size_t i = 0; i < wf->n_ops; i++)
+            if (j->alias[i] >= 0 && j->alias[j->alias[i]] >= 0) j->alias[i] = -1;
+    }
+    if (p->cp && (j->cp = malloc(n * sizeof *j->cp))) memcpy(j->cp, p->cp, wf->n_ops * sizeof *j->cp);
+    if (p->start && (j->start = malloc(n * sizeof *j->start)))
+        memcpy(j->start, p->start, wf->n_ops * sizeof *j->start);
+    return 0;
+}
+
 int jobs_submit(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, const char *policy,
                 const char *client_tag, bool stream, job_t **out) {
+    return jobs_submit_planned(js, wf_p, inputs, n, policy, client_tag, stream, NULL, out);
+}
+
+int jobs_submit_planned(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, const char *policy,
+                        const char *client_tag, bool stream, const jobs_plan *plan, job_t **out) {
     wf_t *wf = *wf_p;
     *wf_p = NULL;
     *out = NULL;
@@ -662,6 +744,7 @@ int jobs_submit(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, const ch
     j->policy = strdup(policy ? policy : "");
     j->client_tag = strdup(client_tag ? client_tag : "");
     if (!j->ops || !j->input_vals || !j->policy || !j->client_tag) rc = he_set(HE_ENOMEM, "out of memory");
+    if (!rc && plan) rc = take_plan(j, plan);
     for (size_t i = 0; !rc && i < wf->n_inputs; i++) {
         const wf_input *in = &wf->inputs[i];
         const char *v = NULL;
@@ -814,6 +897,21 @@ void jobs_task_fail(jobs_t *js, job_task *t, Helium__ErrorCode code, const char 
     int op = t->op;
     task_free(t);
     job_fail(j, op, code, msg);
+}
+
+job_t *jobs_by_num(jobs_t *js, uint64_t num) {
+    return num >= 1 && num <= js->last_num ? js->by_num[num - 1] : NULL;
+}
+
+job_task *jobs_task_of(jobs_t *js, uint64_t num, int op, uint32_t item) {
+    job_t *j = jobs_by_num(js, num);
+    if (!j || !active(j) || op < 0 || (size_t)op >= j->wf->n_ops) return NULL;
+    int p = j->wf->ops[op]->parent;
+    if (p >= 0 && j->wf->ops[p]->kind == WF_MAP) {
+        const job_op *m = &j->ops[p];
+        return m->tasks && item < m->n_items ? m->tasks[item] : NULL;
+    }
+    return item == 0 ? j->ops[op].task : NULL;
 }
 
 job_task *jobs_find_task(jobs_t *js, const char *job_id, const char *op_id, uint32_t item) {

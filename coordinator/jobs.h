@@ -22,6 +22,12 @@
  * lost). Results are matched to the live task by (job, op, item) plus the
  * task_id; anything else is stale and ignored by the caller.
  *
+ * Plans (jobs_submit_planned, from the workflow optimizer): a pruned op never
+ * runs (it becomes SKIPPED and counts as settled for its scope); an aliased
+ * top-level op waits for the op it aliases (an identical computation) and
+ * copies its output instead of running. cp/start are per-op scheduling
+ * priorities the caller may read back.
+ *
  * Memory: jobs keep their outputs until evicted; at most keep_finished
  * finished jobs are kept (oldest evicted first); running jobs never are.
  * Job ids are "job-N", N = 1, 2, ...; lookups are O(1).
@@ -76,6 +82,11 @@ struct job_task {
     int64_t load_tokens;    /* load this attempt added to its worker */
     int32_t pages;          /* KV pages this attempt reserved */
     void *runner;           /* caller's handle while running (e.g. the tool transfer) */
+    void *opt;              /* caller's optimizer link (e.g. an in-flight dedup entry); a task
+                               killed with opt set goes through hooks.task_abort even if queued */
+    bool counted;           /* caller's flag: its prompt was counted once (e.g. min prompt tokens) */
+    bool held;              /* caller's flag: its placement was deferred at least once */
+    bool looked;            /* caller's flag: looked up in a result cache once */
 
     /* jobs-private */
     bool queued;
@@ -137,19 +148,41 @@ struct job {
     uint64_t chunk_seq;     /* last seq handed out */
     void *user;             /* caller's per-job data (e.g. waiting clients) */
     jobs_t *owner;
+    /* plan (jobs_submit_planned); NULL arrays = none */
+    int pol;                /* caller's policy code */
+    uint8_t *pruned;        /* (wf->n_ops) 1 = never runs */
+    int *alias;             /* (wf->n_ops) op whose output this op copies, or -1 */
+    int64_t *cp;            /* (wf->n_ops) critical path in token steps */
+    int64_t *start;         /* (wf->n_ops) earliest start in token steps */
 };
 
 typedef struct {
     void *ctx;
-    /* A started task (worker >= 0 or runner != NULL) is no longer wanted: the
-     * caller stops it (Cancel to the worker, abort the transfer) and drops its
-     * own references. The task is freed right after the hook returns. */
+    /* A started task (worker >= 0 or runner != NULL), or any task with opt
+     * set (even queued), is no longer wanted: the caller stops it (Cancel to
+     * the worker, abort the transfer) and drops its own references. The task
+     * is freed right after the hook returns. */
     void (*task_abort)(void *ctx, job_task *t);
     /* The job reached DONE, FAILED or CANCELED. */
     void (*job_end)(void *ctx, job_t *j);
     /* New partial output was appended to the job. */
     void (*job_progress)(void *ctx, job_t *j);
+    /* A new task was queued (an op or a map item became ready). May be NULL. */
+    void (*task_new)(void *ctx, job_task *t);
+    /* Op i of j became DONE (its output is readable). May be NULL. */
+    void (*op_done)(void *ctx, job_t *j, int i);
 } jobs_hooks;
+
+/* A plan for one job: what the optimizer decided before it starts. Every
+ * array is (wf->n_ops) or NULL, copied by jobs_submit_planned. alias[i] is
+ * honoured only for a top-level llm/tool/join op i aliasing another such op;
+ * anything else is ignored (the op runs). */
+typedef struct {
+    int pol;
+    const uint8_t *pruned;
+    const int *alias;
+    const int64_t *cp, *start;
+} jobs_plan;
 
 typedef struct {
     size_t keep_finished;   /* finished jobs kept (default 1000; at least 1) */
@@ -182,6 +215,10 @@ void jobs_destroy(jobs_t **self_p);
 int jobs_submit(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, const char *policy,
                 const char *client_tag, bool stream, job_t **out);
 
+/* jobs_submit with a plan (NULL = none). */
+int jobs_submit_planned(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, const char *policy,
+                        const char *client_tag, bool stream, const jobs_plan *plan, job_t **out);
+
 /* The job with this id, or NULL (unknown, malformed or evicted). */
 job_t *jobs_get(jobs_t *js, const char *job_id);
 /* Cancels a queued or running job (hooks run); no-op for finished ones. */
@@ -207,6 +244,10 @@ void jobs_task_done(jobs_t *js, job_task *t, const job_result *r);
 void jobs_task_fail(jobs_t *js, job_task *t, Helium__ErrorCode code, const char *msg);
 /* The live task of (job_id, op_id, item), or NULL. */
 job_task *jobs_find_task(jobs_t *js, const char *job_id, const char *op_id, uint32_t item);
+/* The same by job number N ("job-N") and op index; NULL if none. */
+job_task *jobs_task_of(jobs_t *js, uint64_t num, int op, uint32_t item);
+/* The job with number N, or NULL. */
+job_t *jobs_by_num(jobs_t *js, uint64_t num);
 
 /* Op i's output text (a map's items joined with "\n"); "" (len 0) for an op
  * without output yet. Valid until the job changes. */

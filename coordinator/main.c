@@ -3,7 +3,7 @@
  *   helium-coordinator --model FILE [--listen tcp://127.0.0.1:7700]
  *       [--workers tcp://127.0.0.1:7701] [--metrics-port 7702 (0 = off)]
  *       [--metrics-host 127.0.0.1] [--heartbeat-ms 500] [--worker-timeout-ms 3000]
- *       [--policy router|prefix|isolated] [--allow-host HOST]... [--keep-jobs 1000]
+ *       [--policy router|prefix|isolated|kvflow|helium] [--allow-host HOST]... [--keep-jobs 1000]
  *       [--stream] [--log-level error|warn|info|debug]
  *
  * Parses arguments, installs SIGINT/SIGTERM handlers (they only set a flag;
@@ -39,7 +39,7 @@ static void usage(FILE *f) {
             "  --metrics-host ADDR     IPv4 address for /metrics (default 127.0.0.1)\n"
             "  --heartbeat-ms N        worker heartbeat period (default 500)\n"
             "  --worker-timeout-ms N   a silent worker is dead after N ms (default 3000)\n"
-            "  --policy P              router (default), prefix or isolated\n"
+            "  --policy P              isolated, prefix, router (default), kvflow or helium\n"
             "  --allow-host HOST       tool ops may call HOST[:PORT] (repeatable; default\n"
             "                          127.0.0.1 and localhost)\n"
             "  --keep-jobs N           finished jobs kept for queries (default 1000)\n"

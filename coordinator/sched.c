@@ -34,6 +34,8 @@ int sched_policy_from_name(const char *s) {
     if (strcmp(s, "router") == 0) return SCHED_ROUTER;
     if (strcmp(s, "prefix") == 0) return SCHED_PREFIX;
     if (strcmp(s, "isolated") == 0) return SCHED_ISOLATED;
+    if (strcmp(s, "kvflow") == 0) return SCHED_KVFLOW;
+    if (strcmp(s, "helium") == 0) return SCHED_HELIUM;
     return -1;
 }
 
@@ -42,9 +44,14 @@ const char *sched_policy_name(sched_policy p) {
     case SCHED_ROUTER: return "router";
     case SCHED_PREFIX: return "prefix";
     case SCHED_ISOLATED: return "isolated";
+    case SCHED_KVFLOW: return "kvflow";
+    case SCHED_HELIUM: return "helium";
+    case SCHED_N_POLICIES: break;
     }
     return "?";
 }
+
+bool sched_cache_aware(sched_policy p) { return p == SCHED_ROUTER || p == SCHED_KVFLOW || p == SCHED_HELIUM; }
 
 sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
     sched_t *s = calloc(1, sizeof *s);
@@ -94,6 +101,25 @@ static bool same_model(const sched_t *s, const wkr_t *w) {
 
 int sched_place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
                 sched_choice *out) {
+    int rc = sched_place_ex(s, policy, ids, n, max_tokens, SCHED_DRY, out);
+    if (rc == 0 && out->worker) sched_count(s, out);
+    return rc;
+}
+
+void sched_count(sched_t *s, const sched_choice *ch) {
+    s->c.decisions++;
+    if (ch->reuse_blocks > 0) s->c.affinity++;
+    if (ch->pull_from) {
+        s->c.pulls++;
+        s->c.pull_blocks += (uint64_t)ch->pull_blocks;
+    } else if (ch->d.t_pull_s > 0 || ch->d.t_recompute_s > 0) {
+        s->c.recomputes++;
+    }
+    if (ch->d.imbalanced) s->c.imbalanced++;
+}
+
+int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
+                   unsigned flags, sched_choice *out) {
     memset(out, 0, sizeof *out);
     route_worker rw[DIR_MAX_WORKERS];
     wkr_t *wk[DIR_MAX_WORKERS];
@@ -136,6 +162,7 @@ int sched_place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, 
     out->hashes = s->hashes;
     out->n_hashes = nb;
 
+    bool aware = sched_cache_aware(policy);
     int pick = -1;
     route_decision d = {.worker = -1, .pull_from = -1};
     int32_t real[DIR_MAX_WORKERS]; /* runs the real directory shows (pull sources) */
@@ -152,14 +179,14 @@ int sched_place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, 
         memset(runs, 0, sizeof runs);
         memset(real, 0, sizeof real);
         memset(pend, 0, sizeof pend);
-        if (policy == SCHED_ROUTER && nb) {
+        if (aware && nb) {
             dir_match(s->dir, s->hashes, nb, real);
             dir_match(s->pending, s->hashes, nb, pend);
             for (int w = 0; w < DIR_MAX_WORKERS; w++) runs[w] = real[w] > pend[w] ? real[w] : pend[w];
         }
         route_config rc = s->rc;
-        rc.cache_aware = policy == SCHED_ROUTER;
-        rc.allow_pull = policy == SCHED_ROUTER && rc.page_bytes > 0;
+        rc.cache_aware = aware;
+        rc.allow_pull = aware && rc.page_bytes > 0;
         route_pick(&rc, rw, nw, runs, n, bs, pages, &d);
         pick = d.worker;
     }
@@ -170,7 +197,9 @@ int sched_place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, 
     out->d = d;
     out->worker = wk[pick];
     out->reuse_blocks = policy == SCHED_ISOLATED ? 0 : d.reuse_blocks;
-    if (policy == SCHED_ROUTER && d.pull_from >= 0 && d.pull_from < nw && d.pull_blocks > 0 &&
+    out->real_blocks = aware ? real[wk[pick]->slot] : 0;
+    if (out->real_blocks > out->reuse_blocks) out->real_blocks = out->reuse_blocks;
+    if (aware && d.pull_from >= 0 && d.pull_from < nw && d.pull_blocks > 0 &&
         *wk[d.pull_from]->endpoint) {
         /* pull only what the source really holds */
         int32_t end = d.reuse_blocks + d.pull_blocks, have = real[wk[d.pull_from]->slot];
@@ -182,19 +211,12 @@ int sched_place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, 
             out->pull_blocks = end - d.reuse_blocks;
         }
     }
+    out->planned_blocks = out->reuse_blocks + (d.pull_from >= 0 ? d.pull_blocks : 0);
     int64_t reuse_tok = (int64_t)(out->reuse_blocks + out->pull_blocks) * bs;
     if (reuse_tok > n - 1) reuse_tok = n > 0 ? n - 1 : 0;
     out->load_tokens = (int64_t)n - reuse_tok + max_tokens;
 
-    s->c.decisions++;
-    if (out->reuse_blocks > 0) s->c.affinity++;
-    if (out->pull_from) {
-        s->c.pulls++;
-        s->c.pull_blocks += (uint64_t)out->pull_blocks;
-    } else if (d.t_pull_s > 0 || d.t_recompute_s > 0) {
-        s->c.recomputes++;
-    }
-    if (d.imbalanced) s->c.imbalanced++;
+    if (!(flags & SCHED_DRY)) sched_count(s, out);
     if (clog_on(CLOG_DEBUG))
         clog_msg(CLOG_DEBUG,
              "route[%s]: %d tokens (%d blocks) -> %s: reuse %d blocks, pull %d from %s (t_pull %.4fs vs "

@@ -1,9 +1,11 @@
 /* sched: placement of LLM tasks on workers under a scheduling policy.
  *
- * Policies:
+ * Policies (placement only; what else each policy does is the coordinator's
+ * and the optimizer's, opt.h):
  *   "router"   cache-aware: the prompt's block hashes are matched against the
  *              prefix directory (dir.h) and route_pick (route.h) weighs reuse,
  *              KV pulls from peers and load;
+ *   "kvflow", "helium"  place exactly as "router";
  *   "prefix"   least-loaded only (no affinity, no pull); workers still reuse
  *              whatever their own caches hold;
  *   "isolated" round robin over eligible workers, no pull.
@@ -32,7 +34,20 @@
 #include "route.h"
 #include "workers.h"
 
-typedef enum { SCHED_ROUTER = 0, SCHED_PREFIX = 1, SCHED_ISOLATED = 2 } sched_policy;
+typedef enum {
+    SCHED_ROUTER = 0,
+    SCHED_PREFIX = 1,
+    SCHED_ISOLATED = 2,
+    SCHED_KVFLOW = 3,
+    SCHED_HELIUM = 4,
+    SCHED_N_POLICIES = 5
+} sched_policy;
+
+/* The names of every policy, for messages: "router, prefix, isolated, kvflow or helium". */
+#define SCHED_POLICY_NAMES "isolated, prefix, router, kvflow or helium"
+
+/* True if p places by cache affinity (router, kvflow, helium). */
+bool sched_cache_aware(sched_policy p);
 
 /* The policy named s ("" or NULL: -1 too), or -1 if unknown. */
 int sched_policy_from_name(const char *s);
@@ -49,7 +64,11 @@ typedef struct {
     int32_t pull_blocks;
     const uint64_t *hashes; /* (n_hashes) the prompt's full-block hashes; valid until the next call */
     int32_t n_hashes;
-    int32_t reuse_blocks;   /* blocks the chosen worker already holds */
+    int32_t reuse_blocks;   /* blocks the chosen worker already holds (or will: pending) */
+    int32_t real_blocks;    /* of those, blocks the real directory shows it holding now */
+    int32_t planned_blocks; /* reuse + pull the route assumed; more than real_blocks +
+                               pull_blocks when it counted on blocks still being computed
+                               (pending) on the worker or on a pull source */
     int32_t pages;          /* KV pages the task may need (prompt + max_tokens, capped) */
     int64_t load_tokens;    /* work it adds: prompt tokens to compute + max_tokens */
     route_decision d;
@@ -71,6 +90,12 @@ route_config *sched_route_config(sched_t *s);
  * one token (the message gives the sizes). */
 int sched_place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
                 sched_choice *out);
+/* sched_place without counting the decision (SCHED_DRY); sched_count counts
+ * it once the caller acts on it. */
+#define SCHED_DRY 1u
+int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
+                   unsigned flags, sched_choice *out);
+void sched_count(sched_t *s, const sched_choice *ch);
 
 void sched_get_counters(const sched_t *s, sched_counters *out);
 

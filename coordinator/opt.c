@@ -1,0 +1,796 @@
+/* opt: see opt.h.
+ *
+ * Ownership: pin groups, dedup entries, the prefix trees, the result cache
+ * and the min-prompt sets are owned here. Tasks are borrowed: a task sits in
+ * a group's user list or a dedup entry only while it is live, and the
+ * coordinator calls opt_task_gone / opt_dd_drop before jobs frees it (from
+ * its task_abort hook and its result path).
+ *
+ * Work: a sweep costs one ptree_match per pin group; warming one
+ * ptree_shared_prefixes plus one placement per uncovered prefix; both run
+ * only after something changed. Group lookups are linear in the groups
+ * (few: one per shared prefix in use); dedup lookups hash on the key.
+ */
+#include "opt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "blockhash.h"
+#include "herr.h"
+#include "log.h"
+#include "plan.h"
+
+#define OPT_DD_BUCKETS 256
+#define OPT_TOOL_COST 256   /* token steps charged to a tool call in critical paths */
+#define OPT_DYN_GUESS 64    /* tokens guessed for a prompt's unknown part */
+
+struct opt_dd {
+    rcache_key key;
+    job_task *leader;       /* NULL once finished or orphaned */
+    job_task **f;           /* (n_f) followers */
+    size_t n_f, cap_f;
+    opt_dd *next;           /* bucket chain, or the orphan list */
+};
+
+typedef struct {
+    char tag[OPT_TAG_LEN];
+    int slot;
+    sched_policy pol;
+    uint64_t *hashes;       /* (n_blocks) pinned blocks, prefix order */
+    int32_t n_blocks;
+    int32_t *tokens;        /* (n_blocks * block size) their tokens, for ptree_match */
+    job_task **users;       /* (n_users) dispatched tasks whose prompt covers the blocks */
+    size_t n_users, cap_users;
+    uint64_t warm_task;     /* warm dispatch in flight (0 = none) */
+    int64_t warm_load;      /* load it added to its worker */
+} opt_pin;
+
+typedef struct {
+    uint64_t *v;            /* (cap) 0 = empty */
+    size_t n, cap;
+} u64set;
+
+struct opt {
+    const tok_t *tok;
+    sched_t *sched;
+    wkrs_t *wkrs;
+    jobs_t *jobs;
+    opt_io io;
+    bool have_model;
+    uint64_t root;
+    int32_t bs;
+    ptree_t *pt[2];         /* kvflow, helium */
+    bool warm_dirty;        /* the helium tree changed since the last opt_warm */
+    bool sweep_dirty;       /* something a group depends on changed */
+    opt_pin **pins;         /* (n_pins) */
+    size_t n_pins, cap_pins;
+    uint64_t next_pin;
+    rcache_t *rc;
+    opt_dd *dd[OPT_DD_BUCKETS];
+    opt_dd *orphans;
+    u64set prompts[SCHED_N_POLICIES], blocks[SCHED_N_POLICIES];
+    ptree_slot *slots;      /* (cap_slots) opt_order output */
+    size_t cap_slots;
+    uint64_t *hbuf;         /* (cap_hbuf) scratch hashes */
+    size_t cap_hbuf;
+    opt_counters st[SCHED_N_POLICIES];
+};
+
+/* ------------------------------------------------------------- helpers */
+
+static uint64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return he_set(HE_ENOMEM, "out of memory");
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+bool opt_tracks(sched_policy p) { return p == SCHED_KVFLOW || p == SCHED_HELIUM; }
+
+static ptree_t *tree_of(opt_t *o, int pol) {
+    if (!o->have_model) return NULL;
+    return pol == SCHED_KVFLOW ? o->pt[0] : pol == SCHED_HELIUM ? o->pt[1] : NULL;
+}
+
+static opt_counters *st_of(opt_t *o, int pol) {
+    return &o->st[pol >= 0 && pol < SCHED_N_POLICIES ? pol : SCHED_ROUTER];
+}
+
+static void changed(opt_t *o, int pol) {
+    o->sweep_dirty = true;
+    if (pol == SCHED_HELIUM) o->warm_dirty = true;
+}
+
+/* Adds x; returns 1 if it was new (or the set is full), 0 if present. */
+static int set_add(u64set *s, uint64_t x) {
+    if (!x) x = 1;
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 1024;
+        if (nc / 2 > OPT_MAX_SET) return 1;
+        uint64_t *nv = calloc(nc, sizeof *nv);
+        if (!nv) return 1;
+        for (size_t i = 0; i < s->cap; i++) {
+            uint64_t y = s->v[i];
+            if (!y) continue;
+            size_t h = (size_t)(y * 0x9e3779b97f4a7c15ULL) & (nc - 1);
+            while (nv[h]) h = (h + 1) & (nc - 1);
+            nv[h] = y;
+        }
+        free(s->v);
+        s->v = nv;
+        s->cap = nc;
+    }
+    size_t h = (size_t)(x * 0x9e3779b97f4a7c15ULL) & (s->cap - 1);
+    while (s->v[h]) {
+        if (s->v[h] == x) return 0;
+        h = (h + 1) & (s->cap - 1);
+    }
+    s->v[h] = x;
+    s->n++;
+    return 1;
+}
+
+/* ---------------------------------------------------------- lifecycle */
+
+opt_t *opt_new(const tok_t *tok, sched_t *sched, wkrs_t *wkrs, jobs_t *jobs, const opt_io *io,
+               size_t rcache_bytes) {
+    opt_t *o = calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->tok = tok;
+    o->sched = sched;
+    o->wkrs = wkrs;
+    o->jobs = jobs;
+    if (io) o->io = *io;
+    if (!(o->rc = rcache_new(rcache_bytes ? rcache_bytes : OPT_RCACHE_BYTES))) {
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void pin_free(opt_pin *g) {
+    if (!g) return;
+    free(g->hashes);
+    free(g->tokens);
+    free(g->users);
+    free(g);
+}
+
+static void dd_free_chain(opt_dd *e) {
+    while (e) {
+        opt_dd *n = e->next;
+        free(e->f);
+        free(e);
+        e = n;
+    }
+}
+
+void opt_destroy(opt_t **self_p) {
+    if (!self_p || !*self_p) return;
+    opt_t *o = *self_p;
+    for (size_t i = 0; i < o->n_pins; i++) pin_free(o->pins[i]);
+    free(o->pins);
+    for (int b = 0; b < OPT_DD_BUCKETS; b++) dd_free_chain(o->dd[b]);
+    dd_free_chain(o->orphans);
+    ptree_destroy(&o->pt[0]);
+    ptree_destroy(&o->pt[1]);
+    rcache_destroy(&o->rc);
+    for (int p = 0; p < SCHED_N_POLICIES; p++) {
+        free(o->prompts[p].v);
+        free(o->blocks[p].v);
+    }
+    free(o->slots);
+    free(o->hbuf);
+    free(o);
+    *self_p = NULL;
+}
+
+int opt_set_model(opt_t *o, uint64_t root, int32_t block_size) {
+    if (o->have_model) return 0;
+    if (block_size <= 0) return he_set(HE_EINVAL, "bad block size %d", block_size);
+    o->pt[0] = ptree_new(o->tok, root, block_size);
+    o->pt[1] = ptree_new(o->tok, root, block_size);
+    if (!o->pt[0] || !o->pt[1]) {
+        ptree_destroy(&o->pt[0]);
+        ptree_destroy(&o->pt[1]);
+        return he_set(HE_ENOMEM, "out of memory");
+    }
+    o->root = root;
+    o->bs = block_size;
+    o->have_model = true;
+    return 0;
+}
+
+opt_counters *opt_stats(opt_t *o, sched_policy p) { return st_of(o, p); }
+rcache_t *opt_rcache(opt_t *o) { return o->rc; }
+
+/* ------------------------------------------------------------ planning */
+
+typedef struct {
+    const wf_t *wf;
+    const char **vals;      /* (wf->n_inputs) value in effect or NULL */
+    const job_t *j;         /* live job (op outputs), or NULL at arrival */
+} val_ctx;
+
+static int value_of(void *u, const wf_part *p, const char **s, size_t *len) {
+    val_ctx *c = u;
+    if (p->kind == WF_PART_INPUT) {
+        if (p->ref < 0 || (size_t)p->ref >= c->wf->n_inputs) return 0;
+        const char *v = c->j ? c->j->input_vals[p->ref] : c->vals[p->ref];
+        if (!v) return 0;
+        *s = v;
+        *len = strlen(v);
+        return 1;
+    }
+    if (p->kind == WF_PART_OP && c->j && p->ref >= 0 && (size_t)p->ref < c->wf->n_ops &&
+        c->j->ops[p->ref].state == HELIUM__OP_STATE__OP_DONE) {
+        *s = jobs_op_output(c->j, p->ref, len);
+        return 1;
+    }
+    return 0; /* item, prev, outputs not known yet */
+}
+
+void opt_prep_free(opt_prep *prep) {
+    if (!prep) return;
+    free(prep->pruned);
+    free(prep->alias);
+    free(prep->cp);
+    free(prep->start);
+    for (size_t i = 0; prep->prefix && i < prep->n_ops; i++) free(prep->prefix[i]);
+    free(prep->prefix);
+    free(prep->n_prefix);
+    memset(prep, 0, sizeof *prep);
+}
+
+/* Pruning and merging (helium): fills prep->pruned / alias from plan_build. */
+static void prep_plan(const wf_t *wf, const wf_kv *in, size_t n, opt_prep *prep) {
+    const char **names = calloc(n ? n : 1, sizeof *names), **vals = calloc(n ? n : 1, sizeof *vals);
+    plan_t *pl = NULL;
+    if (names && vals) {
+        for (size_t k = 0; k < n; k++) {
+            names[k] = in[k].key;
+            vals[k] = in[k].value ? in[k].value : "";
+        }
+        if (plan_build(wf, names, vals, n, 0, &pl, NULL)) {
+            clog_msg(CLOG_DEBUG, "plan: %s (the job runs unplanned)", he_msg());
+            pl = NULL;
+        }
+    }
+    free(names);
+    free(vals);
+    if (!pl) return;
+    size_t nops = wf->n_ops ? wf->n_ops : 1;
+    prep->pruned = calloc(nops, 1);
+    prep->alias = malloc(nops * sizeof *prep->alias);
+    if (!prep->pruned || !prep->alias) {
+        free(prep->pruned);
+        free(prep->alias);
+        prep->pruned = NULL;
+        prep->alias = NULL;
+        plan_destroy(&pl);
+        return;
+    }
+    for (size_t i = 0; i < wf->n_ops; i++) {
+        int node = plan_node_of(pl, 0, (int)i);
+        const plan_node *nd = node >= 0 ? plan_node_at(pl, (size_t)node) : NULL;
+        prep->pruned[i] = nd == NULL;
+        prep->alias[i] = nd && nd->rep.job == 0 && nd->rep.op != (int)i ? nd->rep.op : -1;
+    }
+    plan_destroy(&pl);
+}
+
+/* Static prefixes and critical paths (kvflow, helium). */
+static void prep_prefixes(opt_t *o, const wf_t *wf, const wf_kv *in, size_t n, opt_prep *prep) {
+    size_t nops = wf->n_ops ? wf->n_ops : 1;
+    const char **vals = calloc(wf->n_inputs ? wf->n_inputs : 1, sizeof *vals);
+    int64_t *cost = calloc(nops, sizeof *cost);
+    prep->prefix = calloc(nops, sizeof *prep->prefix);
+    prep->n_prefix = calloc(nops, sizeof *prep->n_prefix);
+    prep->cp = calloc(nops, sizeof *prep->cp);
+    prep->start = calloc(nops, sizeof *prep->start);
+    if (!vals || !cost || !prep->prefix || !prep->n_prefix || !prep->cp || !prep->start) goto fail;
+    for (size_t k = 0; k < wf->n_inputs; k++)
+        vals[k] = wf->inputs[k].has_default ? (wf->inputs[k].def ? wf->inputs[k].def : "") : NULL;
+    for (size_t k = 0; k < n; k++) { /* the last value given wins */
+        int idx = in[k].key ? wf_find_input(wf, in[k].key) : -1;
+        if (idx >= 0) vals[idx] = in[k].value ? in[k].value : "";
+    }
+    val_ctx vc = {.wf = wf, .vals = vals, .j = NULL};
+    ptree_t *pt = o->pt[0];
+    for (size_t i = 0; i < wf->n_ops; i++) {
+        const wf_op *op = wf->ops[i];
+        if (op->kind == WF_TOOL) cost[i] = OPT_TOOL_COST;
+        if (op->kind != WF_LLM || (prep->pruned && prep->pruned[i])) continue;
+        bool complete = false;
+        int nt = 0;
+        if (ptree_tmpl_prefix(pt, &op->llm.prompt, value_of, &vc, &prep->prefix[i], &nt, &complete)) {
+            prep->prefix[i] = NULL;
+            nt = 0;
+        }
+        prep->n_prefix[i] = nt;
+        cost[i] = ptree_llm_cost(nt + (complete ? 0 : OPT_DYN_GUESS), 0, (int32_t)op->llm.max_tokens);
+    }
+    if (ptree_critical_path(wf, cost, prep->cp, prep->start)) goto fail;
+    free(vals);
+    free(cost);
+    return;
+fail:
+    free(vals);
+    free(cost);
+    for (size_t i = 0; prep->prefix && i < wf->n_ops; i++) free(prep->prefix[i]);
+    free(prep->prefix);
+    free(prep->n_prefix);
+    free(prep->cp);
+    free(prep->start);
+    prep->prefix = NULL;
+    prep->n_prefix = NULL;
+    prep->cp = prep->start = NULL;
+}
+
+int opt_prepare(opt_t *o, sched_policy p, const wf_t *wf, const wf_kv *inputs, size_t n, opt_prep *prep) {
+    memset(prep, 0, sizeof *prep);
+    prep->t0_us = mono_us();
+    prep->plan.pol = (int)p;
+    if (!wf || !wf->valid || !opt_tracks(p)) return 0;
+    prep->n_ops = wf->n_ops;
+    if (p == SCHED_HELIUM) prep_plan(wf, inputs, n, prep);
+    if (o->have_model) prep_prefixes(o, wf, inputs, n, prep);
+    prep->plan.pruned = prep->pruned;
+    prep->plan.alias = prep->alias;
+    prep->plan.cp = prep->cp;
+    prep->plan.start = prep->start;
+    return 0;
+}
+
+void opt_arrive(opt_t *o, job_t *j, opt_prep *prep) {
+    int pol = j->pol;
+    opt_counters *st = st_of(o, pol);
+    const wf_t *wf = j->wf;
+    for (size_t i = 0; i < wf->n_ops; i++) {
+        if (j->pruned && j->pruned[i]) st->ops_pruned++;
+        if (j->alias && j->alias[i] >= 0) st->ops_merged++;
+    }
+    ptree_t *pt = tree_of(o, pol);
+    bool live = j->state == HELIUM__JOB_STATE__JOB_QUEUED || j->state == HELIUM__JOB_STATE__JOB_RUNNING;
+    if (pt && live && prep->prefix && prep->n_ops == wf->n_ops) {
+        for (size_t i = 0; i < wf->n_ops; i++) {
+            const wf_op *op = wf->ops[i];
+            if (op->kind != WF_LLM || (j->pruned && j->pruned[i]) || (j->alias && j->alias[i] >= 0)) continue;
+            if (j->ops[i].state != HELIUM__OP_STATE__OP_WAITING || ptree_has_op(pt, j->num, (int32_t)i, 0)) continue;
+            int np = prep->n_prefix[i];
+            if (ptree_add_op(pt, j->num, (int32_t)i, 0, prep->prefix[i], np, np + OPT_DYN_GUESS,
+                             (int)op->llm.max_tokens))
+                continue;
+            int64_t steps = j->start ? j->start[i] : 1, cp = j->cp ? j->cp[i] : 0;
+            ptree_set_sched(pt, j->num, (int32_t)i, 0, steps > 0 ? steps : 1, cp >= 0 ? cp : 0, false);
+        }
+        changed(o, pol);
+    }
+    if (opt_tracks((sched_policy)pol)) st->plan_us += mono_us() - prep->t0_us;
+    opt_prep_free(prep);
+}
+
+/* ------------------------------------------------------ pending calls */
+
+static void call_ready(opt_t *o, job_task *t) {
+    job_t *j = t->job;
+    ptree_t *pt = tree_of(o, j->pol);
+    if (!pt || t->kind != JT_LLM || !t->ids || t->n_ids <= 0) return;
+    const wf_op *op = j->wf->ops[t->op];
+    int rc = ptree_has_op(pt, j->num, t->op, t->item)
+                 ? ptree_set_prefix(pt, j->num, t->op, t->item, t->ids, t->n_ids)
+                 : ptree_add_op(pt, j->num, t->op, t->item, t->ids, t->n_ids, t->n_ids, (int)op->llm.max_tokens);
+    if (rc) return;
+    int64_t cp = j->cp ? j->cp[t->op] : 0;
+    ptree_set_sched(pt, j->num, t->op, t->item, 0, cp >= 0 ? cp : 0, true);
+    changed(o, j->pol);
+}
+
+void opt_task_new(opt_t *o, job_task *t) {
+    uint64_t t0 = mono_us();
+    call_ready(o, t);
+    if (tree_of(o, t->job->pol)) st_of(o, t->job->pol)->plan_us += mono_us() - t0;
+}
+
+void opt_call_back(opt_t *o, job_task *t) { call_ready(o, t); }
+
+void opt_call_gone(opt_t *o, job_task *t) {
+    ptree_t *pt = tree_of(o, t->job->pol);
+    if (pt && ptree_remove_op(pt, t->job->num, t->op, t->item) == 0) changed(o, t->job->pol);
+}
+
+static bool refs_op(const wf_tmpl *t, int i) {
+    for (size_t k = 0; k < t->n; k++)
+        if (t->v[k].kind == WF_PART_OP && t->v[k].ref == i) return true;
+    return false;
+}
+
+void opt_op_done(opt_t *o, job_t *j, int i) {
+    ptree_t *pt = tree_of(o, j->pol);
+    if (!pt) return;
+    uint64_t t0 = mono_us();
+    const wf_t *wf = j->wf;
+    val_ctx vc = {.wf = wf, .vals = NULL, .j = j};
+    for (size_t k = 0; k < wf->n_ops; k++) {
+        const wf_op *op = wf->ops[k];
+        if (op->kind != WF_LLM || j->ops[k].state != HELIUM__OP_STATE__OP_WAITING) continue;
+        if (!refs_op(&op->llm.prompt, i) || !ptree_has_op(pt, j->num, (int32_t)k, 0)) continue;
+        int32_t *ids = NULL;
+        int n = 0;
+        bool complete = false;
+        if (ptree_tmpl_prefix(pt, &op->llm.prompt, value_of, &vc, &ids, &n, &complete) == 0)
+            ptree_set_prefix(pt, j->num, (int32_t)k, 0, ids, n);
+        free(ids);
+    }
+    changed(o, j->pol);
+    st_of(o, j->pol)->plan_us += mono_us() - t0;
+}
+
+void opt_job_end(opt_t *o, job_t *j) {
+    ptree_t *pt = tree_of(o, j->pol);
+    if (pt && ptree_remove_job(pt, j->num) > 0) changed(o, j->pol);
+    o->sweep_dirty = true;
+}
+
+void opt_count_prompt(opt_t *o, job_task *t) {
+    if (t->counted || !o->have_model || !t->ids || t->n_ids <= 0) return;
+    t->counted = true;
+    int32_t nb = t->n_ids / o->bs;
+    if (grow((void **)&o->hbuf, &o->cap_hbuf, (size_t)nb + 1, sizeof *o->hbuf)) return;
+    nb = nb ? bh_prefix(o->root, t->ids, t->n_ids, o->bs, o->hbuf) : 0;
+    int pol = t->job->pol;
+    opt_counters *st = st_of(o, pol);
+    st->llm_tasks++;
+    uint64_t digest = XXH3_64bits(t->ids, (size_t)t->n_ids * sizeof *t->ids) ^ (uint64_t)t->n_ids;
+    if (!set_add(&o->prompts[pol], digest)) return; /* this prompt was counted */
+    uint64_t fresh = 0;
+    for (int32_t b = 0; b < nb; b++) fresh += (uint64_t)set_add(&o->blocks[pol], o->hbuf[b]);
+    uint64_t tail = (uint64_t)(t->n_ids - nb * o->bs);
+    st->min_prompt_tokens += fresh * (uint64_t)o->bs + tail + (tail == 0 && fresh == 0 ? 1 : 0);
+}
+
+/* ---------------------------------------------------------------- pins */
+
+static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, const uint64_t *hashes,
+                        int32_t nb, const int32_t *tokens) {
+    if (grow((void **)&o->pins, &o->cap_pins, o->n_pins + 1, sizeof *o->pins)) return NULL;
+    opt_pin *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->hashes = malloc((size_t)nb * sizeof *g->hashes);
+    g->tokens = malloc((size_t)nb * (size_t)o->bs * sizeof *g->tokens);
+    if (!g->hashes || !g->tokens) {
+        pin_free(g);
+        return NULL;
+    }
+    snprintf(g->tag, sizeof g->tag, "%s", tag);
+    g->slot = slot;
+    g->pol = pol;
+    g->n_blocks = nb;
+    memcpy(g->hashes, hashes, (size_t)nb * sizeof *g->hashes);
+    memcpy(g->tokens, tokens, (size_t)nb * (size_t)o->bs * sizeof *g->tokens);
+    o->pins[o->n_pins++] = g;
+    o->next_pin++;
+    st_of(o, pol)->pins++;
+    return g;
+}
+
+static void pin_remove_at(opt_t *o, size_t i) {
+    pin_free(o->pins[i]);
+    o->pins[i] = o->pins[--o->n_pins];
+}
+
+static void pin_add_user(opt_pin *g, job_task *t) {
+    for (size_t k = 0; k < g->n_users; k++)
+        if (g->users[k] == t) return;
+    if (grow((void **)&g->users, &g->cap_users, g->n_users + 1, sizeof *g->users)) return;
+    g->users[g->n_users++] = t;
+}
+
+/* A group of policy pol (on an alive worker; on `slot` if slot >= 0) whose
+ * blocks include hashes[0..nb). */
+static opt_pin *covering(opt_t *o, sched_policy pol, int slot, const uint64_t *hashes, int32_t nb) {
+    if (nb <= 0) return NULL;
+    for (size_t i = 0; i < o->n_pins; i++) {
+        opt_pin *g = o->pins[i];
+        if (g->pol != pol || (slot >= 0 && g->slot != slot) || g->n_blocks < nb) continue;
+        if (g->hashes[nb - 1] != hashes[nb - 1]) continue;
+        wkr_t *w = wkrs_by_slot(o->wkrs, g->slot);
+        if (w && w->alive) return g;
+    }
+    return NULL;
+}
+
+int32_t opt_pin_want(opt_t *o, const job_task *t, int slot, const uint64_t *hashes, int32_t nb, char tag[OPT_TAG_LEN]) {
+    tag[0] = 0;
+    ptree_t *pt = tree_of(o, t->job->pol);
+    if (!pt || nb <= 0 || !t->ids) return 0;
+    ptree_match_info mi;
+    if (ptree_match(pt, t->ids, t->n_ids, &mi) || mi.sharers <= 0) return 0;
+    int32_t k = mi.matched / o->bs;
+    if (k > nb) k = nb;
+    if (k <= 0 || covering(o, (sched_policy)t->job->pol, slot, hashes, k)) return 0;
+    snprintf(tag, OPT_TAG_LEN, "pin-%llu", (unsigned long long)(o->next_pin + 1));
+    return k;
+}
+
+void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int32_t nb, int32_t want,
+                    const char *tag) {
+    sched_policy pol = (sched_policy)t->job->pol;
+    if (!tree_of(o, pol)) return;
+    for (size_t i = 0; i < o->n_pins; i++) {
+        opt_pin *g = o->pins[i];
+        if (g->pol == pol && g->slot == slot && nb > 0 && g->hashes[0] == hashes[0])
+            pin_add_user(g, t); /* shares at least one block (hashes are chained) */
+    }
+    if (want > 0 && want <= nb && tag && *tag && t->ids && t->n_ids >= want * o->bs) {
+        opt_pin *g = pin_new(o, tag, slot, pol, hashes, want, t->ids);
+        if (g) {
+            pin_add_user(g, t);
+            clog_msg(CLOG_DEBUG, "%s: %s pins %d blocks on slot %d for pending calls", t->job->id, g->tag, want, slot);
+        }
+    }
+}
+
+void opt_task_gone(opt_t *o, job_task *t) {
+    for (size_t i = 0; i < o->n_pins; i++) {
+        opt_pin *g = o->pins[i];
+        for (size_t k = 0; k < g->n_users; k++)
+            if (g->users[k] == t) {
+                g->users[k--] = g->users[--g->n_users];
+                o->sweep_dirty = true;
+            }
+    }
+}
+
+/* Some pending call of the group's policy covers at least one of its blocks. */
+static bool needed(opt_t *o, const opt_pin *g) {
+    ptree_t *pt = tree_of(o, g->pol);
+    ptree_match_info mi;
+    if (!pt || ptree_match(pt, g->tokens, g->n_blocks * o->bs, &mi)) return false;
+    return mi.sharers > 0 && mi.matched >= o->bs;
+}
+
+static void release(opt_t *o, size_t i) {
+    opt_pin *g = o->pins[i];
+    wkr_t *w = wkrs_by_slot(o->wkrs, g->slot);
+    if (w && w->alive && o->io.send_unpin) o->io.send_unpin(o->io.ctx, w, g->tag);
+    st_of(o, g->pol)->unpins++;
+    clog_msg(CLOG_DEBUG, "%s released on %s", g->tag, w ? w->id : "?");
+    pin_remove_at(o, i);
+}
+
+void opt_sweep(opt_t *o) {
+    if (!o->sweep_dirty) return;
+    o->sweep_dirty = false;
+    for (size_t i = 0; i < o->n_pins;) {
+        opt_pin *g = o->pins[i];
+        if (!g->warm_task && g->n_users == 0 && !needed(o, g))
+            release(o, i); /* moves the last group into slot i */
+        else
+            i++;
+    }
+}
+
+void opt_worker_lost(opt_t *o, int slot) {
+    for (size_t i = 0; i < o->n_pins;) {
+        if (o->pins[i]->slot == slot) {
+            st_of(o, o->pins[i]->pol)->unpins++;
+            pin_remove_at(o, i);
+        } else {
+            i++;
+        }
+    }
+    o->warm_dirty = true;
+}
+
+/* ------------------------------------------------------------- warming */
+
+void opt_warm(opt_t *o) {
+    if (!o->warm_dirty || !o->have_model || !o->io.send_warm) return;
+    o->warm_dirty = false;
+    ptree_t *pt = o->pt[1];
+    const ptree_prefix *pre;
+    int n = ptree_shared_prefixes(pt, 2, &pre);
+    bool deferred = false;
+    for (int i = 0; i < n; i++) {
+        const ptree_prefix *p = &pre[i];
+        if (!p->leaf || p->ready > 0 || p->n_blocks <= 0) continue;
+        if (covering(o, SCHED_HELIUM, -1, p->hashes, p->n_blocks)) continue;
+        sched_choice ch;
+        if (sched_place_ex(o->sched, SCHED_HELIUM, p->tokens, p->n_tokens, 1, SCHED_DRY, &ch) || !ch.worker) continue;
+        if (ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
+            deferred = true; /* part of it is being computed: warm the rest once it is cached */
+            continue;
+        }
+        wkr_t *w = ch.worker;
+        uint64_t task_id = o->io.next_task_id(o->io.ctx);
+        char tag[OPT_TAG_LEN];
+        snprintf(tag, sizeof tag, "pin-%llu", (unsigned long long)(o->next_pin + 1));
+        if (o->io.send_warm(o->io.ctx, w, task_id, p->tokens, p->n_tokens, p->hashes, p->n_blocks, tag, &ch))
+            continue;
+        sched_count(o->sched, &ch);
+        opt_pin *g = pin_new(o, tag, w->slot, SCHED_HELIUM, p->hashes, p->n_blocks, p->tokens);
+        if (!g) continue; /* the warm still runs; nothing pins its blocks */
+        g->warm_task = task_id;
+        g->warm_load = ch.load_tokens;
+        w->load_tokens += ch.load_tokens;
+        sched_pending_add(o->sched, w->slot, p->hashes, p->n_blocks);
+        clog_msg(CLOG_DEBUG, "warm %s: %d blocks shared by %d pending calls -> %s (task %llu%s)", tag, p->n_blocks,
+                 p->sharers, w->id, (unsigned long long)task_id, ch.pull_from ? ", with pull" : "");
+    }
+    if (deferred) o->warm_dirty = true;
+}
+
+bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t computed, uint32_t cached,
+                     uint32_t pulled) {
+    (void)cached;
+    if (!task_id) return false;
+    for (size_t i = 0; i < o->n_pins; i++) {
+        opt_pin *g = o->pins[i];
+        if (g->warm_task != task_id || g->slot != w->slot) continue;
+        g->warm_task = 0;
+        w->load_tokens -= g->warm_load;
+        if (w->load_tokens < 0) w->load_tokens = 0;
+        sched_pending_remove(o->sched, w->slot, g->hashes, g->n_blocks);
+        opt_counters *st = st_of(o, g->pol);
+        st->warm_tasks++;
+        st->warm_tokens += computed;
+        st->computed_tokens += computed;
+        st->pulled_tokens += pulled;
+        o->sweep_dirty = true;
+        if (!ok) release(o, i);
+        return true;
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------- order */
+
+int opt_order(opt_t *o, const ptree_slot **slots) {
+    *slots = NULL;
+    if (!o->have_model) return 0;
+    for (;;) {
+        int n = ptree_order(o->pt[1], o->slots, (int)o->cap_slots);
+        if (n <= 0) return 0;
+        if ((size_t)n <= o->cap_slots) {
+            *slots = o->slots;
+            return n;
+        }
+        if (grow((void **)&o->slots, &o->cap_slots, (size_t)n, sizeof *o->slots)) return 0;
+    }
+}
+
+/* ---------------------------------------------------- result cache, dedup */
+
+bool opt_call_of(const opt_t *o, const job_task *t, rcache_call *c) {
+    memset(c, 0, sizeof *c);
+    if (t->kind != JT_LLM || !t->ids || t->n_ids <= 0) return false;
+    const wf_op *op = t->job->wf->ops[t->op];
+    c->kind = RCACHE_LLM;
+    c->model_root = o->root;
+    c->model = op->llm.model;
+    c->ids = t->ids;
+    c->n_ids = (size_t)t->n_ids;
+    c->temperature = op->llm.sampling.temperature;
+    c->top_k = op->llm.sampling.top_k;
+    c->top_p = op->llm.sampling.top_p;
+    c->seed = t->seed;
+    c->seeded = op->llm.sampling.seed != 0;
+    c->max_tokens = op->llm.max_tokens;
+    c->stop = (const char *const *)op->llm.stop;
+    c->n_stop = op->llm.n_stop;
+    return rcache_cacheable(c, false);
+}
+
+static opt_dd **bucket(opt_t *o, rcache_key k) { return &o->dd[k.lo & (OPT_DD_BUCKETS - 1)]; }
+
+opt_dd *opt_dd_find(opt_t *o, rcache_key key) {
+    for (opt_dd *e = *bucket(o, key); e; e = e->next)
+        if (e->leader && e->key.lo == key.lo && e->key.hi == key.hi) return e;
+    return NULL;
+}
+
+int opt_dd_lead(opt_t *o, rcache_key key, job_task *t) {
+    opt_dd *e = calloc(1, sizeof *e);
+    if (!e) return he_set(HE_ENOMEM, "out of memory");
+    e->key = key;
+    e->leader = t;
+    opt_dd **b = bucket(o, key);
+    e->next = *b;
+    *b = e;
+    t->opt = e;
+    return 0;
+}
+
+int opt_dd_follow(opt_t *o, opt_dd *e, job_task *t) {
+    (void)o;
+    if (grow((void **)&e->f, &e->cap_f, e->n_f + 1, sizeof *e->f)) return HE_ENOMEM;
+    e->f[e->n_f++] = t;
+    t->opt = e;
+    return 0;
+}
+
+bool opt_dd_leads(const job_task *t) { return t->opt && ((const opt_dd *)t->opt)->leader == t; }
+
+static void unlink_entry(opt_t *o, opt_dd *e) {
+    for (opt_dd **pp = bucket(o, e->key); *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            e->next = NULL;
+            return;
+        }
+}
+
+opt_dd *opt_dd_finish(opt_t *o, job_task *t, rcache_key *key) {
+    opt_dd *e = t->opt;
+    if (!e || e->leader != t) return NULL;
+    unlink_entry(o, e);
+    e->leader = NULL;
+    t->opt = NULL;
+    *key = e->key;
+    return e;
+}
+
+job_task *opt_dd_pop(opt_dd *e) {
+    if (!e || e->n_f == 0) return NULL;
+    job_task *t = e->f[0];
+    memmove(e->f, e->f + 1, (e->n_f - 1) * sizeof *e->f);
+    e->n_f--;
+    t->opt = NULL;
+    return t;
+}
+
+void opt_dd_free(opt_dd **e) {
+    if (!e || !*e) return;
+    free((*e)->f);
+    free(*e);
+    *e = NULL;
+}
+
+void opt_dd_drop(opt_t *o, job_task *t) {
+    opt_dd *e = t->opt;
+    if (!e) return;
+    t->opt = NULL;
+    if (e->leader == t) {
+        unlink_entry(o, e);
+        e->leader = NULL;
+        if (e->n_f == 0) {
+            opt_dd_free(&e);
+            return;
+        }
+        e->next = o->orphans;
+        o->orphans = e;
+        return;
+    }
+    for (size_t k = 0; k < e->n_f; k++)
+        if (e->f[k] == t) {
+            memmove(e->f + k, e->f + k + 1, (e->n_f - k - 1) * sizeof *e->f);
+            e->n_f--;
+            return;
+        }
+}
+
+job_task *opt_dd_pop_orphan(opt_t *o) {
+    while (o->orphans) {
+        opt_dd *e = o->orphans;
+        job_task *t = opt_dd_pop(e);
+        if (t) return t;
+        o->orphans = e->next;
+        opt_dd_free(&e);
+    }
+    return NULL;
+}
