@@ -486,13 +486,13 @@ static start_rc start_llm(coord_t *c, job_task *t) {
     if (!ch.worker) return START_WAIT;
     wkr_t *w = ch.worker;
     if (policy == SCHED_HELIUM && ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
-        /* the placement counted on prefix blocks a worker is computing right
-         * now (a warm task or a sibling): wait until they are cached instead
-         * of computing them twice (pending blocks vanish when their task
-         * ends, so this wait is bounded by it) */
+        /* the placement counts on prefix blocks the chosen worker is computing
+         * right now (a warm task or a sibling). Dispatch anyway: the worker's
+         * engine admits this call only once those pages are committed (it
+         * never computes an in-flight page twice), which is sooner than
+         * waiting here for the whole producing task to finish. Counted. */
         if (!t->held) st->held++;
         t->held = true;
-        return START_WAIT;
     }
     bool track = opt_tracks(policy);
     char tag[OPT_TAG_LEN] = "";
