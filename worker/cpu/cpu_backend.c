@@ -252,7 +252,7 @@ static int cpu_forward(be_t *be, const be_batch *b, float *logits) {
             {&W[M_UP], B->up, ffn, NULL, false},
         };
         if ((rc = run_mm(B, B->h, n, dim, gu, 2))) return rc;
-        cpu_swiglu(B->ctx, B->gate, B->up, B->gate, n * ffn);
+        cpu_swiglu(B->ctx, B->gate, B->up, B->gate, n, ffn);
         cpu_mm d = {&W[M_DOWN], x, dim, NULL, true};
         if ((rc = run_mm(B, B->gate, n, ffn, &d, 1))) return rc;
     }

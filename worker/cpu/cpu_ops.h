@@ -23,8 +23,9 @@
  * Opt-in (cpu_ctx_set_gemm_min): batches of at least n rows dequantize weight
  * tiles into per-thread f32 scratch and call single-threaded OpenBLAS sgemm
  * from each thread (OpenBLAS is pinned to one thread so the only thread pool
- * is OpenMP's). Faster for long prefills with f16/bf16 weights, but its sums
- * are ordered differently, so results then depend on the batch size.
+ * is OpenMP's). On the Zen 4 development machine it is no faster than the
+ * default kernels at batch 512; its sums are ordered differently, so with it
+ * results depend on the batch size. Kept as a reference for bench/kernels.
  */
 #ifndef HELIUM_CPU_OPS_H
 #define HELIUM_CPU_OPS_H
@@ -69,8 +70,9 @@ typedef struct {
                            for q8_0 on the small-batch path */
     const int8_t *qs;   /* (n, in) q8_0 quants (q8_0 only) */
     const float *qd;    /* (n, in / 32) q8_0 scales (q8_0 only) */
-    /* VNNI kernels only: (n, in / 4) -128 * (sum of each 4 quants), which
-     * turns a dot of (w + 128) x into w . x; and (n, in / 32, 8) qd repeated */
+    /* VNNI kernels only: qc (n, in / 4) -128 * (sum of each 4 quants), which
+     * turns a dot of (w + 128) x into w . x; qd8 (n, in / 32, 8) each block's
+     * scale repeated 8 times */
     const int32_t *qc;
     const float *qd8;
     /* owned buffers, grown on demand */
@@ -115,8 +117,8 @@ int cpu_rope_prepare(cpu_ctx_t *c, const int32_t *pos, int64_t n, int rope_dim, 
  * dims >= rope_dim are untouched. */
 void cpu_rope(cpu_ctx_t *c, float *x, int64_t n, int n_heads, int head_dim, bool neox);
 
-/* y (n) = silu(g) * u; y may alias g or u. */
-void cpu_swiglu(cpu_ctx_t *c, const float *g, const float *u, float *y, int64_t n);
+/* y (n, dim) = silu(g) * u; y may alias g or u. */
+void cpu_swiglu(cpu_ctx_t *c, const float *g, const float *u, float *y, int64_t n, int64_t dim);
 
 /* Paged KV of one layer: page b holds K at kv + b * page_floats + k_off and V at
  * ... + v_off, each (block_size, kv_dim). */
