@@ -485,16 +485,14 @@ static start_rc start_llm(coord_t *c, job_task *t) {
     if (rc) return fail_task(c, t, rep_code(rc), he_msg());
     if (!ch.worker) return START_WAIT;
     wkr_t *w = ch.worker;
-    if (policy == SCHED_HELIUM && ch.d.pull_from >= 0 && ch.d.pull_blocks > ch.pull_blocks) {
-        /* the placement plans to pull prefix blocks that a peer is still
-         * computing (a warm task or a sibling): wait until they are cached and
-         * pull them then, instead of computing them a second time here. (Blocks
-         * in flight on the chosen worker itself need no wait: its engine admits
-         * the call once those pages are committed.) Pending blocks vanish when
-         * their task ends, so the wait is bounded by it. */
+    if (policy == SCHED_HELIUM && ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
+        /* the placement counts on prefix blocks the chosen worker is computing
+         * right now (a warm task or a sibling). Dispatch anyway: the worker's
+         * engine admits this call only once those pages are committed (it
+         * never computes an in-flight page twice), which is sooner than
+         * waiting here for the whole producing task to finish. Counted. */
         if (!t->held) st->held++;
         t->held = true;
-        return START_WAIT;
     }
     bool track = opt_tracks(policy);
     char tag[OPT_TAG_LEN] = "";
