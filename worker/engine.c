@@ -38,7 +38,7 @@ typedef struct seq {
     int32_t cached_tokens;  /* from the prefix cache at first admission */
     bool admitted_once;
     int64_t admit_seq;      /* admission order, for preemption (youngest first) */
-    smp_rng rng;
+    rng_t rng;
     float *logits;          /* (n_gen, n_vocab) when record_logits */
     struct seq *next;       /* waiting list link */
 } seq_t;
@@ -201,7 +201,7 @@ int eng_submit(eng_t *e, const int32_t *prompt, int32_t n, const eng_request *rq
     s->n_tok = s->n_prompt = n;
     s->n_phash = bh_prefix(e->m->root_hash, s->toks, n, e->cfg.block_size, s->hashes);
     s->id = e->next_id++;
-    smp_rng_seed(&s->rng, rq->sampling.seed);
+    rng_seed(&s->rng, rq->sampling.seed);
     if (e->wait_tail) e->wait_tail->next = s;
     else e->wait_head = s;
     e->wait_tail = s;

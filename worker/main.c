@@ -479,9 +479,9 @@ static int cmd_tokenize(int argc, char **argv) {
 
 /* Random ids that avoid the special tokens at the end of the vocabulary. */
 static void bench_ids(int32_t *v, int n, int32_t vocab, uint64_t seed) {
-    smp_rng r;
-    smp_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++) v[i] = (int32_t)(smp_rng_next(&r) % (uint64_t)(vocab > 300 ? vocab - 8 : vocab));
+    rng_t r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) v[i] = (int32_t)(rng_next(&r) % (uint64_t)(vocab > 300 ? vocab - 8 : vocab));
 }
 
 /* helium-worker bench: prefill and batched decode speed of the engine, in the

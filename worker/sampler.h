@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "rng.h"
+
 typedef struct {
     float temperature;  /* 0 = greedy */
     int32_t top_k;      /* 0 = off */
@@ -19,18 +21,10 @@ typedef struct {
     uint64_t seed;
 } smp_params;
 
-typedef struct {
-    uint64_t s[4]; /* xoshiro256** state */
-} smp_rng;
-
-void smp_rng_seed(smp_rng *r, uint64_t seed);
-uint64_t smp_rng_next(smp_rng *r);
-/* Uniform in [0, 1). */
-double smp_rng_uniform(smp_rng *r);
 
 /* Returns the chosen token id. scratch must hold n_vocab (float, int32) pairs:
  * pass a buffer of n_vocab * 8 bytes. logits is not modified. */
-int32_t smp_sample(const smp_params *p, smp_rng *r, const float *logits, int32_t n_vocab, void *scratch);
+int32_t smp_sample(const smp_params *p, rng_t *r, const float *logits, int32_t n_vocab, void *scratch);
 
 /* Greedy argmax (lowest id on ties). */
 int32_t smp_argmax(const float *logits, int32_t n_vocab);

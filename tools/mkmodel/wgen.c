@@ -18,37 +18,13 @@
 #error "wgen writes tensors in host order and assumes a little-endian host"
 #endif
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 void wgen_seed(wgen_rng *r, uint64_t seed, const char *stream) {
-    uint64_t x = seed ^ mkmap_hash(stream, strlen(stream));
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t wgen_next(wgen_rng *r) {
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
+    rng_seed(r, seed ^ mkmap_hash(stream, strlen(stream)));
 }
 
 /* Sum of four 16-bit uniforms, centred: in [-131070, 131070], std ~ 65536/sqrt(3). */
 static inline int64_t irwin_hall(wgen_rng *r) {
-    uint64_t v = wgen_next(r);
+    uint64_t v = rng_next(r);
     int64_t s = (int64_t)(v & 0xFFFF) + (int64_t)((v >> 16) & 0xFFFF) + (int64_t)((v >> 32) & 0xFFFF) +
                 (int64_t)(v >> 48);
     return s - 131070;

@@ -19,14 +19,12 @@
 #include <stdint.h>
 
 #include "gguf.h"
+#include "rng.h"
 
-typedef struct {
-    uint64_t s[4];
-} wgen_rng;
+typedef rng_t wgen_rng; /* common/rng.h: xoshiro256** */
 
 /* Seeds r from seed and a stream name (e.g. the tensor name). */
 void wgen_seed(wgen_rng *r, uint64_t seed, const char *stream);
-uint64_t wgen_next(wgen_rng *r);
 
 /* x[0..n) ~ approximately N(0, std^2) (Irwin-Hall sum of four 16-bit uniforms,
  * bounded by +-2*sqrt(3)*std). */
