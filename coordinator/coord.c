@@ -596,11 +596,23 @@ static void dispatch_ready(coord_t *c) {
         ptree_slot *order = malloc((size_t)n * sizeof *order);
         if (order) {
             memcpy(order, sl, (size_t)n * sizeof *order);
-            for (int k = 0; k < n; k++) {
-                job_task *t = jobs_task_of(c->jobs, order[k].job, order[k].op, order[k].item);
-                if (!t || !t->queued || t->kind != JT_LLM) continue;
-                start_rc rc = start_llm(c, t);
-                if (rc == START_FAILED || rc == START_CHANGED) break; /* the FIFO walk goes on */
+            /* Two passes: first each group's leader (a call sharing less than
+             * half its static prefix with the call before it in the tree's
+             * order), so groups of siblings spread over the workers by load;
+             * then the rest, which follow their leader's prefix. */
+            bool stop = false;
+            for (int pass = 0; pass < 2 && !stop; pass++) {
+                for (int k = 0; k < n; k++) {
+                    bool leader = k == 0 || 2 * (int64_t)order[k].shared_prev < (int64_t)order[k].prefix_len;
+                    if (leader != (pass == 0)) continue;
+                    job_task *t = jobs_task_of(c->jobs, order[k].job, order[k].op, order[k].item);
+                    if (!t || !t->queued || t->kind != JT_LLM) continue;
+                    start_rc rc = start_llm(c, t);
+                    if (rc == START_FAILED || rc == START_CHANGED) { /* the FIFO walk goes on */
+                        stop = true;
+                        break;
+                    }
+                }
             }
             free(order);
         }
@@ -1445,6 +1457,12 @@ coord_t *coord_new(const coord_config *cfg) {
     c->wkrs = wkrs_new();
     c->dir = dir_new();
     c->sched = c->dir && c->wkrs ? sched_new(c->dir, c->wkrs) : NULL;
+    if (c->sched) {
+        route_config *rc = sched_route_config(c->sched);
+        if (c->cfg.imbalance_abs > 0) rc->imbalance_abs = c->cfg.imbalance_abs;
+        if (c->cfg.imbalance_rel > 0) rc->imbalance_rel = c->cfg.imbalance_rel;
+        sched_set_helium_weights(c->sched, c->cfg.helium_load_weight, c->cfg.helium_starve_tokens);
+    }
     c->tools = tools_new(hosts, n_hosts, tool_done, c);
     opt_io io = {.ctx = c, .next_task_id = io_next_task_id, .send_warm = io_send_warm, .send_unpin = io_send_unpin};
     c->opt = c->sched && c->wkrs && c->jobs ? opt_new(c->tok, c->sched, c->wkrs, c->jobs, &io, 0) : NULL;

@@ -34,6 +34,11 @@ typedef struct {
     size_t n_allow_hosts;
     size_t keep_jobs;            /* finished jobs kept (default 1000) */
     int stream;                  /* ask workers to stream partial text for every job */
+    /* routing knobs (route.h); a negative value / 0 keeps the default */
+    long imbalance_abs;          /* tokens (default 4096) */
+    double imbalance_rel;        /* (default 1.5) */
+    double helium_load_weight;   /* the helium policy's load weight (default 0.25) */
+    long helium_starve_tokens;   /* the helium policy's idle threshold, tokens (default 512) */
 } coord_config;
 
 /* Loads the tokenizer, binds both endpoints and starts the metrics server.

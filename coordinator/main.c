@@ -44,7 +44,14 @@ static void usage(FILE *f) {
             "                          127.0.0.1 and localhost)\n"
             "  --keep-jobs N           finished jobs kept for queries (default 1000)\n"
             "  --stream                workers stream partial text of every job\n"
-            "  --log-level L           error, warn, info (default) or debug\n");
+            "  --log-level L           error, warn, info (default) or debug\n"
+            "  --imbalance-abs N       load guard: tokens of outstanding work between the most and\n"
+            "                          the least loaded worker before affinity is ignored (default 4096)\n"
+            "  --imbalance-rel X       load guard: ... and their ratio (default 1.5)\n"
+            "  --helium-load-weight X  helium policy: weight of a worker's queued work against the\n"
+            "                          prefill it saves (default 0.25; router uses 1.0)\n"
+            "  --helium-starve N       helium policy: a worker with under N tokens of work is fed\n"
+            "                          first (default 512; 0 = off)\n");
 }
 
 /* Parses a decimal int in [lo, hi]; false otherwise. */
@@ -59,7 +66,8 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 }
 
 int main(int argc, char **argv) {
-    coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router"};
+    coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
+                        .helium_load_weight = -1, .helium_starve_tokens = -1};
     const char *allow[MAX_ALLOW];
     size_t n_allow = 0;
     for (int i = 1; i < argc; i++) {
@@ -122,6 +130,26 @@ int main(int argc, char **argv) {
             cfg.keep_jobs = (size_t)n;
         } else if (!strcmp(a, "--stream")) {
             cfg.stream = 1;
+        } else if (!strcmp(a, "--imbalance-abs")) {
+            NEED_VALUE();
+            if (!parse_int(v, 1, 1L << 40, &n)) BAD_VALUE();
+            cfg.imbalance_abs = n;
+        } else if (!strcmp(a, "--imbalance-rel") || !strcmp(a, "--helium-load-weight")) {
+            NEED_VALUE();
+            char *end;
+            errno = 0;
+            double x = strtod(v, &end);
+            if (errno || end == v || *end || !(x >= 0 && x <= 1e6)) BAD_VALUE();
+            if (!strcmp(a, "--imbalance-rel")) {
+                if (x < 1.0) BAD_VALUE();
+                cfg.imbalance_rel = x;
+            } else {
+                cfg.helium_load_weight = x;
+            }
+        } else if (!strcmp(a, "--helium-starve")) {
+            NEED_VALUE();
+            if (!parse_int(v, 0, 1L << 40, &n)) BAD_VALUE();
+            cfg.helium_starve_tokens = n;
         } else if (!strcmp(a, "--log-level")) {
             NEED_VALUE();
             int l = clog_level_from_name(v);

@@ -56,15 +56,15 @@ static bool tie_before(const route_worker *ws, int a, int b) {
 /* Cost of running on w, keeping what it holds or (if p >= 0 and pull_ok)
  * pulling p's longer run when that beats recomputing the missing pages. */
 static option evaluate(const route_config *c, const route_worker *ws, int w, int p, bool pull_ok,
-                       const int32_t runs[DIR_MAX_WORKERS], int32_t cap, int32_t prompt_tokens,
-                       int32_t block_size) {
+                       const int32_t runs[DIR_MAX_WORKERS], const int32_t src[DIR_MAX_WORKERS], int32_t cap,
+                       int32_t prompt_tokens, int32_t block_size) {
     option o = {.pull_from = -1};
     const route_worker *x = &ws[w];
     double load = c->load_weight * (double)x->load_tokens;
     o.reuse = run_of(x, runs, cap);
     o.cost = (double)(prompt_tokens - o.reuse * block_size) + load;
     if (!pull_ok || p < 0 || p == w) return o;
-    int32_t prun = run_of(&ws[p], runs, cap);
+    int32_t prun = run_of(&ws[p], src, cap);
     if (prun <= o.reuse) return o;
     int32_t missing = prun - o.reuse;
     double pf = rate(x->prefill_tok_s, c->default_prefill_tok_s, 500.0);
@@ -84,7 +84,14 @@ static option evaluate(const route_config *c, const route_worker *ws, int w, int
 
 void route_pick(const route_config *c, const route_worker *ws, int n_ws, const int32_t runs[DIR_MAX_WORKERS],
                 int32_t prompt_tokens, int32_t block_size, int32_t n_blocks_needed, route_decision *out) {
+    route_pick_src(c, ws, n_ws, runs, runs, prompt_tokens, block_size, n_blocks_needed, out);
+}
+
+void route_pick_src(const route_config *c, const route_worker *ws, int n_ws, const int32_t runs[DIR_MAX_WORKERS],
+                    const int32_t src_runs[DIR_MAX_WORKERS], int32_t prompt_tokens, int32_t block_size,
+                    int32_t n_blocks_needed, route_decision *out) {
     memset(out, 0, sizeof *out);
+    if (!src_runs) src_runs = runs;
     out->worker = -1;
     out->pull_from = -1;
     if (!c || !ws || n_ws <= 0 || !runs) return;
@@ -99,7 +106,7 @@ void route_pick(const route_config *c, const route_worker *ws, int n_ws, const i
     int32_t best_run = 0;
     for (int i = 0; i < n_ws; i++) {
         if (!ws[i].alive) continue;
-        int32_t r = run_of(&ws[i], runs, cap);
+        int32_t r = run_of(&ws[i], src_runs, cap);
         if (r > best_run || (r == best_run && r > 0 && tie_before(ws, i, holder))) {
             best_run = r;
             holder = i;
@@ -119,15 +126,18 @@ void route_pick(const route_config *c, const route_worker *ws, int n_ws, const i
     int pick = least;
     option best;
     if (!c->cache_aware) {
-        best = evaluate(c, ws, least, -1, false, runs, cap, prompt_tokens, block_size);
+        best = evaluate(c, ws, least, -1, false, runs, src_runs, cap, prompt_tokens, block_size);
     } else if (max_load - min_load > c->imbalance_abs && (double)max_load > c->imbalance_rel * (double)min_load) {
         out->imbalanced = true;
-        best = evaluate(c, ws, least, holder, pull_ok, runs, cap, prompt_tokens, block_size);
+        best = evaluate(c, ws, least, holder, pull_ok, runs, src_runs, cap, prompt_tokens, block_size);
     } else {
-        best = evaluate(c, ws, least, holder, pull_ok, runs, cap, prompt_tokens, block_size);
+        /* starvation: only workers about to go idle compete (least is one of them) */
+        bool starving = c->starve_tokens > 0 && ws[least].load_tokens < c->starve_tokens;
+        best = evaluate(c, ws, least, holder, pull_ok, runs, src_runs, cap, prompt_tokens, block_size);
         for (int i = 0; i < n_ws; i++) {
             if (i == least || !ws[i].alive || ws[i].kv_blocks_avail < n_blocks_needed) continue;
-            option o = evaluate(c, ws, i, holder, pull_ok, runs, cap, prompt_tokens, block_size);
+            if (starving && ws[i].load_tokens >= c->starve_tokens) continue;
+            option o = evaluate(c, ws, i, holder, pull_ok, runs, src_runs, cap, prompt_tokens, block_size);
             if (o.cost < best.cost || (o.cost == best.cost && tie_before(ws, i, pick))) {
                 best = o;
                 pick = i;

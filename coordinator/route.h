@@ -22,6 +22,12 @@
  * min_load, as in SGLang's router) the decision ignores cache affinity and
  * takes the least-loaded eligible worker, so a hot prefix can't pile all work
  * on one worker. Ties go to the lower load, then the lower slot.
+ *
+ * Starvation (starve_tokens > 0, used by the helium policy, which weighs load
+ * lightly so siblings follow their shared prefix): while some eligible worker
+ * has less than starve_tokens of work left, only such workers are candidates,
+ * so no worker sits idle while another's queue holds work it could start now
+ * (recomputing, or pulling, the prefix it lacks).
  */
 #ifndef HELIUM_ROUTE_H
 #define HELIUM_ROUTE_H
@@ -51,6 +57,8 @@ typedef struct {
     double default_prefill_tok_s; /* default 500 */
     double default_link_bytes_s;  /* default 1e9 */
     double pull_latency_s;     /* default 0.002 */
+    int64_t starve_tokens;     /* > 0: a worker whose load is below this is about to go idle, and the
+                                  decision is made among such workers only (default 0: off) */
 } route_config;
 
 typedef struct {
@@ -70,5 +78,14 @@ void route_config_default(route_config *c);
  * operator needs (prompt + max_tokens). O(n_workers^2) at most. */
 void route_pick(const route_config *c, const route_worker *ws, int n_ws, const int32_t runs[DIR_MAX_WORKERS],
                 int32_t prompt_tokens, int32_t block_size, int32_t n_blocks_needed, route_decision *out);
+
+/* As route_pick, but a pull may only come from src_runs (the blocks peers
+ * really hold), while runs (which may also count blocks a worker is computing
+ * right now) decide what each worker reuses locally. A page another worker is
+ * still computing can't be pulled yet; planning on it would silently turn into
+ * a recompute. src_runs NULL: runs. */
+void route_pick_src(const route_config *c, const route_worker *ws, int n_ws, const int32_t runs[DIR_MAX_WORKERS],
+                    const int32_t src_runs[DIR_MAX_WORKERS], int32_t prompt_tokens, int32_t block_size,
+                    int32_t n_blocks_needed, route_decision *out);
 
 #endif

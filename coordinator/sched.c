@@ -20,6 +20,8 @@ struct sched {
     dir_t *pending;         /* blocks of dispatched, unfinished tasks (owned) */
     wkrs_t *ws;
     route_config rc;
+    double helium_load_weight;
+    int64_t helium_starve_tokens;
     uint64_t root;
     uint32_t block_size;
     bool have_model;
@@ -63,6 +65,8 @@ sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
         return NULL;
     }
     route_config_default(&s->rc);
+    s->helium_load_weight = 0.25;
+    s->helium_starve_tokens = 512;
     return s;
 }
 
@@ -82,6 +86,11 @@ void sched_set_model(sched_t *s, uint64_t root, uint32_t block_size, size_t page
 }
 
 route_config *sched_route_config(sched_t *s) { return &s->rc; }
+
+void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tokens) {
+    if (load_weight >= 0) s->helium_load_weight = load_weight;
+    if (starve_tokens >= 0) s->helium_starve_tokens = starve_tokens;
+}
 
 void sched_get_counters(const sched_t *s, sched_counters *out) { *out = s->c; }
 
@@ -187,7 +196,11 @@ int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
         route_config rc = s->rc;
         rc.cache_aware = aware;
         rc.allow_pull = aware && rc.page_bytes > 0;
-        route_pick(&rc, rw, nw, runs, n, bs, pages, &d);
+        if (policy == SCHED_HELIUM) {
+            rc.load_weight = s->helium_load_weight;
+            rc.starve_tokens = s->helium_starve_tokens;
+        }
+        route_pick_src(&rc, rw, nw, runs, real, n, bs, pages, &d);
         pick = d.worker;
     }
     if (pick < 0 || pick >= nw) {

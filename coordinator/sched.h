@@ -82,6 +82,10 @@ void sched_destroy(sched_t **self_p);
 
 /* The cluster's model identity (from the first accepted registration). */
 void sched_set_model(sched_t *s, uint64_t root, uint32_t block_size, size_t page_bytes);
+/* The helium policy's own weights (defaults 0.25 and 512): it follows a
+ * shared prefix more than the router baseline does (load_weight 1.0), and
+ * feeds a worker about to go idle (route.h, starve_tokens). */
+void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tokens);
 route_config *sched_route_config(sched_t *s);
 
 /* Places a prompt of n ids that generates up to max_tokens tokens.

@@ -557,3 +557,63 @@ Test(route, slots_out_of_range_count_as_no_cache) {
     cr_assert_eq(d.worker, 1);
     cr_assert_eq(d.reuse_blocks, 3);
 }
+
+/* A prefix a worker is still computing (pending) counts as its own reuse but
+ * can't be pulled by another: the pull plan comes from what peers really hold. */
+Test(route, no_pull_from_pages_still_being_computed) {
+    route_config c = cfg();
+    c.page_bytes = 1024; /* pulls are cheap */
+    route_worker ws[2];
+    workers(ws, 2);
+    ws[0].load_tokens = 2000; /* busy computing the 90-block prefix */
+    int32_t runs[DIR_MAX_WORKERS] = {0}, real[DIR_MAX_WORKERS] = {0};
+    runs[0] = 90; /* pending on worker 0, nowhere cached */
+    route_decision d;
+    /* planning on the pending run, worker 1 would "pull" it */
+    route_pick(&c, ws, 2, runs, 1500, 16, 100, &d);
+    cr_assert_eq(d.worker, 1);
+    cr_assert_eq(d.pull_from, 0);
+    /* from what is really held, worker 1 must recompute: 1500 + 0 > 60 + 2000? no: 1500 < 2060 */
+    route_pick_src(&c, ws, 2, runs, real, 1500, 16, 100, &d);
+    cr_assert_eq(d.worker, 1);
+    cr_assert_eq(d.pull_from, -1);
+    cr_assert_eq(d.reuse_blocks, 0);
+    cr_assert_float_eq(d.cost, 1500, 1e-9);
+    /* with a light load weight the sibling follows its prefix instead */
+    c.load_weight = 0.25;
+    route_pick_src(&c, ws, 2, runs, real, 1500, 16, 100, &d);
+    cr_assert_eq(d.worker, 0);
+    cr_assert_eq(d.reuse_blocks, 90);
+    cr_assert_float_eq(d.cost, 60 + 500, 1e-9);
+    /* once worker 0 has committed the pages, worker 1 may pull them */
+    real[0] = 90;
+    c.load_weight = 1.0;
+    route_pick_src(&c, ws, 2, runs, real, 1500, 16, 100, &d);
+    cr_assert_eq(d.worker, 1);
+    cr_assert_eq(d.pull_from, 0);
+    cr_assert_eq(d.pull_blocks, 90);
+}
+
+/* starve_tokens: a worker about to go idle takes the call even without its prefix. */
+Test(route, starving_worker_is_fed) {
+    route_config c = cfg();
+    c.allow_pull = false;
+    c.load_weight = 0.25;
+    route_worker ws[2];
+    workers(ws, 2);
+    ws[0].load_tokens = 1000;
+    ws[1].load_tokens = 100;
+    int32_t runs[DIR_MAX_WORKERS] = {0};
+    runs[0] = 60;
+    route_decision d;
+    route_pick(&c, ws, 2, runs, 1000, 16, 70, &d);
+    cr_assert_eq(d.worker, 0); /* 40 + 250 < 1000 + 25 */
+    c.starve_tokens = 512;
+    route_pick(&c, ws, 2, runs, 1000, 16, 70, &d);
+    cr_assert_eq(d.worker, 1);
+    cr_assert_eq(d.reuse_blocks, 0);
+    /* both busy: affinity again */
+    ws[1].load_tokens = 600;
+    route_pick(&c, ws, 2, runs, 1000, 16, 70, &d);
+    cr_assert_eq(d.worker, 0);
+}
