@@ -196,6 +196,7 @@ typedef struct task {
     int32_t n_want, n_got;
     int32_t pulled_tokens;
     u64vec pinned;          /* imported pages pinned until the request runs */
+    uint64_t wait_xfer;     /* != 0: held until this pull (another task's) ends, as it brings our prefix */
     /* streaming */
     int32_t n_streamed_ids;
     size_t n_streamed_bytes;
@@ -236,7 +237,7 @@ typedef struct {
     int n_tags, cap_tags;
     int64_t n_tag_pinned;   /* sum of tags[i].h.n: pins held for tags */
     /* counters (beyond the engine's) */
-    int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served;
+    int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served, pull_waits;
     int64_t warm_tasks, pin_refused, pull_us, pull_bytes;
     bool draining, stop, ever_registered;
     int exit_code;
@@ -356,6 +357,7 @@ static void send_heartbeat(srv_t *s) {
         {"bad_frames", s->bad_frames},
         {"send_errors", s->send_errors},
         {"pulls_served", s->pulls_served},
+        {"pull_waits", s->pull_waits},
         {"pinned_blocks", ks.blocks_pinned},
         {"pin_tags", s->n_tags},
         {"pin_refused", s->pin_refused},
@@ -928,6 +930,52 @@ static int import_page(srv_t *s, task_t *t, const Helium__KvPage *pg) {
     return rc;
 }
 
+/* The transfer of a pull in flight that brings pages of t's prompt (its
+ * first wanted page is one of t's usable prompt blocks), or 0. A task that
+ * arrives while a sibling's pull brings its prefix waits for that pull instead
+ * of recomputing the pages (the engine's in-flight dedup only knows pages
+ * being computed, not pages on the wire). */
+static uint64_t pull_bringing(srv_t *s, const task_t *t) {
+    int32_t nuse = (t->n_prompt - 1) / s->bs;
+    if (nuse <= 0 || s->o.ec.no_prefix_cache || t->rq.no_cache) return 0;
+    bool any = false;
+    for (const task_t *x = s->tasks; x && !any; x = x->next) any = x != t && x->pulling && x->n_want > x->n_got;
+    if (!any) return 0;
+    uint64_t *ph = malloc(sizeof(uint64_t) * (size_t)(t->n_prompt / s->bs + 1));
+    if (!ph) return 0;
+    eng_prompt_hashes(s->e, t->prompt, t->n_prompt, ph);
+    uint64_t xfer = 0;
+    for (const task_t *x = s->tasks; x && !xfer; x = x->next) {
+        if (x == t || !x->pulling || x->n_want <= x->n_got) continue;
+        uint64_t h = x->want[x->n_got];
+        for (int32_t i = 0; i < nuse; i++)
+            if (ph[i] == h) {
+                xfer = x->xfer;
+                break;
+            }
+    }
+    free(ph);
+    return xfer;
+}
+
+/* Submits every task held for a pull that is no longer in flight. */
+static void release_pull_waiters(srv_t *s) {
+    for (;;) {
+        task_t *w = NULL;
+        for (task_t *t = s->tasks; t && !w; t = t->next) {
+            if (!t->wait_xfer) continue;
+            bool live = false;
+            for (const task_t *x = s->tasks; x && !live; x = x->next) live = x->pulling && x->xfer == t->wait_xfer;
+            if (!live) w = t;
+        }
+        if (!w) return;
+        slog(LOG_DEBUG, "task %llu: pull %llu ended; submitting", (unsigned long long)w->task_id,
+             (unsigned long long)w->wait_xfer);
+        w->wait_xfer = 0;
+        submit_task(s, w); /* may fail and free w: the scan restarts */
+    }
+}
+
 /* Ends t's pull and submits it to the engine. */
 static void finish_pull(srv_t *s, task_t *t, const char *why) {
     t->pulling = false;
@@ -937,6 +985,7 @@ static void finish_pull(srv_t *s, task_t *t, const char *why) {
     free(t->want);
     t->want = NULL;
     submit_task(s, t);
+    release_pull_waiters(s);
 }
 
 /* KvPages answering one of our pulls. */
@@ -1306,6 +1355,12 @@ static void on_dispatch(srv_t *s, const Helium__Dispatch *d) {
          (unsigned long long)t->task_id, t->job_id, t->op_id, t->attempt, t->item, t->n_prompt, t->rq.max_tokens,
          t->stream ? ", streaming" : "", d->pull ? ", pull hint" : "", t->warm ? ", warm" : "",
          t->rq.no_cache ? ", no cache" : "", t->pin_tag ? ", pin under " : "", t->pin_tag ? t->pin_tag : "");
+    if ((t->wait_xfer = pull_bringing(s, t)) != 0) {
+        s->pull_waits++;
+        slog(LOG_DEBUG, "task %llu waits for pull %llu, which brings its prefix", (unsigned long long)t->task_id,
+             (unsigned long long)t->wait_xfer);
+        return;
+    }
     if (d->pull && start_pull(s, t, d->pull)) return;
     submit_task(s, t);
 }
@@ -1855,6 +1910,7 @@ static int run_timers(srv_t *s) {
         }
         if (s->next_hb_ms < next) next = s->next_hb_ms;
     }
+    release_pull_waiters(s); /* a pull that ended without finish_pull (canceled task) */
     for (task_t *t = s->tasks, *nx; t; t = nx) {
         nx = t->next;
         if (!t->pulling) continue;

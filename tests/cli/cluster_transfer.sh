@@ -15,6 +15,10 @@
 #  - A's heartbeat counters: it imported exactly pulled_tokens and computed
 #    only the prompt tokens it lacked (A ran nothing else);
 #  - H's counter of exported pages grew.
+# A sibling C2 (same prefix S, another question) comes right after C: it
+# follows C to A (S is pending there) and arrives while C's pull is on the
+# wire; it must wait for those pages (or find them cached), never recompute
+# S: A's computed tokens are exactly what C and C2 lacked.
 source "$(dirname "$0")/cluster_lib.bash"
 
 cluster_up 2
@@ -27,6 +31,9 @@ Question: how are sales?
 Answer:"
 C_PROMPT="$S
 Question: what changed this week?
+Answer:"
+C2_PROMPT="$S
+Question: which store needs help first?
 Answer:"
 
 pyrun "$TMP/p.wf.json" "$P_PROMPT" <<'PYEOF'
@@ -52,7 +59,7 @@ done
 [ "$b" -ge 20 ] || fail "the directory has $b blocks after p"
 
 # a hog prompt whose generation runs the full 1900 tokens (deterministic)
-pyrun "$TMP/hc.wf.json" "$C_PROMPT" <<'PYEOF' || fail "no hog prompt generates 1900 tokens"
+pyrun "$TMP/hc.wf.json" "$C_PROMPT" "$C2_PROMPT" <<'PYEOF' || fail "no hog prompt generates 1900 tokens"
 import json, sys
 hog = None
 for t in ("lighthouse", "harbor", "garden", "river", "bridge"):
@@ -63,7 +70,8 @@ for t in ("lighthouse", "harbor", "garden", "river", "bridge"):
 check(hog is not None, "no hog")
 json.dump({"name": "hog_and_c", "ops": [
     {"id": "hog", "type": "llm", "max_tokens": 1900, "prompt": hog},
-    {"id": "c", "type": "llm", "max_tokens": 8, "prompt": sys.argv[2]}]}, open(sys.argv[1], "w"))
+    {"id": "c", "type": "llm", "max_tokens": 8, "prompt": sys.argv[2]},
+    {"id": "c2", "type": "llm", "max_tokens": 8, "prompt": sys.argv[3]}]}, open(sys.argv[1], "w"))
 PYEOF
 
 ctl --json status >"$TMP/st1.json" || fail "status failed"
@@ -86,13 +94,13 @@ done
 "$HELIUM_BIN/helium-worker" tokenize --model "$MODEL" --text "$P_PROMPT" >"$TMP/p.ids"
 "$HELIUM_BIN/helium-worker" tokenize --model "$MODEL" --text "$C_PROMPT" >"$TMP/c.ids"
 
-pyrun "$TMP/hc.json" "$H" "$A" "$C_PROMPT" "$TMP/p.ids" "$TMP/c.ids" "$TMP/st1.json" "$TMP/st2.json" <<'PYEOF' || fail "transfer checks failed"
+pyrun "$TMP/hc.json" "$H" "$A" "$C_PROMPT" "$TMP/p.ids" "$TMP/c.ids" "$TMP/st1.json" "$TMP/st2.json" "$C2_PROMPT" <<'PYEOF' || fail "transfer checks failed"
 import sys
-job, H, A, c_prompt, p_ids, c_ids, st1, st2 = sys.argv[1:9]
+job, H, A, c_prompt, p_ids, c_ids, st1, st2, c2_prompt = sys.argv[1:10]
 j = load_json(job)
 check(j["state"] == "DONE", "job %s" % j["state"])
 ops = ops_by_id(j)
-c, hog = ops["c"], ops["hog"]
+c, c2, hog = ops["c"], ops["c2"], ops["hog"]
 check(hog["worker"] == H, "the hog ran on %s, not %s (tie order)" % (hog["worker"], H))
 check(c["worker"] == A, "c ran on %s: expected %s, with H=%s busy" % (c["worker"], A, H))
 
@@ -122,13 +130,19 @@ h1, h2 = counters(st1, H), counters(st2, H)
 d = lambda k, x1, x2: x2.get(k, 0) - x1.get(k, 0)
 check(d("pulled_tokens", a1, a2) == c["pulled_tokens"],
       "%s imported %d tokens, op says %d" % (A, d("pulled_tokens", a1, a2), c["pulled_tokens"]))
-check(d("computed_tokens", a1, a2) == c["prompt_tokens"] - c["cached_tokens"],
-      "%s computed %d prompt tokens, expected %d - %d" % (A, d("computed_tokens", a1, a2), c["prompt_tokens"], c["cached_tokens"]))
-check(d("computed_tokens", a1, a2) <= c["prompt_tokens"] - c["pulled_tokens"],
-      "%s recomputed pulled tokens" % A)
+check(c2["worker"] == A, "c2 ran on %s, not with its sibling on %s" % (c2["worker"], A))
+check(c2["pulled_tokens"] == 0, "c2 pulled %d tokens: its sibling's pull brings them" % c2["pulled_tokens"])
+check(c2["cached_tokens"] >= want, "c2 reused %d tokens, recomputing pages its sibling pulled (%d)" % (
+    c2["cached_tokens"], want))
+ref2 = generate(c2_prompt, 8)
+check(c2["output"] == ref2["text"], "c2 gave %r, recomputing gave %r" % (c2["output"], ref2["text"]))
+lacked = c["prompt_tokens"] - c["cached_tokens"] + c2["prompt_tokens"] - c2["cached_tokens"]
+check(d("computed_tokens", a1, a2) == lacked,
+      "%s computed %d prompt tokens, expected %d (what c and c2 lacked)" % (A, d("computed_tokens", a1, a2), lacked))
 check(d("exported_blocks", h1, h2) >= want // bs,
       "%s exported %d blocks, expected >= %d" % (H, d("exported_blocks", h1, h2), want // bs))
-print("transfer: c on %s pulled %d tokens from %s, computed %d of %d prompt tokens; output matches generate" % (
-    A, c["pulled_tokens"], H, d("computed_tokens", a1, a2), c["prompt_tokens"]))
+print("transfer: c on %s pulled %d tokens from %s; c2 reused %d (pull waits %d); %s computed %d of %d prompt "
+      "tokens; outputs match generate" % (A, c["pulled_tokens"], H, c2["cached_tokens"], d("pull_waits", a1, a2), A,
+      d("computed_tokens", a1, a2), c["prompt_tokens"] + c2["prompt_tokens"]))
 PYEOF
 note "ok"
