@@ -485,15 +485,18 @@ static start_rc start_llm(coord_t *c, job_task *t) {
     if (rc) return fail_task(c, t, rep_code(rc), he_msg());
     if (!ch.worker) return START_WAIT;
     wkr_t *w = ch.worker;
-    if (policy == SCHED_HELIUM && ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
-        /* the placement counts on prefix blocks the chosen worker is computing
-         * right now (a warm task or a sibling). Dispatch anyway: the worker's
-         * engine admits this call only once those pages are committed (it
-         * never computes an in-flight page twice), which is sooner than
-         * waiting here for the whole producing task to finish. Counted. */
+    if (ch.hold) {
+        /* its prefix is being computed on another worker: pull it once it is
+         * committed instead of computing it twice (sched.h). The pending
+         * pages go away with their task, so the wait is bounded by it. */
         if (!t->held) st->held++;
         t->held = true;
+        return START_WAIT;
     }
+    /* (a placement that counts on prefix pages the chosen worker itself is
+     * computing goes at once: its engine admits the call when they are
+     * committed, and its serve loop holds it while a sibling's pull brings
+     * them.) */
     bool track = opt_tracks(policy);
     char tag[OPT_TAG_LEN] = "";
     int32_t want = 0;
@@ -764,6 +767,7 @@ static void on_cache_events(coord_t *c, wkr_t *w, const Helium__CacheEvents *ce)
     for (size_t i = 0; i < ce->n_stored; i++) dir_add(c->dir, ce->stored[i], w->slot);
     w->cache_seq = ce->seq;
     w->seq_known = true;
+    if (ce->n_stored) opt_cache_stored(c->opt, w);
     if (ce->n_stored && jobs_ready_count(c->jobs)) c->dirty = true; /* held tasks may go now */
 }
 

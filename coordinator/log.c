@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static clog_level g_level = CLOG_INFO;
 
@@ -27,5 +28,11 @@ void clog_msg(clog_level level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (g_level >= CLOG_DEBUG) { /* debug logs carry a monotonic clock (s) to read timelines */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        fprintf(stderr, "[coord %ld.%03ld] %s%s\n", (long)ts.tv_sec, ts.tv_nsec / 1000000L, tag[level], msg);
+        return;
+    }
     fprintf(stderr, "[coord] %s%s\n", tag[level], msg);
 }

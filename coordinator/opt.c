@@ -612,7 +612,7 @@ void opt_warm(opt_t *o) {
         if (covering(o, SCHED_HELIUM, -1, p->hashes, p->n_blocks)) continue;
         sched_choice ch;
         if (sched_place_ex(o->sched, SCHED_HELIUM, p->tokens, p->n_tokens, 1, SCHED_DRY, &ch) || !ch.worker) continue;
-        if (ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
+        if (ch.hold || ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
             deferred = true; /* part of it is being computed: warm the rest once it is cached */
             continue;
         }
@@ -633,6 +633,20 @@ void opt_warm(opt_t *o) {
                  p->sharers, w->id, (unsigned long long)task_id, ch.pull_from ? ", with pull" : "");
     }
     if (deferred) o->warm_dirty = true;
+}
+
+void opt_cache_stored(opt_t *o, wkr_t *w) {
+    for (size_t i = 0; i < o->n_pins; i++) {
+        opt_pin *g = o->pins[i];
+        if (!g->warm_task || g->slot != w->slot || g->warm_load <= 0) continue;
+        /* what is left: the blocks not cached yet (+ the one sampled token) */
+        int32_t run = sched_real_run(o->sched, w->slot, g->hashes, g->n_blocks);
+        int64_t left = (int64_t)(g->n_blocks - run) * o->bs + 1;
+        if (left >= g->warm_load) continue;
+        w->load_tokens -= g->warm_load - left;
+        if (w->load_tokens < 0) w->load_tokens = 0;
+        g->warm_load = left;
+    }
 }
 
 bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t computed, uint32_t cached,

@@ -175,6 +175,10 @@ void opt_worker_lost(opt_t *o, int slot);
 /* Sends warm dispatches for shared static prefixes of pending helium calls
  * that none is ready for yet and no group covers. Cheap when nothing changed. */
 void opt_warm(opt_t *o);
+/* w reported stored blocks: the part of a warm task's load whose blocks are
+ * now cached on w leaves w's queue as they are committed, not when the warm
+ * result arrives (placement would see a stale queue meanwhile). */
+void opt_cache_stored(opt_t *o, wkr_t *w);
 /* If task_id is a warm task on worker w: accounts its result (ok, computed
  * tokens) and returns true. */
 bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t computed, uint32_t cached,

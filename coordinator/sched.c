@@ -87,6 +87,14 @@ void sched_set_model(sched_t *s, uint64_t root, uint32_t block_size, size_t page
 
 route_config *sched_route_config(sched_t *s) { return &s->rc; }
 
+int32_t sched_real_run(sched_t *s, int slot, const uint64_t *hashes, int32_t n) {
+    if (slot < 0 || slot >= DIR_MAX_WORKERS || n <= 0) return 0;
+    int32_t runs[DIR_MAX_WORKERS];
+    memset(runs, 0, sizeof runs);
+    dir_match(s->dir, hashes, n, runs);
+    return runs[slot];
+}
+
 void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tokens) {
     if (load_weight >= 0) s->helium_load_weight = load_weight;
     if (starve_tokens >= 0) s->helium_starve_tokens = starve_tokens;
@@ -103,6 +111,25 @@ void sched_pending_remove(sched_t *s, int slot, const uint64_t *hashes, int32_t 
 }
 
 void sched_pending_drop(sched_t *s, int slot) { dir_drop_worker(s->pending, slot); }
+
+/* Longest run of prompt blocks that a worker other than pick is computing
+ * now (pending, beyond what it has cached), capped at cap. */
+static int32_t pending_elsewhere(wkr_t *const *wk, int nw, int pick, const int32_t *real, const int32_t *pend,
+                                 int32_t cap) {
+    int32_t pe = 0;
+    for (int k = 0; k < nw; k++) {
+        if (k == pick) continue;
+        int sl = wk[k]->slot;
+        if (sl < 0 || sl >= DIR_MAX_WORKERS || pend[sl] <= real[sl]) continue;
+        int32_t r = pend[sl] > cap ? cap : pend[sl];
+        if (r > pe) pe = r;
+    }
+    return pe;
+}
+
+/* Prompt blocks the decision's worker will hold before computing: its own
+ * run (cached or pending) plus what it pulls. */
+static int32_t have_after(const route_decision *d) { return d->reuse_blocks + (d->pull_from >= 0 ? d->pull_blocks : 0); }
 
 static bool same_model(const sched_t *s, const wkr_t *w) {
     return s->have_model && w->model_root == s->root && w->block_size == s->block_size;
@@ -175,6 +202,7 @@ int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
     int pick = -1;
     route_decision d = {.worker = -1, .pull_from = -1};
     int32_t real[DIR_MAX_WORKERS]; /* runs the real directory shows (pull sources) */
+    int32_t pend[DIR_MAX_WORKERS]; /* runs of blocks being computed by dispatched tasks */
     if (policy == SCHED_ISOLATED) {
         /* round robin over eligible workers with room, starting after the last pick */
         for (int k = 0; k < nw && pick < 0; k++) {
@@ -184,7 +212,7 @@ int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
         if (pick >= 0) s->rr = (uint32_t)(pick + 1);
         d.worker = pick;
     } else {
-        int32_t runs[DIR_MAX_WORKERS], pend[DIR_MAX_WORKERS];
+        int32_t runs[DIR_MAX_WORKERS];
         memset(runs, 0, sizeof runs);
         memset(real, 0, sizeof real);
         memset(pend, 0, sizeof pend);
@@ -202,6 +230,23 @@ int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
         }
         route_pick_src(&rc, rw, nw, runs, real, n, bs, pages, &d);
         pick = d.worker;
+        if (policy == SCHED_HELIUM && pick >= 0) {
+            /* Would the pick recompute prefix pages another worker is computing
+             * right now, half its prompt or more? If pulling them once they are committed beats
+             * recomputing, the call waits (out->hold) and is placed again when
+             * they are: then the idle-worker rule sends it to the idle worker
+             * with a pull, or affinity to the holder. */
+            int32_t cap = n > 0 ? (n - 1) / bs : 0;
+            const int32_t pe = pending_elsewhere(wk, nw, pick, real, pend, cap);
+            if (pe >= have_after(&d) + SCHED_HOLD_MIN_BLOCKS && 2 * (pe - have_after(&d)) >= cap) {
+                int32_t missing = pe - have_after(&d);
+                double pf = rw[pick].prefill_tok_s > 0 ? rw[pick].prefill_tok_s : rc.default_prefill_tok_s;
+                double link = rw[pick].link_bytes_s > 0 ? rw[pick].link_bytes_s : rc.default_link_bytes_s;
+                double t_pull = rc.pull_latency_s + (double)missing * (double)rc.page_bytes / link;
+                double t_rec = (double)missing * (double)bs / (pf > 0 ? pf : 500.0);
+                if (rc.page_bytes > 0 && t_pull < t_rec) out->hold = true;
+            }
+        }
     }
     if (pick < 0 || pick >= nw) {
         clog_msg(CLOG_DEBUG, "route: %d-token prompt waits (no eligible worker has %d free pages)", n, pages);

@@ -71,8 +71,14 @@ typedef struct {
                                (pending) on the worker or on a pull source */
     int32_t pages;          /* KV pages the task may need (prompt + max_tokens, capped) */
     int64_t load_tokens;    /* work it adds: prompt tokens to compute + max_tokens */
+    bool hold;              /* helium: the worker would recompute >= SCHED_HOLD_MIN_BLOCKS prefix pages,
+                               half the prompt or more, that another worker is computing now, and
+                               pulling them once committed is
+                               cheaper: place the call again later (when they are cached) */
     route_decision d;
 } sched_choice;
+
+#define SCHED_HOLD_MIN_BLOCKS 4
 
 typedef struct sched sched_t;
 
@@ -82,6 +88,9 @@ void sched_destroy(sched_t **self_p);
 
 /* The cluster's model identity (from the first accepted registration). */
 void sched_set_model(sched_t *s, uint64_t root, uint32_t block_size, size_t page_bytes);
+/* Leading blocks of hashes[0..n) that the directory shows cached on slot. */
+int32_t sched_real_run(sched_t *s, int slot, const uint64_t *hashes, int32_t n);
+
 /* The helium policy's own weights (defaults 0.25 and 512): it follows a
  * shared prefix more than the router baseline does (load_weight 1.0), and
  * feeds a worker about to go idle (route.h, starve_tokens). */
