@@ -275,3 +275,46 @@ Test(sched, pending_blocks_attract_siblings_but_are_never_pulled) {
     cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 160, 8, &ch), 0);
     cr_assert_eq(ch.reuse_blocks, 0);
 }
+
+/* helium: siblings follow a prefix being computed (light load weight) where
+ * router balances; an idle worker that would recompute half its prompt or
+ * more that another worker is computing now is told to wait (hold), and once
+ * the pages are committed it takes the call with a pull. */
+Test(sched, helium_follows_holds_then_pulls) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(9);
+    uint64_t h[16];
+    int nb = bh_prefix(ROOT, prompt, 200, BS, h); /* 12 blocks */
+    cr_assert_eq(nb, 12);
+    sched_pending_add(sc, w1->slot, h, nb);
+    job_task a = {.load_tokens = 1500}, b = {.load_tokens = 1000};
+    wkr_inflight_add(w1, &a);
+    wkr_inflight_add(w0, &b);
+    sched_choice ch;
+    /* router: 8 + 1500 > 200 + 1000: it recomputes on w0 */
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+    cr_assert(!ch.hold);
+    /* helium: 8 + 375 < 200 + 250: it follows the prefix to w1 */
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert_eq(ch.reuse_blocks, 12);
+    cr_assert(!ch.hold);
+    /* w0 goes idle: the idle-worker rule picks it, but it would recompute
+     * the 12 blocks w1 is computing right now: hold */
+    wkr_inflight_remove(w0, &b);
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+    cr_assert(ch.hold);
+    /* the pages are committed on w1: w0 takes the call and pulls them */
+    for (int i = 0; i < nb; i++) dir_add(dir, h[i], w1->slot);
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+    cr_assert(!ch.hold);
+    cr_assert_eq(ch.pull_from, w1);
+    cr_assert_eq(ch.pull_blocks, 12);
+    cr_assert_eq(sched_real_run(sc, w1->slot, h, nb), 12);
+    cr_assert_eq(sched_real_run(sc, w0->slot, h, nb), 0);
+    wkr_inflight_remove(w1, &a);
+}
