@@ -360,6 +360,7 @@ def run_policy(args, wl, wl_dir, policy, rng, service):
     rec["plan_ms"] = round(pu / 1000.0, 2) if pu is not None else None
     rec["generated_tokens"] = delta(ca, cb, "generated_tokens")
     rec["worker_forward_s"] = round((worker_sum(after, "forward_us") or 0) / 1e6, 3)
+    rec["workers"] = args.workers
     rec["tool_requests"] = service.hits
     rec["job_policy"] = sorted(set(r.get("policy", "") for r in results if r))
     rec["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -476,6 +477,30 @@ def fmt(v, nd=2):
     return str(v)
 
 
+def work_of(r):
+    """Token work of a run: prompt tokens computed + tokens generated (on this
+    CPU both cost about the same per token at these context lengths)."""
+    if r.get("computed_tokens") is None or r.get("generated_tokens") is None:
+        return None
+    return r["computed_tokens"] + r["generated_tokens"]
+
+
+def work_ratios(records, policies):
+    """{workload: {baseline: baseline work / helium work}}: the most a
+    compute-bound cluster can gain by doing less work."""
+    by = {}
+    for r in records:
+        by.setdefault(r["workload"], {})[r["policy"]] = r
+    out = {}
+    for wlname, d in by.items():
+        hw = work_of(d["helium"]) if d.get("helium") else None
+        if not hw:
+            continue
+        out[wlname] = {b: (round(work_of(d[b]) / hw, 3) if d.get(b) and work_of(d[b]) else None)
+                       for b in policies if b != "helium"}
+    return out
+
+
 def ratios(records, policies):
     """{workload: {baseline: helium/baseline throughput}} and the averages."""
     by = {}
@@ -528,9 +553,15 @@ def min_cell(r):
     return fmt(m)
 
 
+def busy_of(r):
+    """Fraction of the makespan the workers spent in forward passes."""
+    f, m, n = r.get("worker_forward_s"), r.get("makespan_s"), r.get("workers")
+    return round(f / (n * m), 2) if f and m and n else None
+
+
 def table_rows(records):
     hdr = ["workload", "policy", "jobs", "makespan s", "wf/min", "p50 s", "p99 s", "computed tok", "min tok",
-           "comp/min", "hit rate", "KV pulls (tok)", "reuse", "plan ms", "outputs"]
+           "comp/min", "hit rate", "KV pulls (tok)", "reuse", "plan ms", "work tok", "busy", "outputs"]
     rows = []
     for r in records:
         if r.get("error") and r.get("makespan_s") is None:
@@ -544,7 +575,7 @@ def table_rows(records):
         rows.append([r["workload"], r["policy"], f"{r.get('jobs_done', 0)}/{r['n_jobs']}", fmt(r.get("makespan_s")),
                      fmt(r.get("throughput_wpm"), 1), fmt(r.get("latency_p50_s")), fmt(r.get("latency_p99_s")),
                      fmt(r.get("computed_tokens")), min_cell(r), fmt(cm), fmt(r.get("hit_rate"), 3),
-                     pulls, reuse_cell(r), fmt(r.get("plan_ms"), 1), outs])
+                     pulls, reuse_cell(r), fmt(r.get("plan_ms"), 1), fmt(work_of(r)), fmt(busy_of(r)), outs])
     return hdr, rows
 
 
@@ -609,6 +640,16 @@ def write_md(path, doc, hdr, rows, plots):
         for kind in ("mean", "geomean"):
             rr.append([f"**{kind}**"] + [fmt((doc["ratio_avg"].get(p) or {}).get(kind), 2) for p in pols])
         s += ["## Throughput ratio of `helium` to each baseline", "", md_table(rh, rr)]
+        wr = work_ratios(doc["records"], doc["settings"]["policies"])
+        if wr:
+            bp = [p for p in doc["settings"]["policies"] if p != "helium"]
+            s += ["## Work of each baseline over helium's", "",
+                  "Work = prompt tokens computed + tokens generated (column `work tok`). The workers are busy most "
+                  "of the makespan (column `busy`: forward-pass time / (workers x makespan)), so on this CPU a "
+                  "policy's throughput gain is bounded by how much less work it does: this ratio is roughly the "
+                  "ceiling of the throughput ratio above.", "",
+                  md_table(["workload"] + [f"{p} / helium" for p in bp],
+                           [[wl] + [fmt(d.get(p), 2) for p in bp] for wl, d in wr.items()])]
     errs = [r for r in doc["records"] if r.get("error")]
     if errs:
         s += ["## Errors", ""] + [f"- {r['workload']} / {r['policy']}: {r['error']}" for r in errs] + [""]

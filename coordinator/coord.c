@@ -183,7 +183,7 @@ static void task_release(coord_t *c, wkr_t *w, job_task *t) {
 static uint64_t io_next_task_id(void *ctx) { return ++((coord_t *)ctx)->next_task_id; }
 
 static int io_send_warm(void *ctx, wkr_t *w, uint64_t task_id, const int32_t *ids, int32_t n, const uint64_t *hashes,
-                        int32_t n_blocks, const char *tag, const sched_choice *ch) {
+                        int32_t n_blocks, const char *tag, uint32_t steps, const sched_choice *ch) {
     coord_t *c = ctx;
     Helium__Sampling smp = HELIUM__SAMPLING__INIT;
     Helium__KvPullHint pull = HELIUM__KV_PULL_HINT__INIT;
@@ -200,6 +200,7 @@ static int io_send_warm(void *ctx, wkr_t *w, uint64_t task_id, const int32_t *id
     d.n_pin = (size_t)n_blocks;
     d.pin = (uint64_t *)hashes;
     d.pin_tag = (char *)tag;
+    d.pin_steps = steps;
     if (ch->pull_from) {
         pull.source_worker = ch->pull_from->id;
         pull.source_endpoint = ch->pull_from->endpoint;
@@ -531,6 +532,7 @@ static start_rc start_llm(coord_t *c, job_task *t) {
         d.n_pin = (size_t)want;
         d.pin = (uint64_t *)ch.hashes;
         d.pin_tag = tag;
+        d.pin_steps = opt_pin_steps(c->opt, t);
     }
     if (ch.pull_from) {
         pull.source_worker = ch.pull_from->id;

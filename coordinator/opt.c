@@ -527,6 +527,18 @@ int32_t opt_pin_want(opt_t *o, const job_task *t, int slot, const uint64_t *hash
     return k;
 }
 
+static uint32_t steps_u32(int64_t steps) {
+    if (steps < 0) return 0;
+    return steps > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)steps;
+}
+
+uint32_t opt_pin_steps(opt_t *o, const job_task *t) {
+    ptree_t *pt = tree_of(o, t->job->pol);
+    ptree_match_info mi;
+    if (!pt || !t->ids || ptree_match(pt, t->ids, t->n_ids, &mi) || mi.sharers <= 0) return 0;
+    return steps_u32(mi.steps);
+}
+
 void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int32_t nb, int32_t want,
                     const char *tag) {
     sched_policy pol = (sched_policy)t->job->pol;
@@ -620,7 +632,8 @@ void opt_warm(opt_t *o) {
         uint64_t task_id = o->io.next_task_id(o->io.ctx);
         char tag[OPT_TAG_LEN];
         snprintf(tag, sizeof tag, "pin-%llu", (unsigned long long)(o->next_pin + 1));
-        if (o->io.send_warm(o->io.ctx, w, task_id, p->tokens, p->n_tokens, p->hashes, p->n_blocks, tag, &ch))
+        if (o->io.send_warm(o->io.ctx, w, task_id, p->tokens, p->n_tokens, p->hashes, p->n_blocks, tag,
+                              steps_u32(p->steps), &ch))
             continue;
         sched_count(o->sched, &ch);
         opt_pin *g = pin_new(o, tag, w->slot, SCHED_HELIUM, p->hashes, p->n_blocks, p->tokens);

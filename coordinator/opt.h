@@ -29,8 +29,11 @@
  * of its blocks), and no pending call of its policy covers at least one of
  * its blocks (ptree_match). Groups die with their worker (no Unpin; counted
  * as unpins all the same, so pins == unpins once everything settled).
- * Pins are all or nothing: KVFlow's finer eviction priority by steps to
- * execution is not expressed (a pending call's blocks are simply kept).
+ * Each pin carries the steps until its nearest pending sharer runs
+ * (Dispatch.pin_steps, from the prefix tree): a worker under memory pressure
+ * evicts its pinned idle blocks needed furthest ahead first (kvcache.h),
+ * KVFlow's steps-to-execution priority; the priority is set when the pin is
+ * made and not refreshed as the plan advances.
  *
  * min_prompt_tokens (per policy): the prompt tokens any system must compute
  * for the LLM calls rendered so far, each distinct prompt counted once: the
@@ -89,9 +92,11 @@ typedef struct {
     /* A fresh task id. */
     uint64_t (*next_task_id)(void *ctx);
     /* Sends a warm Dispatch to w: prefill ids[0..n) (with ch's pull hint, if
-     * any), pin its n blocks `hashes` under tag. Returns 0 if queued. */
+     * any), pin its n blocks `hashes` under tag, `steps` before a pending
+     * call needs them (the eviction priority). Returns 0 if queued. */
     int (*send_warm)(void *ctx, wkr_t *w, uint64_t task_id, const int32_t *ids, int32_t n,
-                     const uint64_t *hashes, int32_t n_blocks, const char *tag, const sched_choice *ch);
+                     const uint64_t *hashes, int32_t n_blocks, const char *tag, uint32_t steps,
+                     const sched_choice *ch);
     /* Sends Unpin{tag} to w. */
     void (*send_unpin)(void *ctx, wkr_t *w, const char *tag);
 } opt_io;
@@ -158,6 +163,9 @@ void opt_count_prompt(opt_t *o, job_task *t);
  * pin on worker slot, 0 if none; *tag receives the tag to use. No state
  * changes. */
 int32_t opt_pin_want(opt_t *o, const job_task *t, int slot, const uint64_t *hashes, int32_t nb, char tag[OPT_TAG_LEN]);
+/* Steps until the nearest pending call that shares t's prompt prefix runs (0:
+ * one is ready now), for the pins' eviction priority. */
+uint32_t opt_pin_steps(opt_t *o, const job_task *t);
 /* t was dispatched to slot: it becomes a user of the groups there that
  * share at least one block with its prompt, and if want > 0 a new group
  * (tag) pins hashes[0..want). */

@@ -4,7 +4,8 @@
  *   FREE    ref == 0, uncommitted: on the free stack;
  *   USED    ref > 0 (committed or not): on no list;
  *   CACHED  ref == 0, committed: on the LRU list if unpinned, else on no list
- *           (pinned idle blocks cannot be evicted).
+ *           (pinned idle blocks are evicted only when the LRU list is empty,
+ *           by a scan for the highest pin priority value).
  * A committed block's hash is in the map (hash -> block) until the block is
  * evicted; pins nest per block and only committed blocks can be pinned.
  * The LRU list is intrusive and circular around a sentinel node n_blocks:
@@ -25,7 +26,9 @@ typedef struct {
     int32_t pin;       /* pin nesting count; > 0 only when committed */
     int32_t prev, next; /* LRU links, -1 when not on the list */
     bool committed;
+    uint32_t prio;     /* while pinned: steps until needed (lowest of its pins) */
     uint64_t hash;     /* valid when committed */
+    uint64_t seq;      /* commit order (tie-break of pinned evictions: tails first) */
 } kvc_block;
 
 struct kvc {
@@ -37,7 +40,7 @@ struct kvc {
     int32_t *mval;      /* (mcap) map values: block, or -1 for an empty slot */
     uint32_t mmask;     /* mcap - 1, mcap a power of two >= 2 * n_blocks */
     int64_t n_used, n_lru, n_cached, n_pinned; /* n_cached: ref 0 and committed */
-    int64_t lookups, hits, evictions, commits;
+    int64_t lookups, hits, evictions, commits, pinned_evictions;
     kvc_event_fn ev_fn;
     void *ev_ud;
 };
@@ -183,7 +186,24 @@ int32_t kvc_alloc(kvc_t *c) {
         emit(c, KVC_EV_REMOVED, k->hash, x);
         k->hash = 0;
     } else {
-        return he_set(HE_ENOMEM, "kv cache: all %d blocks in use or pinned", c->n_blocks);
+        /* workflow-aware: the pinned idle block needed furthest in the future */
+        x = -1;
+        for (int32_t i = 0; i < c->n_blocks; i++) {
+            const kvc_block *k = &c->b[i];
+            if (k->ref != 0 || !k->committed || k->pin == 0) continue;
+            if (x < 0 || k->prio > c->b[x].prio || (k->prio == c->b[x].prio && k->seq > c->b[x].seq)) x = i;
+        }
+        if (x < 0) return he_set(HE_ENOMEM, "kv cache: all %d blocks in use", c->n_blocks);
+        kvc_block *k = &c->b[x];
+        k->pin = 0;
+        c->n_pinned--;
+        c->n_cached--;
+        map_del(c, k->hash);
+        k->committed = false;
+        c->evictions++;
+        c->pinned_evictions++;
+        emit(c, KVC_EV_REMOVED_PINNED, k->hash, x);
+        k->hash = 0;
     }
     c->b[x].ref = 1;
     c->n_used++;
@@ -259,7 +279,7 @@ int32_t kvc_commit(kvc_t *c, int32_t block, uint64_t hash) {
     map_put(c, hash, block);
     k->committed = true;
     k->hash = hash;
-    c->commits++;
+    k->seq = (uint64_t)++c->commits;
     emit(c, KVC_EV_STORED, hash, block);
     return block;
 }
@@ -272,13 +292,18 @@ bool kvc_block_hash(const kvc_t *c, int32_t block, uint64_t *hash) {
 
 /* ---- pinning ---- */
 
-int kvc_pin(kvc_t *c, uint64_t hash) {
+int kvc_pin(kvc_t *c, uint64_t hash) { return kvc_pin_prio(c, hash, 0); }
+
+int kvc_pin_prio(kvc_t *c, uint64_t hash, uint32_t steps) {
     int32_t x = map_get(c, hash);
     if (x < 0) return he_set(HE_ENOTFOUND, "kvc_pin: hash %016llx not cached", (unsigned long long)hash);
     kvc_block *k = &c->b[x];
     if (k->pin++ == 0) {
         c->n_pinned++;
+        k->prio = steps;
         if (k->ref == 0) lru_remove(c, x);
+    } else if (steps < k->prio) {
+        k->prio = steps;
     }
     return HE_OK;
 }
@@ -309,6 +334,7 @@ kvc_stats kvc_get_stats(const kvc_t *c) {
         .lookups = c->lookups,
         .hits = c->hits,
         .evictions = c->evictions,
+        .pinned_evictions = c->pinned_evictions,
         .commits = c->commits,
     };
     return s;

@@ -12,7 +12,13 @@
  *     reclaimed only when no free block is left. Release a sequence's blocks
  *     from last to first so that the tail of a prefix is evicted before its head
  *     (evicting a middle block strands every block after it);
- *   - pinning: a pinned hash's block is never evicted, even at ref 0;
+ *   - pinning: a pinned hash's idle block (ref 0) is kept while any unpinned
+ *     block can be reclaimed instead. Each pin carries a priority, the steps
+ *     until the workflow needs the block (0: now; KVFlow's "steps to
+ *     execution"); when nothing else is left, kvc_alloc evicts the pinned idle
+ *     block needed furthest in the future (the highest priority value; ties:
+ *     the block committed last, i.e. a prefix's tail first) rather than fail,
+ *     dropping all its pins (event KVC_EV_REMOVED_PINNED);
  *   - events: every commit (stored) and eviction (removed) is reported through
  *     an optional callback, so a cluster directory can mirror the cache exactly.
  * Not thread-safe: one engine thread owns it.
@@ -33,11 +39,16 @@ typedef struct {
     int64_t blocks_pinned;
     int64_t lookups;        /* blocks asked for in kvc_match */
     int64_t hits;           /* blocks found in kvc_match */
-    int64_t evictions;
+    int64_t evictions;      /* pinned evictions included */
+    int64_t pinned_evictions;
     int64_t commits;
 } kvc_stats;
 
-typedef enum { KVC_EV_STORED = 1, KVC_EV_REMOVED = 2 } kvc_event;
+typedef enum {
+    KVC_EV_STORED = 1,
+    KVC_EV_REMOVED = 2,
+    KVC_EV_REMOVED_PINNED = 3 /* removed, and it was pinned: its pins are gone */
+} kvc_event;
 typedef void (*kvc_event_fn)(void *ud, kvc_event ev, uint64_t hash, int32_t block);
 
 kvc_t *kvc_new(int32_t n_blocks, int32_t block_size);
@@ -48,8 +59,9 @@ int32_t kvc_n_blocks(const kvc_t *c);
 void kvc_set_event_cb(kvc_t *c, kvc_event_fn fn, void *ud);
 
 /* Takes a block for new KV: a free one, else evicts the least recently used
- * unpinned cached block. Returns the block (ref = 1), or HE_ENOMEM (negative)
- * when every block is in use or pinned. O(1). */
+ * unpinned cached block (O(1)), else the pinned idle block needed furthest in
+ * the future (O(n_blocks) scan). Returns the block (ref = 1), or HE_ENOMEM
+ * (negative) when every block is in use. */
 int32_t kvc_alloc(kvc_t *c);
 /* Reference counting. Dropping the last ref of a committed block makes it
  * cached (most recently used); of an uncommitted block, free. */
@@ -71,6 +83,10 @@ bool kvc_block_hash(const kvc_t *c, int32_t block, uint64_t *hash);
 /* Pinning by hash: pinned blocks survive eviction. Counts nest. Returns
  * HE_ENOTFOUND if the hash is not cached. */
 int kvc_pin(kvc_t *c, uint64_t hash);
+/* As kvc_pin, with the steps until the block is needed (a block keeps the
+ * lowest priority value of its pins: the most urgent need wins). kvc_pin is
+ * kvc_pin_prio(..., 0). */
+int kvc_pin_prio(kvc_t *c, uint64_t hash, uint32_t steps);
 int kvc_unpin(kvc_t *c, uint64_t hash);
 
 /* Free + reclaimable blocks (what kvc_alloc can still hand out). */

@@ -173,6 +173,7 @@ typedef struct task {
     bool warm;              /* prefill only: answer with counts, no text */
     /* workflow pin, applied once the prompt's KV is computed (first token) */
     char *pin_tag;          /* NULL: no pin */
+    uint32_t pin_steps;     /* steps until the pinned blocks are needed (eviction priority) */
     uint64_t *pin;          /* (n_pin) hashes to pin, prefix order */
     int32_t n_pin;
     bool pin_done;
@@ -237,7 +238,7 @@ typedef struct {
     int n_tags, cap_tags;
     int64_t n_tag_pinned;   /* sum of tags[i].h.n: pins held for tags */
     /* counters (beyond the engine's) */
-    int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served, pull_waits;
+    int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served, pull_waits, pinned_evictions;
     int64_t warm_tasks, pin_refused, pull_us, pull_bytes;
     bool draining, stop, ever_registered;
     int exit_code;
@@ -358,6 +359,7 @@ static void send_heartbeat(srv_t *s) {
         {"send_errors", s->send_errors},
         {"pulls_served", s->pulls_served},
         {"pull_waits", s->pull_waits},
+        {"pinned_evictions", s->pinned_evictions},
         {"pinned_blocks", ks.blocks_pinned},
         {"pin_tags", s->n_tags},
         {"pin_refused", s->pin_refused},
@@ -384,10 +386,22 @@ static void send_heartbeat(srv_t *s) {
     send_wmsg(s, &w, "Heartbeat");
 }
 
+/* A pinned block was evicted under memory pressure (kvcache.h): its pins are
+ * gone, so no tag or task may unpin that hash later (it could be a new block
+ * of the same hash by then). */
+static void forget_pins_of(srv_t *s, uint64_t hash) {
+    for (int i = 0; i < s->n_tags; i++)
+        if (u64_remove(&s->tags[i].h, hash)) s->n_tag_pinned--;
+    for (task_t *t = s->tasks; t; t = t->next)
+        if (u64_remove(&t->pinned, hash)) s->n_pinned--;
+    s->pinned_evictions++;
+}
+
 /* kvcache event callback: buffers the change, keeping stored/removed disjoint. */
 static void on_cache_event(void *ud, kvc_event ev, uint64_t hash, int32_t block) {
     (void)block;
     srv_t *s = ud;
+    if (ev == KVC_EV_REMOVED_PINNED) forget_pins_of(s, hash);
     if (!s->registered || s->ev_overflow) return; /* the next snapshot covers it */
     u64vec *add = ev == KVC_EV_STORED ? &s->ev_stored : &s->ev_removed;
     u64vec *del = ev == KVC_EV_STORED ? &s->ev_removed : &s->ev_stored;
@@ -539,7 +553,7 @@ static void apply_pins(srv_t *s, task_t *t) {
             refused = t->n_pin - i;
             break;
         }
-        if (eng_pin(s->e, &h, 1) != 1) break; /* not cached: the run ends */
+        if (kvc_pin_prio(s->kvc, h, t->pin_steps) != 0) break; /* not cached: the run ends */
         if (!u64_push(&g->h, h)) {
             eng_unpin(s->e, &h, 1);
             refused = t->n_pin - i;
@@ -1349,6 +1363,7 @@ static void on_dispatch(srv_t *s, const Helium__Dispatch *d) {
             }
             memcpy(t->pin, d->pin, sizeof(uint64_t) * n);
             t->n_pin = (int32_t)n;
+            t->pin_steps = d->pin_steps;
         }
     }
     slog(LOG_INFO, "dispatch task %llu (job %s op %s attempt %u item %u): %d prompt tokens, max %u new%s%s%s%s%s%s",

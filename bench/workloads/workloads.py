@@ -89,6 +89,8 @@ class Workload:
         for op in self.workflow["ops"]:
             if op["type"] == "llm":
                 n += 1
+            elif op["type"] == "loop":  # the most it can make (every round runs)
+                n += op.get("max_rounds", 3) * sum(1 for b in op["body"] if b["type"] == "llm")
             elif op["type"] == "map" and op["body"]["type"] == "llm":
                 src = op["over"].split(".", 1)[1]
                 n += len([ln for ln in job_inputs[src].split("\n") if ln.strip()])
@@ -503,12 +505,17 @@ def build_customer_service(sc, rng):
                "{{input.message}}\n\nIntent: {{op.intent}}\nOrder record from the order system (JSON):\n{{op.order}}"
                "\n\nWrite a reply that answers the message using only facts from the order record and the store "
                "policies above.\nDraft reply:\n", sc["out_long"]),
-           llm("polish", "{{input.system}}\n\nHere is a draft reply to a customer. Fix grammar, remove anything the "
-               "order record does not support, keep it under 120 words, and sign it \"The Northwind team\".\n\n"
-               "Draft:\n{{op.draft}}\n\nFinal reply:\n", sc["out_long"])]
-    wf = {"name": "customer_service", "description": "intent, order lookup (HTTP tool), draft, polish",
+           # a bounded self-check loop: polish the reply until the checker approves it, at most 2 rounds
+           # (round 2 reads round 1's reply through {{prev}}, known only at run time)
+           {"id": "review", "type": "loop", "max_rounds": 2, "until_contains": "APPROVED", "output": "polish",
+            "body": [llm("polish", "{{input.system}}\n\nHere is a draft reply to a customer. Fix grammar, remove "
+                         "anything the order record does not support, keep it under 120 words, and sign it \"The "
+                         "Northwind team\". If the previous revision below already does all that, answer APPROVED."
+                         "\n\nDraft:\n{{op.draft}}\n\nPrevious revision:\n{{prev}}\n\nFinal reply:\n",
+                         sc["out_long"])]}]
+    wf = {"name": "customer_service", "description": "intent, order lookup (HTTP tool), draft, polish loop",
           "inputs": [{"name": "system", "default": _CS_SYSTEM}, "history", "message", "order_id", "orders_url"],
-          "allow_hosts": ["127.0.0.1"], "ops": ops, "output": "polish"}
+          "allow_hosts": ["127.0.0.1"], "ops": ops, "output": "review"}
     n = sc["cs_batch"]
     oids = [f"NW{100000 + rng.randint(0, 899999)}" for _ in range(n)]
     for j in range(3, n, 3):  # every third ticket is about an order another ticket already asked about
@@ -522,8 +529,9 @@ def build_customer_service(sc, rng):
                      _CS_MESSAGES[i % len(_CS_MESSAGES)], "order_id": oids[i]})
     if n >= 6:
         repeat(jobs, 2, 5)  # a customer who sends the same message twice
-    return Workload("customer_service", wf, jobs, f"{n} tickets, 3 LLM ops + 1 HTTP tool call each; tickets 1, 4, "
-                    "7, ... look up the same order; ticket 6 repeats ticket 3 exactly", service)
+    return Workload("customer_service", wf, jobs, f"{n} tickets: intent, HTTP order lookup, draft, and a polish "
+                    "loop (until APPROVED, at most 2 rounds; the random-weight model never approves, so 2); tickets "
+                    "1, 4, 7, ... look up the same order; ticket 6 repeats ticket 3 exactly", service)
 
 
 _SHOP_SYSTEM = (

@@ -39,7 +39,8 @@ static uint64_t io_id(void *ctx) {
     return ++task_ids;
 }
 static int io_warm(void *ctx, wkr_t *w, uint64_t id, const int32_t *ids, int32_t n, const uint64_t *h, int32_t nb,
-                   const char *tag, const sched_choice *ch) {
+                   const char *tag, uint32_t steps, const sched_choice *ch) {
+    (void)steps;
     (void)ctx, (void)w, (void)id, (void)ids, (void)h, (void)ch;
     cr_assert_eq(n, nb * BS, "a warm prompt is whole blocks");
     n_warm++;

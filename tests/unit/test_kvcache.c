@@ -219,7 +219,7 @@ Test(kvcache, eviction_never_takes_used_block) {
     kvc_destroy(&c);
 }
 
-Test(kvcache, pin_survives_pressure) {
+Test(kvcache, pin_survives_pressure_until_nothing_else_is_left) {
     kvc_t *c = kvc_new(3, 16);
     evlog log = {0};
     kvc_set_event_cb(c, rec_event, &log);
@@ -230,27 +230,50 @@ Test(kvcache, pin_survives_pressure) {
     kvc_stats s = kvc_get_stats(c);
     cr_assert_eq(s.blocks_pinned, 1);
     cr_assert_eq(s.blocks_cached, 2);
-    cr_assert_eq(kvc_available(c), 2);
-    int32_t a = kvc_alloc(c), b = kvc_alloc(c);
+    cr_assert_eq(kvc_available(c), 2); /* pinned blocks are a last resort, not available */
+    int32_t a = kvc_alloc(c), b = kvc_alloc(c); /* the free block, then 78 (unpinned) */
     cr_assert(a != p && b != p);
-    cr_assert_eq(kvc_alloc(c), HE_ENOMEM);
     cr_assert_eq(kvc_lookup(c, 77), p);
-    /* A pinned block can still be used and released; it stays unevictable. */
+    cr_assert_eq(kvc_lookup(c, 78), -1);
+    /* A pinned block can still be used and released; it stays pinned. */
     int32_t o[1];
     uint64_t q = 77;
     cr_assert_eq(kvc_match(c, &q, 1, o), 1);
+    cr_assert_eq(kvc_alloc(c), HE_ENOMEM); /* in use now */
     kvc_unref(c, o[0]);
-    cr_assert_eq(kvc_alloc(c), HE_ENOMEM);
     cr_assert_eq(kvc_unpin(c, 77), 0);
-    cr_assert_eq(kvc_alloc(c), HE_ENOMEM); /* still pinned once */
-    cr_assert_eq(kvc_unpin(c, 77), 0);
-    cr_assert_eq(kvc_unpin(c, 77), HE_EINVAL);
-    cr_assert_eq(kvc_get_stats(c).blocks_pinned, 0);
+    cr_assert_eq(kvc_get_stats(c).blocks_pinned, 1); /* still pinned once */
+    /* nothing else is left: the pinned idle block goes, with all its pins */
     cr_assert_eq(kvc_alloc(c), p);
     cr_assert_eq(kvc_lookup(c, 77), -1);
-    cr_assert_eq(log.ev[log.n - 1], KVC_EV_REMOVED);
+    cr_assert_eq(log.ev[log.n - 1], KVC_EV_REMOVED_PINNED);
     cr_assert_eq(log.hash[log.n - 1], 77);
+    s = kvc_get_stats(c);
+    cr_assert_eq(s.blocks_pinned, 0);
+    cr_assert_eq(s.pinned_evictions, 1);
+    cr_assert_eq(kvc_unpin(c, 77), HE_ENOTFOUND);
+    cr_assert_eq(kvc_alloc(c), HE_ENOMEM); /* every block in use */
     cr_assert_eq(kvc_pin(c, 77), HE_ENOTFOUND);
+    kvc_destroy(&c);
+}
+
+/* Workflow-aware eviction: pinned idle blocks go in order of how far ahead
+ * they are needed (highest steps first; ties: the block committed last). */
+Test(kvcache, pinned_eviction_follows_steps_to_execution) {
+    kvc_t *c = kvc_new(4, 16);
+    int32_t b10 = cache_block(c, 10), b11 = cache_block(c, 11), b12 = cache_block(c, 12);
+    cr_assert_eq(kvc_pin_prio(c, 10, 5), 0);
+    cr_assert_eq(kvc_pin_prio(c, 11, 1), 0);
+    cr_assert_eq(kvc_pin_prio(c, 12, 5), 0);
+    int32_t f = kvc_alloc(c); /* the free block first */
+    cr_assert(f != b10 && f != b11 && f != b12);
+    cr_assert_eq(kvc_alloc(c), b12); /* steps 5, committed after 10 */
+    /* a more urgent pin lowers a block's steps: 10 is now needed next */
+    cr_assert_eq(kvc_pin_prio(c, 10, 0), 0);
+    cr_assert_eq(kvc_alloc(c), b11);
+    cr_assert_eq(kvc_alloc(c), b10);
+    cr_assert_eq(kvc_get_stats(c).pinned_evictions, 3);
+    cr_assert_eq(kvc_alloc(c), HE_ENOMEM);
     kvc_destroy(&c);
 }
 
@@ -287,6 +310,8 @@ Test(kvcache, event_sequence) {
 
 typedef struct {
     int ref, pin;
+    uint32_t prio; /* while pinned: lowest steps of its pins */
+    long cseq;     /* commit order */
     uint64_t hash; /* 0 = uncommitted */
     long ts;       /* when it last became evictable */
 } mblock;
@@ -296,8 +321,8 @@ typedef struct {
     int32_t map[SH + 1]; /* hash -> block, -1 */
     int32_t holders[4096]; /* one entry per held reference */
     int nh;
-    long clock;
-    int stored, removed;
+    long clock, commits;
+    int stored, removed, removed_pinned;
     uint64_t last_stored; /* hash of the last STORED event */
 } model;
 
@@ -317,9 +342,11 @@ static void model_event(void *ud, kvc_event ev, uint64_t hash, int32_t block) {
         m->last_stored = hash;
         m->stored++;
     } else {
-        cr_assert_eq(ev, KVC_EV_REMOVED);
+        cr_assert(ev == KVC_EV_REMOVED || ev == KVC_EV_REMOVED_PINNED);
+        cr_assert_eq(ev == KVC_EV_REMOVED_PINNED, m->b[block].pin > 0, "pinned flag of block %d", block);
         cr_assert_eq(m->b[block].hash, hash, "REMOVED hash mismatch for block %d", block);
         m->removed++;
+        m->removed_pinned += ev == KVC_EV_REMOVED_PINNED;
     }
 }
 
@@ -361,22 +388,29 @@ static void check_invariants(kvc_t *c, const model *m) {
     cr_assert_eq(kvc_available(c), nf + ne);
     cr_assert_eq(s.commits, m->stored);
     cr_assert_eq(s.evictions, m->removed);
+    cr_assert_eq(s.pinned_evictions, m->removed_pinned);
 }
 
 static void op_alloc(kvc_t *c, model *m) {
-    int32_t want_free = 0, victim = -1;
+    int32_t want_free = 0, victim = -1, pinned = -1;
     for (int32_t i = 0; i < SN; i++) {
         const mblock *b = &m->b[i];
         want_free += b->ref == 0 && !b->hash;
         if (evictable(b) && (victim < 0 || b->ts < m->b[victim].ts)) victim = i;
+        if (b->ref == 0 && b->hash && b->pin > 0 &&
+            (pinned < 0 || b->prio > m->b[pinned].prio ||
+             (b->prio == m->b[pinned].prio && b->cseq > m->b[pinned].cseq)))
+            pinned = i;
     }
+    if (victim < 0) victim = pinned; /* workflow-aware last resort */
     int32_t x = kvc_alloc(c);
     if (want_free) {
         cr_assert(x >= 0 && m->b[x].ref == 0 && !m->b[x].hash, "alloc returned non-free %d", x);
     } else if (victim >= 0) {
-        cr_assert_eq(x, victim, "LRU victim");
+        cr_assert_eq(x, victim, "eviction victim");
         m->map[m->b[x].hash] = -1;
         m->b[x].hash = 0;
+        m->b[x].pin = 0;
     } else {
         cr_assert_eq(x, HE_ENOMEM);
         return;
@@ -407,6 +441,7 @@ static void op_commit(kvc_t *c, model *m) {
         cr_assert_eq(r, x);
         cr_assert_eq(m->last_stored, h);
         b->hash = h;
+        b->cseq = ++m->commits;
         m->map[h] = x;
     }
 }
@@ -427,13 +462,15 @@ static void op_match(kvc_t *c, model *m) {
 static void op_pin(kvc_t *c, model *m, bool pin) {
     uint64_t h = 1 + rnd(SH);
     int32_t x = m->map[h];
-    int r = pin ? kvc_pin(c, h) : kvc_unpin(c, h);
+    uint32_t steps = rnd(4);
+    int r = pin ? kvc_pin_prio(c, h, steps) : kvc_unpin(c, h);
     if (x < 0) {
         cr_assert_eq(r, HE_ENOTFOUND);
     } else if (!pin && m->b[x].pin == 0) {
         cr_assert_eq(r, HE_EINVAL);
     } else {
         cr_assert_eq(r, 0);
+        if (pin) m->b[x].prio = m->b[x].pin == 0 || steps < m->b[x].prio ? steps : m->b[x].prio;
         m->b[x].pin += pin ? 1 : -1;
         if (evictable(&m->b[x])) m->b[x].ts = m->clock++;
     }
