@@ -319,3 +319,41 @@ Test(engine, cancel_and_kv_export_import) {
     eng_destroy(&dst);
     eng_destroy(&ref);
 }
+
+/* Workflow-aware eviction inside the engine: with a pinned prefix taking most
+ * of a tiny cache, a request that needs more pages than the unpinned ones
+ * still runs (same tokens as alone): the pinned pages go, the prefix's tail
+ * first (the head survives), counted as pinned evictions. */
+Test(engine, pinned_pages_give_way_tail_first_when_nothing_else_is_left) {
+    int V = g_model->hp.n_vocab;
+    int32_t a[96], b[120];
+    rand_ids(a, 96, V, 901);
+    rand_ids(b, 120, V, 902);
+    eng_config tight = {.n_threads = 2, .n_blocks = 11, .n_ctx = 160, .block_size = 16};
+    eng_t *e = eng_new(g_model, NULL, &tight);
+    cr_assert_not_null(e);
+    cr_assert_eq(kvc_n_blocks(eng_kvc(e)), 11);
+    int32_t *pa = a, la = 96, *pb = b, lb = 120;
+    out_t oa = {0}, ob = {0}, alone = {0};
+    run_all(e, 1, &pa, &la, 1, &oa);
+    uint64_t ha[8];
+    int na = eng_prompt_hashes(e, a, 96, ha);
+    cr_assert_eq(na, 6);
+    for (int i = 0; i < na; i++) cr_assert_eq(kvc_pin_prio(eng_kvc(e), ha[i], 2), 0, "block %d not cached", i);
+    /* b needs 10 pages (120 + 30 tokens); 5 are not pinned */
+    run_all(e, 1, &pb, &lb, 30, &ob);
+    kvc_stats ks = kvc_get_stats(eng_kvc(e));
+    cr_assert_eq(ks.pinned_evictions, 5);
+    cr_assert_eq(ks.blocks_pinned, 1);
+    cr_assert_geq(kvc_lookup(eng_kvc(e), ha[0]), 0, "the prefix's head survives");
+    for (int i = 1; i < na; i++) cr_assert_eq(kvc_lookup(eng_kvc(e), ha[i]), -1, "block %d evicted (tail first)", i);
+    eng_destroy(&e);
+    eng_config pc = {.n_threads = 2, .n_blocks = 64, .no_prefix_cache = true};
+    e = eng_new(g_model, NULL, &pc);
+    run_all(e, 1, &pb, &lb, 30, &alone);
+    eng_destroy(&e);
+    assert_same(&alone, &ob, V);
+    free(oa.logits);
+    free(ob.logits);
+    free(alone.logits);
+}
