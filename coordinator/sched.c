@@ -231,11 +231,12 @@ int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
         route_pick_src(&rc, rw, nw, runs, real, n, bs, pages, &d);
         pick = d.worker;
         if (policy == SCHED_HELIUM && pick >= 0) {
-            /* Would the pick recompute prefix pages another worker is computing
-             * right now, half its prompt or more? If pulling them once they are committed beats
-             * recomputing, the call waits (out->hold) and is placed again when
-             * they are: then the idle-worker rule sends it to the idle worker
-             * with a pull, or affinity to the holder. */
+            /* Would the pick recompute prefix pages that another worker is
+             * computing right now, half its prompt or more? If pulling them
+             * once they are committed beats recomputing, the call waits
+             * (out->hold) and is placed again when they are: then the
+             * idle-worker rule sends it to the idle worker with a pull, or
+             * affinity sends it to the holder. */
             int32_t cap = n > 0 ? (n - 1) / bs : 0;
             const int32_t pe = pending_elsewhere(wk, nw, pick, real, pend, cap);
             if (pe >= have_after(&d) + SCHED_HOLD_MIN_BLOCKS && 2 * (pe - have_after(&d)) >= cap) {
