@@ -6,12 +6,17 @@
 # The batch: three jobs of one fan-out/fan-in workflow -- a planner op, three
 # experts that share a long static system prompt and wait for the plan, a
 # copy of the first expert (an identical computation: helium merges it), an
-# op whose output nothing uses (helium prunes it), and a final op over the
-# experts (the job's output). Jobs 1 and 2 have identical inputs.
+# op whose output nothing uses (helium prunes it), a map over the lines of the
+# planner's and two experts' outputs (its width known only at run time), a
+# final op over the
+# experts and the map, and a bounded loop that polishes the final answer (2
+# rounds, round 2 reading round 1 through {{prev}}; the job's output).
+# Jobs 1 and 2 have identical inputs.
 #
 # Checks:
 #  - every job is DONE; every llm op that ran under a policy has exactly the
-#    output it has under `isolated` (greedy); the planner's output equals
+#    output it has under `isolated` (greedy), and so do the map's items and
+#    the loop's rounds; the planner's output equals
 #    `helium-worker generate`;
 #  - isolated: cached_tokens == 0 (no prefix reuse at all);
 #  - prefix and router: cached_tokens > 0;
@@ -43,10 +48,17 @@ wf = {
         {"id": "e3", "type": "llm", "max_tokens": 8, "prompt": expert(3)},
         {"id": "e1_again", "type": "llm", "max_tokens": 8, "prompt": expert(1)},
         {"id": "unused", "type": "llm", "max_tokens": 8, "prompt": "A side note nobody reads about {{input.topic}}:"},
+        {"id": "notes", "type": "join", "refs": ["op.plan", "op.e2", "op.e3"], "separator": "\n"},
+        {"id": "steps", "type": "map", "over": "op.notes", "split": "lines", "max_width": 64,
+         "body": {"type": "llm", "max_tokens": 4, "prompt": "Check one plan step for {{input.topic}}: {{item}}\nCheck:"}},
         {"id": "final", "type": "llm", "max_tokens": 8,
-         "prompt": "Summary for {{input.topic}}.\nA: {{op.e1}}\nB: {{op.e2}}\nC: {{op.e3}}\nD: {{op.e1_again}}\nVerdict:"},
+         "prompt": "Summary for {{input.topic}}.\nA: {{op.e1}}\nB: {{op.e2}}\nC: {{op.e3}}\nD: {{op.e1_again}}\n"
+                   "Checks: {{op.steps}}\nVerdict:"},
+        {"id": "polish", "type": "loop", "max_rounds": 2, "until_contains": "\u0001never\u0001", "body": [
+            {"id": "pol", "type": "llm", "max_tokens": 4,
+             "prompt": "Polish the verdict on {{input.topic}}: {{op.final}}\nPrevious try: {{prev}}\nPolished:"}]},
     ],
-    "output": "final",
+    "output": "polish",
 }
 json.dump(wf, open(path, "w"))
 PYEOF
@@ -111,7 +123,19 @@ for p in pols:
             check(ops[oid]["state"] == "DONE", "%s job %d op %s is %s" % (p, k, oid, ops[oid]["state"]))
             check(ops[oid]["output"] == ref[oid]["output"],
                   "%s job %d op %s: %r != isolated %r" % (p, k, oid, ops[oid]["output"], ref[oid]["output"]))
+        for o in j["ops"]:
+            if o.get("kind") in ("map", "loop"):
+                r = ref[o["op_id"]]
+                check(o["state"] == "DONE" and (o.get("outputs"), o.get("output"), o.get("round")) ==
+                      (r.get("outputs"), r.get("output"), r.get("round")),
+                      "%s job %d %s %s: %r != isolated %r" % (p, k, o["kind"], o["op_id"], o, r))
+        check(ops["polish"].get("round") == 2, "%s job %d: the loop ran %r rounds" % (p, k, ops["polish"].get("round")))
         check(j["output"] == jobs["isolated"][k]["output"], "%s job %d output differs" % (p, k))
+for k in range(3):
+    o = ops_by_id(jobs["helium"][k])
+    check(len(o["steps"].get("outputs") or []) >= 3, "helium job %d: the map ran %r" % (k, o["steps"]))
+    print("job %d: the map over the notes' lines ran %d items; the loop %d rounds" % (
+        k, len(o["steps"].get("outputs") or []), o["polish"].get("round", 0)))
 plan_prompt = "Planner notes. Topic: store 12 dairy deliveries\nPlan:"
 check(ops_by_id(jobs["isolated"][0])["plan"]["output"] == generate(plan_prompt, 8)["text"],
       "plan output differs from helium-worker generate")
