@@ -8,9 +8,9 @@
 # copy of the first expert (an identical computation: helium merges it), an
 # op whose output nothing uses (helium prunes it), a map over the lines of the
 # planner's and two experts' outputs (its width known only at run time), a
-# final op over the
-# experts and the map, and a bounded loop that polishes the final answer (2
-# rounds, round 2 reading round 1 through {{prev}}; the job's output).
+# final op over the experts and the map, and a bounded loop that polishes the
+# final answer (2 rounds, round 2 reading round 1 through {{prev}}; the job's
+# output).
 # Jobs 1 and 2 have identical inputs.
 #
 # Checks:
