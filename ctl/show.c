@@ -294,9 +294,15 @@ void show_cluster_text(FILE *f, const Helium__ClusterStatusReply *c, const char 
     }
     if (c->n_workers == 0) fprintf(f, "(no workers registered)\n");
     if (c->n_counters) {
+        /* per-policy counters ("name.policy") only where non-zero: the table
+         * stays readable; --json has them all */
         fprintf(f, "counters:");
-        for (size_t i = 0; i < c->n_counters; i++)
-            fprintf(f, "%s %s=%" PRIu64, i ? "," : "", nz(c->counters[i]->key), c->counters[i]->value);
+        int k = 0;
+        for (size_t i = 0; i < c->n_counters; i++) {
+            const char *key = nz(c->counters[i]->key);
+            if (strchr(key, '.') && c->counters[i]->value == 0) continue;
+            fprintf(f, "%s %s=%" PRIu64, k++ ? "," : "", key, c->counters[i]->value);
+        }
         fputc('\n', f);
     }
 }
