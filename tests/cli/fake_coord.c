@@ -268,6 +268,7 @@ static char *g_stop; /* stop string for the next dispatch (NULL: none) */
 /* policies for the next dispatch */
 static bool g_no_cache, g_warm;
 static char *g_pin_tag;
+static uint32_t g_pin_steps;
 static uint64_t *g_pin;
 static size_t g_n_pin;
 
@@ -277,6 +278,7 @@ static void dispatch(const worker *w, uint64_t task, const ids *prompt, int max_
     d.no_cache = g_no_cache;
     d.warm = g_warm;
     d.pin_tag = g_pin_tag ? g_pin_tag : "";
+    d.pin_steps = g_pin_steps;
     d.n_pin = g_n_pin;
     d.pin = g_pin;
     d.task_id = task;
@@ -592,10 +594,69 @@ static void run_policy(worker *w, const ids *A, const ids *EA, int max_tokens) {
     printf("ok policy pin budget: 32 of 48 blocks pinned (half the KV), 16 refused; Unpin released all\n");
 }
 
+/* Workflow-aware eviction end to end (a worker with --kv-blocks 40, block
+ * size 8, context 256): 12 blocks pinned under "far" (needed in 9 steps) and
+ * 8 under "near" (1 step); a 250-token prompt then needs 32 pages while only
+ * 20 are not pinned, so the worker evicts 12 pinned pages: all of "far", none
+ * of "near". Checks the counters, which prefix is still cached, the same ids
+ * when the prompt is recomputed, and that Unpin of the emptied tag is clean. */
+static void run_evict(worker *w, const ids *A) {
+    static ids F1, F2, X;
+    static result r, r2;
+    static uint64_t h1[64], h2[64];
+    if (w->bs != 8) fail("evict mode wants --block-size 8 (got %u)", w->bs);
+    gen_prompt(A, 21, 96, &F1);
+    gen_prompt(A, 22, 64, &F2);
+    gen_prompt(A, 23, 250, &X);
+    int n1 = bh_prefix(w->root, F1.v, F1.n, (int)w->bs, h1), n2 = bh_prefix(w->root, F2.v, F2.n, (int)w->bs, h2);
+    if (n1 != 12 || n2 != 8) fail("F1/F2 have %d/%d blocks", n1, n2);
+    uint64_t task = 1;
+    g_warm = true;
+    g_pin_tag = "far";
+    g_pin = h1;
+    g_n_pin = (size_t)n1;
+    g_pin_steps = 9;
+    run(w, task++, &F1, 1, &r);
+    g_pin_tag = "near";
+    g_pin = h2;
+    g_n_pin = (size_t)n2;
+    g_pin_steps = 1;
+    run(w, task++, &F2, 1, &r);
+    g_warm = false;
+    g_pin_tag = NULL;
+    g_pin = NULL;
+    g_n_pin = 0;
+    g_pin_steps = 0;
+    wait_hb(w, 1);
+    expect_counter(w, "pinned_blocks", 20);
+    expect_counter(w, "pinned_evictions", 0);
+    run(w, task++, &X, 4, &r);
+    wait_hb(w, 1);
+    expect_counter(w, "pinned_evictions", 12);
+    expect_counter(w, "pinned_blocks", 8);
+    printf("ok evict: a 32-page prompt with 20 unpinned pages evicted the 12 pages pinned furthest ahead\n");
+    /* "near" is still cached, "far" is gone */
+    run(w, task++, &F2, 1, &r2);
+    if (r2.cached != 56) fail("evict: near prefix: %u cached tokens, want 56 (7 of its 8 blocks)", r2.cached);
+    run(w, task++, &F1, 1, &r2);
+    if (r2.cached != 0) fail("evict: far prefix still has %u cached tokens", r2.cached);
+    /* the same ids when X is recomputed from scratch */
+    g_no_cache = true;
+    run(w, task++, &X, 4, &r2);
+    g_no_cache = false;
+    if (!same_ids(&r, &r2) || r.out.n == 0) fail("evict: X after evicting pinned pages and X recomputed differ");
+    send_unpin(w, "far");
+    send_unpin(w, "near");
+    wait_hb(w, 1);
+    expect_counter(w, "pin_tags", 0);
+    printf("ok evict: near prefix kept (56 tokens cached), far recomputed, same ids, tags released\n");
+}
+
 int main(int argc, char **argv) {
-    if (argc != 9 || (strcmp(argv[8], "main") && strcmp(argv[8], "rejoin") && strcmp(argv[8], "policy"))) {
+    if (argc != 9 || (strcmp(argv[8], "main") && strcmp(argv[8], "rejoin") && strcmp(argv[8], "policy") &&
+                      strcmp(argv[8], "evict"))) {
         fprintf(stderr, "usage: fake_coord ENDPOINT N_WORKERS PROMPT_A PROMPT_B EXPECT_A EXPECT_B MAX_TOKENS "
-                        "main|rejoin|policy\n");
+                        "main|rejoin|policy|evict\n");
         return 2;
     }
     bool rejoin = !strcmp(argv[8], "rejoin"), policy = !strcmp(argv[8], "policy");
@@ -632,6 +693,10 @@ int main(int argc, char **argv) {
     }
     if (policy) {
         run_policy(w1, &A, &EA, max_tokens);
+        goto shutdown;
+    }
+    if (!strcmp(argv[8], "evict")) {
+        run_evict(w1, &A);
         goto shutdown;
     }
 

@@ -175,4 +175,18 @@ wait "$WP" || rc=$?
 grep -q "pin budget" "$TMP/wp.log" || fail "the policy worker did not log the refused pins"
 if grep -q "ERROR: AddressSanitizer\|runtime error:" "$TMP/wp.log"; then fail "sanitizer report in the policy worker log"; fi
 
+# workflow-aware eviction: pinned pages go in order of steps to execution
+start_fake evict 1
+"$WORKER" serve --coordinator "$COORD" --model "$MODEL" --id w1 --block-size "$BS" --ctx 256 --kv-blocks 40 \
+  --threads 1 --log-level debug 2>"$TMP/we.log" &
+WE=$!
+PIDS+=("$WE")
+wait_fake evict
+for _ in $(seq 200); do kill -0 "$WE" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$WE" 2>/dev/null && fail "the evict worker did not exit after Shutdown"
+rc=0
+wait "$WE" || rc=$?
+[ $rc -eq 0 ] || fail "the evict worker exited $rc after Shutdown"
+if grep -q "ERROR: AddressSanitizer\|runtime error:" "$TMP/we.log"; then fail "sanitizer report in the evict worker log"; fi
+
 echo "PASS $NAME"
