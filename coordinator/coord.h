@@ -39,6 +39,7 @@ typedef struct {
     double imbalance_rel;        /* (default 1.5) */
     double helium_load_weight;   /* the helium policy's load weight (default 0.25) */
     long helium_starve_tokens;   /* the helium policy's idle threshold, tokens (default 512) */
+    int helium_hold_idle;        /* 0: an idle worker recomputes instead of waiting to pull (< 0: default 1) */
 } coord_config;
 
 /* Loads the tokenizer, binds both endpoints and starts the metrics server.

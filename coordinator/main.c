@@ -51,7 +51,10 @@ static void usage(FILE *f) {
             "  --helium-load-weight X  helium policy: weight of a worker's queued work against the\n"
             "                          prefill it saves (default 0.25; router uses 1.0)\n"
             "  --helium-starve N       helium policy: a worker with under N tokens of work is fed\n"
-            "                          first (default 512; 0 = off)\n");
+            "                          first (default 512; 0 = off)\n"
+            "  --helium-hold-idle 0|1  helium policy: a worker about to go idle waits to pull a prefix\n"
+            "                          another worker is computing (1, default: fewest tokens) or\n"
+            "                          recomputes it at once (0: work-conserving)\n");
 }
 
 /* Parses a decimal int in [lo, hi]; false otherwise. */
@@ -67,7 +70,7 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 
 int main(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
-                        .helium_load_weight = -1, .helium_starve_tokens = -1};
+                        .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1};
     const char *allow[MAX_ALLOW];
     size_t n_allow = 0;
     for (int i = 1; i < argc; i++) {
@@ -146,6 +149,10 @@ int main(int argc, char **argv) {
             } else {
                 cfg.helium_load_weight = x;
             }
+        } else if (!strcmp(a, "--helium-hold-idle")) {
+            NEED_VALUE();
+            if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
+            cfg.helium_hold_idle = (int)n;
         } else if (!strcmp(a, "--helium-starve")) {
             NEED_VALUE();
             if (!parse_int(v, 0, 1L << 40, &n)) BAD_VALUE();

@@ -22,6 +22,7 @@ struct sched {
     route_config rc;
     double helium_load_weight;
     int64_t helium_starve_tokens;
+    bool helium_hold_idle;  /* hold even a call whose pick is about to go idle */
     uint64_t root;
     uint32_t block_size;
     bool have_model;
@@ -67,6 +68,7 @@ sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
     route_config_default(&s->rc);
     s->helium_load_weight = 0.25;
     s->helium_starve_tokens = 512;
+    s->helium_hold_idle = true;
     return s;
 }
 
@@ -99,6 +101,8 @@ void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tok
     if (load_weight >= 0) s->helium_load_weight = load_weight;
     if (starve_tokens >= 0) s->helium_starve_tokens = starve_tokens;
 }
+
+void sched_set_helium_hold_idle(sched_t *s, bool on) { s->helium_hold_idle = on; }
 
 void sched_get_counters(const sched_t *s, sched_counters *out) { *out = s->c; }
 
@@ -245,7 +249,8 @@ int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
                 double link = rw[pick].link_bytes_s > 0 ? rw[pick].link_bytes_s : rc.default_link_bytes_s;
                 double t_pull = rc.pull_latency_s + (double)missing * (double)rc.page_bytes / link;
                 double t_rec = (double)missing * (double)bs / (pf > 0 ? pf : 500.0);
-                if (rc.page_bytes > 0 && t_pull < t_rec) out->hold = true;
+                bool idle = rc.starve_tokens > 0 && rw[pick].load_tokens < rc.starve_tokens;
+                if (rc.page_bytes > 0 && t_pull < t_rec && (s->helium_hold_idle || !idle)) out->hold = true;
             }
         }
     }

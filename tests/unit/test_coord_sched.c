@@ -307,6 +307,13 @@ Test(sched, helium_follows_holds_then_pulls) {
     cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
     cr_assert_eq(ch.worker, w0);
     cr_assert(ch.hold);
+    /* work-conserving variant: the idle worker recomputes at once */
+    sched_set_helium_hold_idle(sc, false);
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+    cr_assert(!ch.hold);
+    cr_assert_eq(ch.reuse_blocks, 0);
+    sched_set_helium_hold_idle(sc, true);
     /* the pages are committed on w1: w0 takes the call and pulls them */
     for (int i = 0; i < nb; i++) dir_add(dir, h[i], w1->slot);
     cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
