@@ -39,6 +39,15 @@ static double rate(double measured, double dflt, double fallback) {
     return dflt > 0 ? dflt : fallback;
 }
 
+double route_pull_times(const route_config *c, const route_worker *w, int32_t missing, int32_t block_size,
+                        double *t_pull, double *t_rec) {
+    double pf = rate(w->prefill_tok_s, c->default_prefill_tok_s, 500.0);
+    double link = rate(w->link_bytes_s, c->default_link_bytes_s, 1e9);
+    *t_pull = c->pull_latency_s + (double)missing * (double)c->page_bytes / link;
+    *t_rec = (double)missing * (double)block_size / pf;
+    return pf;
+}
+
 static int32_t run_of(const route_worker *w, const int32_t runs[DIR_MAX_WORKERS], int32_t cap) {
     if (w->slot < 0 || w->slot >= DIR_MAX_WORKERS) return 0;
     int32_t r = runs[w->slot];
@@ -67,10 +76,7 @@ static option evaluate(const route_config *c, const route_worker *ws, int w, int
     int32_t prun = run_of(&ws[p], src, cap);
     if (prun <= o.reuse) return o;
     int32_t missing = prun - o.reuse;
-    double pf = rate(x->prefill_tok_s, c->default_prefill_tok_s, 500.0);
-    double link = rate(x->link_bytes_s, c->default_link_bytes_s, 1e9);
-    o.t_pull = c->pull_latency_s + (double)missing * (double)c->page_bytes / link;
-    o.t_rec = (double)missing * (double)block_size / pf;
+    double pf = route_pull_times(c, x, missing, block_size, &o.t_pull, &o.t_rec);
     if (o.t_pull < o.t_rec) {
         double cost = (double)(prompt_tokens - prun * block_size) + o.t_pull * pf + load;
         if (cost < o.cost) {

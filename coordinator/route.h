@@ -73,6 +73,12 @@ typedef struct {
 
 void route_config_default(route_config *c);
 
+/* The transfer-or-recompute estimate for `missing` pages on worker w, from its
+ * measured rates (or c's defaults): *t_pull = latency + pages * page_bytes /
+ * link, *t_rec = tokens / prefill speed. Returns the prefill speed used. */
+double route_pull_times(const route_config *c, const route_worker *w, int32_t missing, int32_t block_size,
+                        double *t_pull, double *t_rec);
+
 /* Chooses a worker for a prompt whose block hashes' directory runs are in
  * runs[] (indexed by slot, from dir_match). n_blocks_needed = pages the
  * operator needs (prompt + max_tokens). O(n_workers^2) at most. */

@@ -244,11 +244,8 @@ int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
             int32_t cap = n > 0 ? (n - 1) / bs : 0;
             const int32_t pe = pending_elsewhere(wk, nw, pick, real, pend, cap);
             if (pe >= have_after(&d) + SCHED_HOLD_MIN_BLOCKS && 2 * (pe - have_after(&d)) >= cap) {
-                int32_t missing = pe - have_after(&d);
-                double pf = rw[pick].prefill_tok_s > 0 ? rw[pick].prefill_tok_s : rc.default_prefill_tok_s;
-                double link = rw[pick].link_bytes_s > 0 ? rw[pick].link_bytes_s : rc.default_link_bytes_s;
-                double t_pull = rc.pull_latency_s + (double)missing * (double)rc.page_bytes / link;
-                double t_rec = (double)missing * (double)bs / (pf > 0 ? pf : 500.0);
+                double t_pull, t_rec;
+                route_pull_times(&rc, &rw[pick], pe - have_after(&d), bs, &t_pull, &t_rec);
                 bool idle = rc.starve_tokens > 0 && rw[pick].load_tokens < rc.starve_tokens;
                 if (rc.page_bytes > 0 && t_pull < t_rec && (s->helium_hold_idle || !idle)) out->hold = true;
             }
