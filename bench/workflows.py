@@ -361,6 +361,11 @@ def run_policy(args, wl, wl_dir, policy, rng, service):
     rec["generated_tokens"] = delta(ca, cb, "generated_tokens")
     rec["worker_forward_s"] = round((worker_sum(after, "forward_us") or 0) / 1e6, 3)
     rec["workers"] = args.workers
+    # the workers' own counters (summed over workers, this batch only): KV
+    # evictions, pins refused, pulls waited on, ...
+    wkeys = sorted({k for w in after.get("workers") or [] for k, v in (w.get("counters") or {}).items()
+                    if isinstance(v, (int, float))})
+    rec["worker_counters"] = {k: worker_sum(after, k) - (worker_sum(before, k) or 0) for k in wkeys}
     rec["tool_requests"] = service.hits
     rec["job_policy"] = sorted(set(r.get("policy", "") for r in results if r))
     rec["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

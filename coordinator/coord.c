@@ -215,6 +215,16 @@ static int io_send_warm(void *ctx, wkr_t *w, uint64_t task_id, const int32_t *id
     return send_worker(c, w, &m) ? -1 : 0;
 }
 
+static void io_send_pin_steps(void *ctx, wkr_t *w, const char *tag, uint32_t steps) {
+    Helium__PinSteps p = HELIUM__PIN_STEPS__INIT;
+    p.tag = (char *)tag;
+    p.steps = steps;
+    Helium__CoordMsg m = HELIUM__COORD_MSG__INIT;
+    m.body_case = HELIUM__COORD_MSG__BODY_PIN_STEPS;
+    m.pin_steps = &p;
+    send_worker(ctx, w, &m);
+}
+
 static void io_send_unpin(void *ctx, wkr_t *w, const char *tag) {
     Helium__Unpin u = HELIUM__UNPIN__INIT;
     u.tag = (char *)tag;
@@ -1054,7 +1064,7 @@ static const struct {
     OF(computed_tokens, false), OF(cached_tokens, true), OF(pulled_tokens, true), OF(generated_tokens, true),
     OF(kv_pulls, true), OF(warm_tasks, false), OF(warm_tokens, false), OF(rcache_lookups, false),
     OF(rcache_hits, false), OF(dedup_hits, false), OF(ops_pruned, false), OF(ops_merged, false),
-    OF(plan_us, false), OF(pins, false), OF(unpins, false), OF(held, false), OF(min_prompt_tokens, false),
+    OF(plan_us, false), OF(pins, false), OF(unpins, false), OF(pin_updates, false), OF(held, false), OF(min_prompt_tokens, false),
 #undef OF
 };
 
@@ -1471,7 +1481,8 @@ coord_t *coord_new(const coord_config *cfg) {
         if (c->cfg.helium_hold_idle >= 0) sched_set_helium_hold_idle(c->sched, c->cfg.helium_hold_idle != 0);
     }
     c->tools = tools_new(hosts, n_hosts, tool_done, c);
-    opt_io io = {.ctx = c, .next_task_id = io_next_task_id, .send_warm = io_send_warm, .send_unpin = io_send_unpin};
+    opt_io io = {.ctx = c, .next_task_id = io_next_task_id, .send_warm = io_send_warm, .send_unpin = io_send_unpin,
+                 .send_pin_steps = io_send_pin_steps};
     c->opt = c->sched && c->wkrs && c->jobs ? opt_new(c->tok, c->sched, c->wkrs, c->jobs, &io, 0) : NULL;
     if (!c->jobs || !c->wkrs || !c->dir || !c->sched || !c->tools || !c->opt) {
         he_set(HE_ENOMEM, "cannot create the coordinator's tables");

@@ -47,6 +47,7 @@ typedef struct {
     size_t n_users, cap_users;
     uint64_t warm_task;     /* warm dispatch in flight (0 = none) */
     int64_t warm_load;      /* load it added to its worker */
+    uint32_t steps;         /* the eviction priority the worker has (steps to execution) */
 } opt_pin;
 
 typedef struct {
@@ -551,6 +552,7 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
     if (want > 0 && want <= nb && tag && *tag && t->ids && t->n_ids >= want * o->bs) {
         opt_pin *g = pin_new(o, tag, slot, pol, hashes, want, t->ids);
         if (g) {
+            g->steps = opt_pin_steps(o, t); /* what the Dispatch carried */
             pin_add_user(g, t);
             clog_msg(CLOG_DEBUG, "%s: %s pins %d blocks on slot %d for pending calls", t->job->id, g->tag, want, slot);
         }
@@ -585,15 +587,45 @@ static void release(opt_t *o, size_t i) {
     pin_remove_at(o, i);
 }
 
+/* Worth a PinSteps: the need became immediate or stopped being so, or moved
+ * by more than a quarter (priorities only order evictions; small drifts
+ * would be traffic for nothing). */
+static bool steps_moved(uint32_t was, uint32_t now) {
+    if (was == now) return false;
+    if (was == 0 || now == 0) return true;
+    uint32_t d = was > now ? was - now : now - was;
+    return (uint64_t)d * 4 > (uint64_t)was;
+}
+
+/* The group's priority follows the plan: the steps until the nearest pending
+ * call that reads its blocks runs (ptree steps: 0 once one is ready). */
+static void refresh_steps(opt_t *o, opt_pin *g) {
+    ptree_t *pt = tree_of(o, g->pol);
+    ptree_match_info mi;
+    if (!o->io.send_pin_steps || g->warm_task || !pt || ptree_match(pt, g->tokens, g->n_blocks * o->bs, &mi) ||
+        mi.sharers <= 0 || mi.matched < o->bs)
+        return; /* no pending reader: the group goes when its users end */
+    uint32_t now = steps_u32(mi.steps);
+    if (!steps_moved(g->steps, now)) return;
+    wkr_t *w = wkrs_by_slot(o->wkrs, g->slot);
+    if (!w || !w->alive) return;
+    o->io.send_pin_steps(o->io.ctx, w, g->tag, now);
+    clog_msg(CLOG_DEBUG, "%s on %s: needed %u steps ahead (was %u)", g->tag, w->id, now, g->steps);
+    g->steps = now;
+    st_of(o, g->pol)->pin_updates++;
+}
+
 void opt_sweep(opt_t *o) {
     if (!o->sweep_dirty) return;
     o->sweep_dirty = false;
     for (size_t i = 0; i < o->n_pins;) {
         opt_pin *g = o->pins[i];
-        if (!g->warm_task && g->n_users == 0 && !needed(o, g))
+        if (!g->warm_task && g->n_users == 0 && !needed(o, g)) {
             release(o, i); /* moves the last group into slot i */
-        else
+        } else {
+            refresh_steps(o, g);
             i++;
+        }
     }
 }
 
@@ -640,6 +672,7 @@ void opt_warm(opt_t *o) {
         if (!g) continue; /* the warm still runs; nothing pins its blocks */
         g->warm_task = task_id;
         g->warm_load = ch.load_tokens;
+        g->steps = steps_u32(p->steps);
         w->load_tokens += ch.load_tokens;
         sched_pending_add(o->sched, w->slot, p->hashes, p->n_blocks);
         clog_msg(CLOG_DEBUG, "warm %s: %d blocks shared by %d pending calls -> %s (task %llu%s)", tag, p->n_blocks,

@@ -82,6 +82,7 @@ typedef struct {
     uint64_t ops_pruned, ops_merged; /* by the plan (nested ops included) */
     uint64_t plan_us;           /* planning time: plan + prefix tree upkeep */
     uint64_t pins, unpins;      /* pin groups created / released */
+    uint64_t pin_updates;       /* PinSteps sent: a group's eviction priority followed the plan */
     uint64_t held;              /* placements deferred until a prefix in flight is cached */
     uint64_t min_prompt_tokens;
 } opt_counters;
@@ -99,6 +100,8 @@ typedef struct {
                      const sched_choice *ch);
     /* Sends Unpin{tag} to w. */
     void (*send_unpin)(void *ctx, wkr_t *w, const char *tag);
+    /* Sends PinSteps{tag, steps} to w (may be NULL: priorities stay as sent). */
+    void (*send_pin_steps)(void *ctx, wkr_t *w, const char *tag, uint32_t steps);
 } opt_io;
 
 typedef struct opt opt_t;

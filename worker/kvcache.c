@@ -320,6 +320,20 @@ int kvc_unpin(kvc_t *c, uint64_t hash) {
     return HE_OK;
 }
 
+int32_t kvc_pin_count(const kvc_t *c, uint64_t hash) {
+    int32_t x = map_get(c, hash);
+    return x < 0 ? 0 : (int32_t)c->b[x].pin;
+}
+
+int kvc_set_prio(kvc_t *c, uint64_t hash, uint32_t steps) {
+    int32_t x = map_get(c, hash);
+    if (x < 0) return he_set(HE_ENOTFOUND, "kvc_set_prio: hash %016llx not cached", (unsigned long long)hash);
+    kvc_block *k = &c->b[x];
+    if (k->pin == 0) return he_set(HE_EINVAL, "kvc_set_prio: hash %016llx is not pinned", (unsigned long long)hash);
+    k->prio = steps;
+    return HE_OK;
+}
+
 /* ---- accounting ---- */
 
 int32_t kvc_available(const kvc_t *c) { return (int32_t)(c->n_free + c->n_lru); }

@@ -88,6 +88,12 @@ int kvc_pin(kvc_t *c, uint64_t hash);
  * kvc_pin_prio(..., 0). */
 int kvc_pin_prio(kvc_t *c, uint64_t hash, uint32_t steps);
 int kvc_unpin(kvc_t *c, uint64_t hash);
+/* How many pins hold hash (0 if it is not cached or not pinned). */
+int32_t kvc_pin_count(const kvc_t *c, uint64_t hash);
+/* Replaces a pinned block's priority (its pins' needs changed: the caller
+ * passes the lowest over the pins it still has). HE_ENOTFOUND if not cached,
+ * HE_EINVAL if not pinned. */
+int kvc_set_prio(kvc_t *c, uint64_t hash, uint32_t steps);
 
 /* Free + reclaimable blocks (what kvc_alloc can still hand out). */
 int32_t kvc_available(const kvc_t *c);

@@ -210,6 +210,7 @@ typedef struct task {
 typedef struct {
     char *tag;
     u64vec h;               /* (h.n) pinned hashes */
+    uint32_t steps;         /* steps until a call reads them (Dispatch.pin_steps, then PinSteps) */
 } pin_tag_t;
 
 typedef struct {
@@ -238,7 +239,7 @@ typedef struct {
     int n_tags, cap_tags;
     int64_t n_tag_pinned;   /* sum of tags[i].h.n: pins held for tags */
     /* counters (beyond the engine's) */
-    int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served, pull_waits, pinned_evictions;
+    int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served, pull_waits, pinned_evictions, pin_updates;
     int64_t warm_tasks, pin_refused, pull_us, pull_bytes;
     bool draining, stop, ever_registered;
     int exit_code;
@@ -360,6 +361,7 @@ static void send_heartbeat(srv_t *s) {
         {"pulls_served", s->pulls_served},
         {"pull_waits", s->pull_waits},
         {"pinned_evictions", s->pinned_evictions},
+        {"pin_updates", s->pin_updates},
         {"pinned_blocks", ks.blocks_pinned},
         {"pin_tags", s->n_tags},
         {"pin_refused", s->pin_refused},
@@ -538,9 +540,10 @@ static void apply_pins(srv_t *s, task_t *t) {
             return;
         }
         gi = s->n_tags++;
-        s->tags[gi] = (pin_tag_t){.tag = tag};
+        s->tags[gi] = (pin_tag_t){.tag = tag, .steps = t->pin_steps};
     }
     pin_tag_t *g = &s->tags[gi];
+    if (t->pin_steps < g->steps) g->steps = t->pin_steps;
     int64_t budget = kvc_n_blocks(s->kvc) / 2;
     int32_t pinned = 0, held = 0, refused = 0, i = 0;
     for (; i < t->n_pin; i++) {
@@ -589,6 +592,38 @@ static void on_unpin(srv_t *s, const Helium__Unpin *u) {
     size_t n = s->tags[gi].h.n;
     drop_tag(s, gi);
     slog(LOG_DEBUG, "unpinned %zu blocks under '%s' (%d pending pins dropped)", n, tag, pending);
+}
+
+/* PinSteps: the tag's blocks are needed `steps` ahead now. Each block gets
+ * the lowest need over the tags holding it, and 0 while any other pin (a
+ * pull being served, a task about to run) holds it too. Tasks that will pin
+ * under the tag later pin with the new value. O(blocks of the tag * pinned
+ * blocks of all tags). */
+static void on_pin_steps(srv_t *s, const Helium__PinSteps *p) {
+    const char *tag = p->tag ? p->tag : "";
+    for (task_t *t = s->tasks; t; t = t->next)
+        if (!t->pin_done && t->pin_tag && !strcmp(t->pin_tag, tag)) t->pin_steps = p->steps;
+    int gi = find_tag(s, tag);
+    if (gi < 0) {
+        slog(LOG_DEBUG, "PinSteps for unknown tag '%s' ignored", tag);
+        return;
+    }
+    pin_tag_t *g = &s->tags[gi];
+    g->steps = p->steps;
+    for (size_t k = 0; k < g->h.n; k++) {
+        uint64_t h = g->h.v[k];
+        uint32_t lo = p->steps;
+        int32_t holders = 0;
+        for (int j = 0; j < s->n_tags; j++)
+            if (u64_has(&s->tags[j].h, h)) {
+                holders++;
+                if (s->tags[j].steps < lo) lo = s->tags[j].steps;
+            }
+        if (kvc_pin_count(s->kvc, h) > holders) lo = 0;
+        kvc_set_prio(s->kvc, h, lo); /* pinned under g: cannot fail */
+    }
+    s->pin_updates++;
+    slog(LOG_DEBUG, "'%s': %zu blocks now needed %u steps ahead", tag, g->h.n, p->steps);
 }
 
 static void drop_all_tags(srv_t *s) {
@@ -1531,6 +1566,9 @@ static void on_coord_frame(srv_t *s, const void *data, size_t len) {
         break;
     case HELIUM__COORD_MSG__BODY_UNPIN:
         if (c->unpin) on_unpin(s, c->unpin);
+        break;
+    case HELIUM__COORD_MSG__BODY_PIN_STEPS:
+        if (c->pin_steps) on_pin_steps(s, c->pin_steps);
         break;
     case HELIUM__COORD_MSG__BODY_RESYNC:
         slog(LOG_INFO, "cache resync requested (coordinator at seq %llu, we are at %llu)",

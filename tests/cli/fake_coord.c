@@ -431,6 +431,16 @@ static void send_unpin(const worker *w, const char *tag) {
     send_cmsg(w, &c);
 }
 
+static void send_pin_steps(const worker *w, const char *tag, uint32_t steps) {
+    Helium__PinSteps p = HELIUM__PIN_STEPS__INIT;
+    p.tag = (char *)tag;
+    p.steps = steps;
+    Helium__CoordMsg c = HELIUM__COORD_MSG__INIT;
+    c.body_case = HELIUM__COORD_MSG__BODY_PIN_STEPS;
+    c.pin_steps = &p;
+    send_cmsg(w, &c);
+}
+
 /* Runs n_prompts warm prompts of 192 tokens (25 KV pages each with the
  * sampled token) one after another, generator seeds seed, seed+1, ... */
 static void flood(worker *w, const ids *A, uint64_t *task, unsigned seed, int n_prompts) {
@@ -596,10 +606,13 @@ static void run_policy(worker *w, const ids *A, const ids *EA, int max_tokens) {
 
 /* Workflow-aware eviction end to end (a worker with --kv-blocks 40, block
  * size 8, context 256): 12 blocks pinned under "far" (needed in 9 steps) and
- * 8 under "near" (1 step); a 250-token prompt then needs 32 pages while only
- * 20 are not pinned, so the worker evicts 12 pinned pages: all of "far", none
- * of "near". Checks the counters, which prefix is still cached, the same ids
- * when the prompt is recomputed, and that Unpin of the emptied tag is clean. */
+ * 8 under "near" (1 step); then the plan advances: PinSteps says "near" is
+ * needed 30 steps ahead now (and one for an unknown tag is ignored). A
+ * 250-token prompt then needs 32 pages while only 20 are not pinned, so the
+ * worker evicts 12 pinned pages: all 8 of "near" (now the furthest) and the
+ * last 4 of "far" (tail first), so far's first 8 blocks stay. Checks the
+ * counters, which prefix is still cached, the same ids when the prompt is
+ * recomputed, and that Unpin of the emptied tag is clean. */
 static void run_evict(worker *w, const ids *A) {
     static ids F1, F2, X;
     static result r, r2;
@@ -630,16 +643,20 @@ static void run_evict(worker *w, const ids *A) {
     wait_hb(w, 1);
     expect_counter(w, "pinned_blocks", 20);
     expect_counter(w, "pinned_evictions", 0);
+    send_pin_steps(w, "near", 30);
+    send_pin_steps(w, "nope", 0);
+    wait_hb(w, 1);
+    expect_counter(w, "pin_updates", 1);
     run(w, task++, &X, 4, &r);
     wait_hb(w, 1);
     expect_counter(w, "pinned_evictions", 12);
     expect_counter(w, "pinned_blocks", 8);
     printf("ok evict: a 32-page prompt with 20 unpinned pages evicted the 12 pages pinned furthest ahead\n");
-    /* "near" is still cached, "far" is gone */
-    run(w, task++, &F2, 1, &r2);
-    if (r2.cached != 56) fail("evict: near prefix: %u cached tokens, want 56 (7 of its 8 blocks)", r2.cached);
+    /* far's first 8 blocks are still cached, "near" is gone */
     run(w, task++, &F1, 1, &r2);
-    if (r2.cached != 0) fail("evict: far prefix still has %u cached tokens", r2.cached);
+    if (r2.cached != 64) fail("evict: far prefix: %u cached tokens, want 64 (its first 8 of 12 blocks)", r2.cached);
+    run(w, task++, &F2, 1, &r2);
+    if (r2.cached != 0) fail("evict: near prefix (now 30 steps ahead) still has %u cached tokens", r2.cached);
     /* the same ids when X is recomputed from scratch */
     g_no_cache = true;
     run(w, task++, &X, 4, &r2);
@@ -649,7 +666,8 @@ static void run_evict(worker *w, const ids *A) {
     send_unpin(w, "near");
     wait_hb(w, 1);
     expect_counter(w, "pin_tags", 0);
-    printf("ok evict: near prefix kept (56 tokens cached), far recomputed, same ids, tags released\n");
+    printf("ok evict: after PinSteps the near tag went first, far kept its head (64 tokens cached), same ids, "
+           "tags released\n");
 }
 
 int main(int argc, char **argv) {

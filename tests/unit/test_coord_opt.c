@@ -29,8 +29,9 @@ static opt_t *op;
 static int n_aborted, n_new, n_done;
 
 /* sent by the optimizer */
-static int n_warm, n_unpin;
-static char last_unpin[OPT_TAG_LEN], last_warm_tag[OPT_TAG_LEN];
+static int n_warm, n_unpin, n_pin_steps;
+static char last_unpin[OPT_TAG_LEN], last_warm_tag[OPT_TAG_LEN], last_steps_tag[OPT_TAG_LEN];
+static uint32_t last_steps;
 static int32_t last_warm_n;
 static uint64_t task_ids = 1000;
 
@@ -52,6 +53,13 @@ static void io_unpin(void *ctx, wkr_t *w, const char *tag) {
     (void)ctx, (void)w;
     n_unpin++;
     snprintf(last_unpin, sizeof last_unpin, "%s", tag);
+}
+
+static void io_pin_steps(void *ctx, wkr_t *w, const char *tag, uint32_t steps) {
+    (void)ctx, (void)w;
+    n_pin_steps++;
+    last_steps = steps;
+    snprintf(last_steps_tag, sizeof last_steps_tag, "%s", tag);
 }
 
 /* one token per byte */
@@ -97,10 +105,11 @@ static void setup(void) {
     sc = sched_new(dir, ws);
     cr_assert(js && ws && dir && sc);
     sched_set_model(sc, ROOT, BS, 4096);
-    opt_io io = {.ctx = NULL, .next_task_id = io_id, .send_warm = io_warm, .send_unpin = io_unpin};
+    opt_io io = {.ctx = NULL, .next_task_id = io_id, .send_warm = io_warm, .send_unpin = io_unpin,
+                 .send_pin_steps = io_pin_steps};
     op = opt_new(NULL, sc, ws, js, &io, 1 << 20);
     cr_assert_not_null(op);
-    n_aborted = n_new = n_done = n_warm = n_unpin = 0;
+    n_aborted = n_new = n_done = n_warm = n_unpin = n_pin_steps = 0;
     wire_opt = false;
 }
 
@@ -455,6 +464,20 @@ Test(opt, warm_prefills_shared_prefix_of_waiting_calls) {
     cr_assert_eq(opt_stats(op, SCHED_HELIUM)->computed_tokens, 24);
     opt_sweep(op);
     cr_assert_eq(n_unpin, 0, "u and v still wait");
+    cr_assert_eq(n_pin_steps, 0, "their need has not moved");
+    /* src finishes: u and v can run now, so the pinned prefix is needed at
+     * once and its eviction priority follows (PinSteps 0) */
+    job_task *src = ready_of("src");
+    cr_assert_not_null(src);
+    finish(src, "S");
+    cr_assert(ready_of("u") && ready_of("v"));
+    opt_sweep(op);
+    cr_assert_eq(n_pin_steps, 1);
+    cr_assert_eq(last_steps, 0);
+    cr_assert_str_eq(last_steps_tag, last_warm_tag);
+    cr_assert_eq(opt_stats(op, SCHED_HELIUM)->pin_updates, 1);
+    opt_sweep(op);
+    cr_assert_eq(n_pin_steps, 1, "unchanged: nothing sent again");
     /* the job is canceled: nothing needs the prefix any more */
     jobs_cancel(js, j, "test");
     opt_sweep(op);

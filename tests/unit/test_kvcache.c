@@ -277,6 +277,27 @@ Test(kvcache, pinned_eviction_follows_steps_to_execution) {
     kvc_destroy(&c);
 }
 
+Test(kvcache, set_prio_reorders_pinned_evictions) {
+    kvc_t *c = kvc_new(3, 16);
+    int32_t b10 = cache_block(c, 10), b11 = cache_block(c, 11), b12 = cache_block(c, 12);
+    cr_assert_eq(kvc_set_prio(c, 10, 1), HE_EINVAL, "not pinned");
+    cr_assert_eq(kvc_set_prio(c, 99, 1), HE_ENOTFOUND);
+    cr_assert_eq(kvc_pin_count(c, 99), 0);
+    cr_assert_eq(kvc_pin_prio(c, 10, 9), 0);
+    cr_assert_eq(kvc_pin_prio(c, 11, 1), 0);
+    cr_assert_eq(kvc_pin_prio(c, 11, 4), 0);
+    cr_assert_eq(kvc_pin_prio(c, 12, 5), 0);
+    cr_assert_eq(kvc_pin_count(c, 11), 2);
+    /* the plan advanced: 10 is needed now, 11 much later */
+    cr_assert_eq(kvc_set_prio(c, 10, 0), 0);
+    cr_assert_eq(kvc_set_prio(c, 11, 30), 0);
+    cr_assert_eq(kvc_alloc(c), b11);
+    cr_assert_eq(kvc_alloc(c), b12);
+    cr_assert_eq(kvc_alloc(c), b10);
+    cr_assert_eq(kvc_pin_count(c, 11), 0, "evicted: its pins are gone");
+    kvc_destroy(&c);
+}
+
 Test(kvcache, event_sequence) {
     kvc_t *c = kvc_new(2, 16);
     evlog log = {0};
