@@ -612,7 +612,9 @@ def write_md(path, doc, hdr, rows, plots):
          "gibberish but every call does real prefill and decode work); all calls greedy",
          f"- cluster per run: a fresh coordinator and {st['workers']} workers with {st['threads']} thread(s) each, "
          "started by scripts/cluster.sh; the whole batch is submitted at once (one `heliumctl submit --policy P` per "
-         "job, all started together)",
+         "job, all started together)"
+         + (f"; extra worker arguments `{st['worker_args']}`" if st.get("worker_args") else "")
+         + (f"; extra coordinator arguments `{st['coord_args']}`" if st.get("coord_args") else ""),
          f"- text lengths (tokens, aimed): documents {st['scale_params']['doc']}, chunks "
          f"{st['scale_params']['chunk']}, catalogue {st['scale_params']['catalogue']}, small inputs "
          f"{st['scale_params']['short']}; max_tokens {st['scale_params']['out_short']} for fan-out calls, "
@@ -631,7 +633,8 @@ def write_md(path, doc, hdr, rows, plots):
          "reuse = the optimizer's counters (operators merged and pruned, result-cache and dedup hits, tokens "
          "prefilled ahead) and the HTTP requests the tool service received; plan ms = cumulative planning time "
          "(counter plan_us)",
-         "- outputs: every op output of every job compared with the `isolated` run (greedy, so they must be equal)",
+         f"- outputs: every op output of every job compared with the `{st.get('reference_policy', 'isolated')}` run "
+         "(greedy, so they must be equal)",
          "", "## Workloads", ""]
     for name, w in doc["workloads"].items():
         s.append(f"- **{name}**: {w['notes']}; {w.get('llm_calls', '?')} LLM calls per batch; prompt tokens per call "
