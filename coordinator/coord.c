@@ -1064,7 +1064,8 @@ static const struct {
     OF(computed_tokens, false), OF(cached_tokens, true), OF(pulled_tokens, true), OF(generated_tokens, true),
     OF(kv_pulls, true), OF(warm_tasks, false), OF(warm_tokens, false), OF(rcache_lookups, false),
     OF(rcache_hits, false), OF(dedup_hits, false), OF(ops_pruned, false), OF(ops_merged, false),
-    OF(plan_us, false), OF(pins, false), OF(unpins, false), OF(pin_updates, false), OF(held, false), OF(min_prompt_tokens, false),
+    OF(plan_us, false), OF(pins, false), OF(unpins, false), OF(pin_updates, false), OF(held, false),
+    OF(min_prompt_tokens, false),
 #undef OF
 };
 

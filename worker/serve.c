@@ -239,7 +239,8 @@ typedef struct {
     int n_tags, cap_tags;
     int64_t n_tag_pinned;   /* sum of tags[i].h.n: pins held for tags */
     /* counters (beyond the engine's) */
-    int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served, pull_waits, pinned_evictions, pin_updates;
+    int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served, pull_waits, pinned_evictions;
+    int64_t pin_updates;
     int64_t warm_tasks, pin_refused, pull_us, pull_bytes;
     bool draining, stop, ever_registered;
     int exit_code;
