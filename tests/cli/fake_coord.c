@@ -272,6 +272,24 @@ static uint32_t g_pin_steps;
 static uint64_t *g_pin;
 static size_t g_n_pin;
 
+/* The next dispatches are warm tasks that pin n hashes under tag, needed
+ * `steps` ahead; no_pins() goes back to plain dispatches. */
+static void warm_pins(char *tag, uint64_t *hashes, int n, uint32_t steps) {
+    g_warm = true;
+    g_pin_tag = tag;
+    g_pin = hashes;
+    g_n_pin = (size_t)n;
+    g_pin_steps = steps;
+}
+
+static void no_pins(void) {
+    g_warm = false;
+    g_pin_tag = NULL;
+    g_pin = NULL;
+    g_n_pin = 0;
+    g_pin_steps = 0;
+}
+
 static void dispatch(const worker *w, uint64_t task, const ids *prompt, int max_tokens, bool stream,
                      Helium__KvPullHint *pull) {
     Helium__Dispatch d = HELIUM__DISPATCH__INIT;
@@ -520,15 +538,9 @@ static void run_policy(worker *w, const ids *A, const ids *EA, int max_tokens) {
     gen_prompt(A, 5, 32, &P);
     int np = bh_prefix(w->root, P.v, P.n, (int)w->bs, hp);
     if (np != 4) fail("P has %d blocks", np);
-    g_warm = true;
-    g_pin_tag = "t1";
-    g_pin = hp;
-    g_n_pin = (size_t)np;
+    warm_pins("t1", hp, np, 0);
     run(w, 8, &P, max_tokens, &r);
-    g_warm = false;
-    g_pin_tag = NULL;
-    g_pin = NULL;
-    g_n_pin = 0;
+    no_pins();
     wait_hb(w, 1);
     expect_counter(w, "pinned_blocks", 4);
     expect_counter(w, "pin_tags", 1);
@@ -562,18 +574,11 @@ static void run_policy(worker *w, const ids *A, const ids *EA, int max_tokens) {
     int n1 = bh_prefix(w->root, G1.v, G1.n, (int)w->bs, hg1), n2 = bh_prefix(w->root, G2.v, G2.n, (int)w->bs, hg2);
     if (n1 != 24 || n2 != 24) fail("G1/G2 have %d/%d blocks", n1, n2);
     uint64_t refused0 = counter(w, "pin_refused");
-    g_warm = true;
-    g_pin_tag = "big";
-    g_pin = hg1;
-    g_n_pin = (size_t)n1;
+    warm_pins("big", hg1, n1, 0);
     run(w, task++, &G1, 1, &r);
-    g_pin = hg2;
-    g_n_pin = (size_t)n2;
+    warm_pins("big", hg2, n2, 0);
     run(w, task++, &G2, 1, &r);
-    g_warm = false;
-    g_pin_tag = NULL;
-    g_pin = NULL;
-    g_n_pin = 0;
+    no_pins();
     wait_hb(w, 1);
     expect_counter(w, "pinned_blocks", 32);
     expect_counter(w, "pin_tags", 1);
@@ -584,16 +589,10 @@ static void run_policy(worker *w, const ids *A, const ids *EA, int max_tokens) {
     /* an Unpin that overtakes its warm task: nothing stays pinned */
     gen_prompt(A, 9, 32, &H);
     int nh = bh_prefix(w->root, H.v, H.n, (int)w->bs, hh);
-    g_warm = true;
-    g_pin_tag = "t2";
-    g_pin = hh;
-    g_n_pin = (size_t)nh;
+    warm_pins("t2", hh, nh, 0);
     uint64_t th = task++;
     dispatch(w, th, &H, 1, false, NULL);
-    g_warm = false;
-    g_pin_tag = NULL;
-    g_pin = NULL;
-    g_n_pin = 0;
+    no_pins();
     send_unpin(w, "t2");
     wait_result(th, &r);
     if (r.err) fail("policy task %llu: error %d", (unsigned long long)th, r.err);
@@ -624,22 +623,11 @@ static void run_evict(worker *w, const ids *A) {
     int n1 = bh_prefix(w->root, F1.v, F1.n, (int)w->bs, h1), n2 = bh_prefix(w->root, F2.v, F2.n, (int)w->bs, h2);
     if (n1 != 12 || n2 != 8) fail("F1/F2 have %d/%d blocks", n1, n2);
     uint64_t task = 1;
-    g_warm = true;
-    g_pin_tag = "far";
-    g_pin = h1;
-    g_n_pin = (size_t)n1;
-    g_pin_steps = 9;
+    warm_pins("far", h1, n1, 9);
     run(w, task++, &F1, 1, &r);
-    g_pin_tag = "near";
-    g_pin = h2;
-    g_n_pin = (size_t)n2;
-    g_pin_steps = 1;
+    warm_pins("near", h2, n2, 1);
     run(w, task++, &F2, 1, &r);
-    g_warm = false;
-    g_pin_tag = NULL;
-    g_pin = NULL;
-    g_n_pin = 0;
-    g_pin_steps = 0;
+    no_pins();
     wait_hb(w, 1);
     expect_counter(w, "pinned_blocks", 20);
     expect_counter(w, "pinned_evictions", 0);

@@ -160,33 +160,29 @@ rc=0
 "$WORKER" serve --model "$MODEL" 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "serve without --coordinator exited $rc, want 2"
 
+# One worker (w1, small KV) against fake_coord in MODE; the worker must exit
+# 0 after the Shutdown that ends the mode, with no sanitizer report.
+# Usage: one_worker_mode MODE KV_BLOCKS LOG
+one_worker_mode() {
+  local mode=$1 kvb=$2 log=$3 pid rc=0
+  start_fake "$mode" 1
+  "$WORKER" serve --coordinator "$COORD" --model "$MODEL" --id w1 --block-size "$BS" --ctx 256 \
+    --kv-blocks "$kvb" --threads 1 --log-level debug 2>"$log" &
+  pid=$!
+  PIDS+=("$pid")
+  wait_fake "$mode"
+  for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && fail "the $mode worker did not exit after Shutdown"
+  wait "$pid" || rc=$?
+  [ $rc -eq 0 ] || fail "the $mode worker exited $rc after Shutdown"
+  if grep -q "ERROR: AddressSanitizer\|runtime error:" "$log"; then fail "sanitizer report in the $mode worker log"; fi
+}
+
 # the workflow optimizer's dispatch policies on a worker with a small KV cache
-start_fake policy 1
-"$WORKER" serve --coordinator "$COORD" --model "$MODEL" --id w1 --block-size "$BS" --ctx 256 --kv-blocks 64 \
-  --threads 1 --log-level debug 2>"$TMP/wp.log" &
-WP=$!
-PIDS+=("$WP")
-wait_fake policy
-for _ in $(seq 200); do kill -0 "$WP" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$WP" 2>/dev/null && fail "the policy worker did not exit after Shutdown"
-rc=0
-wait "$WP" || rc=$?
-[ $rc -eq 0 ] || fail "the policy worker exited $rc after Shutdown"
+one_worker_mode policy 64 "$TMP/wp.log"
 grep -q "pin budget" "$TMP/wp.log" || fail "the policy worker did not log the refused pins"
-if grep -q "ERROR: AddressSanitizer\|runtime error:" "$TMP/wp.log"; then fail "sanitizer report in the policy worker log"; fi
 
 # workflow-aware eviction: pinned pages go in order of steps to execution
-start_fake evict 1
-"$WORKER" serve --coordinator "$COORD" --model "$MODEL" --id w1 --block-size "$BS" --ctx 256 --kv-blocks 40 \
-  --threads 1 --log-level debug 2>"$TMP/we.log" &
-WE=$!
-PIDS+=("$WE")
-wait_fake evict
-for _ in $(seq 200); do kill -0 "$WE" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$WE" 2>/dev/null && fail "the evict worker did not exit after Shutdown"
-rc=0
-wait "$WE" || rc=$?
-[ $rc -eq 0 ] || fail "the evict worker exited $rc after Shutdown"
-if grep -q "ERROR: AddressSanitizer\|runtime error:" "$TMP/we.log"; then fail "sanitizer report in the evict worker log"; fi
+one_worker_mode evict 40 "$TMP/we.log"
 
 echo "PASS $NAME"
