@@ -467,6 +467,12 @@ static start_rc try_reuse(coord_t *c, job_task *t, bool *lead, rcache_key *key) 
     return START_WAIT;
 }
 
+static start_rc kv_wait(opt_counters *st, job_task *t) {
+    if (!t->kv_held) st->kv_waits++;
+    t->kv_held = true;
+    return START_WAIT;
+}
+
 static start_rc start_llm(coord_t *c, job_task *t) {
     const wf_op *op = t->job->wf->ops[t->op];
     if (!t->ids) {
@@ -503,6 +509,29 @@ static start_rc start_llm(coord_t *c, job_task *t) {
         if (!t->held) st->held++;
         t->held = true;
         return START_WAIT;
+    }
+    if (policy == SCHED_HELIUM && c->cfg.helium_kv_admit != 0) {
+        /* Under KV pressure a call's own prefix (three quarters of its
+         * prompt or more) is not copied to a second worker when it is large
+         * against that worker's KV (a quarter or more): the call goes to the
+         * worker holding it (or computing it), or waits for room there, so
+         * that each worker's KV holds distinct prefixes. (A shorter prefix
+         * that many groups share, like one document every job reads, is
+         * still routed as usual: every worker needs it.) */
+        wkr_t *h = ch.holder_slot >= 0 ? wkrs_by_slot(c->wkrs, ch.holder_slot) : NULL;
+        int32_t extra = ch.holder_run - ch.reuse_blocks;
+        if (h && extra >= SCHED_HOLD_MIN_BLOCKS && 4 * (int64_t)extra >= (int64_t)w->kv_blocks_total &&
+            4 * (int64_t)ch.holder_run >= 3 * (int64_t)ch.n_hashes) {
+            sched_choice hc;
+            if (sched_place_on(c->sched, policy, t->ids, t->n_ids, op->llm.max_tokens, h->slot, SCHED_DRY, &hc) ||
+                !hc.worker || hc.hold)
+                return kv_wait(st, t);
+            ch = hc;
+            w = hc.worker;
+        }
+        /* its worker's KV holds what its in-flight calls and pinned groups
+         * need and no more: wait here rather than evict them (opt.h) */
+        if (!opt_ws_fits(c->opt, w, ch.hashes, ch.n_hashes, ch.pages)) return kv_wait(st, t);
     }
     /* (a placement that counts on prefix pages the chosen worker itself is
      * computing goes at once: its engine admits the call when they are
@@ -1064,7 +1093,7 @@ static const struct {
     OF(computed_tokens, false), OF(cached_tokens, true), OF(pulled_tokens, true), OF(generated_tokens, true),
     OF(kv_pulls, true), OF(warm_tasks, false), OF(warm_tokens, false), OF(rcache_lookups, false),
     OF(rcache_hits, false), OF(dedup_hits, false), OF(ops_pruned, false), OF(ops_merged, false),
-    OF(plan_us, false), OF(pins, false), OF(unpins, false), OF(pin_updates, false), OF(held, false),
+    OF(plan_us, false), OF(pins, false), OF(unpins, false), OF(pin_updates, false), OF(held, false), OF(kv_waits, false),
     OF(min_prompt_tokens, false),
 #undef OF
 };

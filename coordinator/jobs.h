@@ -86,6 +86,7 @@ struct job_task {
                                killed with opt set goes through hooks.task_abort even if queued */
     bool counted;           /* caller's flag: its prompt was counted once (e.g. min prompt tokens) */
     bool held;              /* caller's flag: its placement was deferred at least once */
+    bool kv_held;           /* caller's flag: deferred at least once for lack of KV room */
     bool looked;            /* caller's flag: looked up in a result cache once */
 
     /* jobs-private */

@@ -52,6 +52,8 @@ static void usage(FILE *f) {
             "                          prefill it saves (default 0.25; router uses 1.0)\n"
             "  --helium-starve N       helium policy: a worker with under N tokens of work is fed\n"
             "                          first (default 512; 0 = off)\n"
+            "  --helium-kv-admit 0|1   helium policy: dispatch to a worker only what its KV holds alongside\n"
+            "                          its in-flight calls and pinned prefixes (default 1)\n"
             "  --helium-hold-idle 0|1  helium policy: a worker about to go idle waits to pull a prefix\n"
             "                          another worker is computing (1, default: fewest tokens) or\n"
             "                          recomputes it at once (0: work-conserving)\n");
@@ -70,7 +72,8 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 
 int main(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
-                        .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1};
+                        .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1,
+                        .helium_kv_admit = -1};
     const char *allow[MAX_ALLOW];
     size_t n_allow = 0;
     for (int i = 1; i < argc; i++) {
@@ -149,6 +152,10 @@ int main(int argc, char **argv) {
             } else {
                 cfg.helium_load_weight = x;
             }
+        } else if (!strcmp(a, "--helium-kv-admit")) {
+            NEED_VALUE();
+            if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
+            cfg.helium_kv_admit = (int)n;
         } else if (!strcmp(a, "--helium-hold-idle")) {
             NEED_VALUE();
             if (!parse_int(v, 0, 1, &n)) BAD_VALUE();

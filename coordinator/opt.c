@@ -48,6 +48,7 @@ typedef struct {
     uint64_t warm_task;     /* warm dispatch in flight (0 = none) */
     int64_t warm_load;      /* load it added to its worker */
     uint32_t steps;         /* the eviction priority the worker has (steps to execution) */
+    int32_t live;           /* leading blocks a pending call still shares (as of the last sweep) */
 } opt_pin;
 
 typedef struct {
@@ -76,6 +77,7 @@ struct opt {
     u64set prompts[SCHED_N_POLICIES], blocks[SCHED_N_POLICIES];
     ptree_slot *slots;      /* (cap_slots) opt_order output */
     size_t cap_slots;
+    u64set ws;              /* opt_ws_fits scratch */
     uint64_t *hbuf;         /* (cap_hbuf) scratch hashes */
     size_t cap_hbuf;
     opt_counters st[SCHED_N_POLICIES];
@@ -145,6 +147,20 @@ static int set_add(u64set *s, uint64_t x) {
     return 1;
 }
 
+static void set_clear(u64set *s) {
+    if (s->v) memset(s->v, 0, s->cap * sizeof *s->v);
+    s->n = 0;
+}
+
+static bool set_has(const u64set *s, uint64_t x) {
+    if (!x) x = 1;
+    if (!s->cap) return false;
+    size_t h = (size_t)(x * 0x9e3779b97f4a7c15ULL) & (s->cap - 1);
+    for (; s->v[h]; h = (h + 1) & (s->cap - 1))
+        if (s->v[h] == x) return true;
+    return false;
+}
+
 /* ---------------------------------------------------------- lifecycle */
 
 opt_t *opt_new(const tok_t *tok, sched_t *sched, wkrs_t *wkrs, jobs_t *jobs, const opt_io *io,
@@ -195,6 +211,7 @@ void opt_destroy(opt_t **self_p) {
         free(o->blocks[p].v);
     }
     free(o->slots);
+    free(o->ws.v);
     free(o->hbuf);
     free(o);
     *self_p = NULL;
@@ -481,6 +498,7 @@ static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, c
     g->slot = slot;
     g->pol = pol;
     g->n_blocks = nb;
+    g->live = nb;
     memcpy(g->hashes, hashes, (size_t)nb * sizeof *g->hashes);
     memcpy(g->tokens, tokens, (size_t)nb * (size_t)o->bs * sizeof *g->tokens);
     o->pins[o->n_pins++] = g;
@@ -571,11 +589,14 @@ void opt_task_gone(opt_t *o, job_task *t) {
 }
 
 /* Some pending call of the group's policy covers at least one of its blocks. */
-static bool needed(opt_t *o, const opt_pin *g) {
+/* Leading blocks of the group that some pending call of its policy shares
+ * (0: none; the group is not needed). */
+static int32_t needed(opt_t *o, const opt_pin *g) {
     ptree_t *pt = tree_of(o, g->pol);
     ptree_match_info mi;
-    if (!pt || ptree_match(pt, g->tokens, g->n_blocks * o->bs, &mi)) return false;
-    return mi.sharers > 0 && mi.matched >= o->bs;
+    if (!pt || ptree_match(pt, g->tokens, g->n_blocks * o->bs, &mi) || mi.sharers <= 0) return 0;
+    int32_t k = (int32_t)(mi.matched / o->bs);
+    return k < g->n_blocks ? k : g->n_blocks;
 }
 
 static void release(opt_t *o, size_t i) {
@@ -620,7 +641,8 @@ void opt_sweep(opt_t *o) {
     o->sweep_dirty = false;
     for (size_t i = 0; i < o->n_pins;) {
         opt_pin *g = o->pins[i];
-        if (!g->warm_task && g->n_users == 0 && !needed(o, g)) {
+        g->live = needed(o, g);
+        if (!g->warm_task && g->n_users == 0 && g->live == 0) {
             release(o, i); /* moves the last group into slot i */
         } else {
             refresh_steps(o, g);
@@ -716,6 +738,47 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
         return true;
     }
     return false;
+}
+
+
+/* ---------------------------------------------------------- KV admission */
+
+bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
+    u64set *ws = &o->ws;
+    set_clear(ws);
+    int64_t priv = 0, groups = 0;
+    bool any = false, busy = false;
+    for (size_t i = 0; i < w->n_inflight; i++) {
+        const job_task *t = w->inflight[i];
+        if (t->kind != JT_LLM) continue;
+        any = busy = true;
+        for (int32_t k = 0; k < t->n_hashes; k++) set_add(ws, t->hashes[k]);
+        if (t->pages > t->n_hashes) priv += t->pages - t->n_hashes;
+    }
+    for (size_t i = 0; i < o->n_pins; i++) {
+        const opt_pin *g = o->pins[i];
+        if (g->slot != w->slot) continue;
+        /* what a pending call still needs, all of it while being warmed
+         * (blocks of users in flight are counted with them, above) */
+        int32_t nb_live = g->warm_task ? g->n_blocks : g->live;
+        if (g->warm_task) busy = true;
+        if (nb_live <= 0) continue;
+        any = true;
+        if (nb_live >= SCHED_HOLD_MIN_BLOCKS) groups++;
+        for (int32_t k = 0; k < nb_live; k++) set_add(ws, g->hashes[k]);
+    }
+    if (!any || !busy) return true;
+    int64_t fresh = 0;
+    for (int32_t k = 0; k < nb; k++)
+        if (!set_has(ws, hashes[k])) fresh++;
+    int64_t own = pages > nb ? pages - nb : 1;
+    int64_t need = (int64_t)ws->n + priv + fresh + own;
+    /* A call that brings a prefix of its own must leave room for one call of
+     * each pinned group to run next to it, or groups could fill the cache
+     * with prefixes whose remaining calls never fit (the idle-worker rule
+     * above would then run them one at a time). */
+    if (fresh >= SCHED_HOLD_MIN_BLOCKS) need += (int64_t)groups * own;
+    return need <= (int64_t)w->kv_blocks_total;
 }
 
 /* ---------------------------------------------------------------- order */

@@ -84,6 +84,7 @@ typedef struct {
     uint64_t pins, unpins;      /* pin groups created / released */
     uint64_t pin_updates;       /* PinSteps sent: a group's eviction priority followed the plan */
     uint64_t held;              /* placements deferred until a prefix in flight is cached */
+    uint64_t kv_waits;          /* placements deferred because the worker's KV working set was full */
     uint64_t min_prompt_tokens;
 } opt_counters;
 
@@ -194,6 +195,25 @@ void opt_cache_stored(opt_t *o, wkr_t *w);
  * tokens) and returns true. */
 bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t computed, uint32_t cached,
                      uint32_t pulled);
+
+/* ---- KV admission (helium) */
+
+/* Helium's admission under KV pressure: true if worker w's working set --
+ * the distinct prompt blocks of its in-flight tasks and of its live pin
+ * groups (a shared prefix counted once), plus each in-flight task's private
+ * pages (its pages beyond its full prompt blocks: partial last block and
+ * generated tokens) -- still fits its KV pages (kv_blocks_total) with a call
+ * of `pages` pages whose prompt blocks are hashes[0..nb) added. Admitting only what
+ * fits keeps the engine from evicting a prefix that an admitted call or a
+ * pinned group still needs, and from preempting running calls; calls that do
+ * not fit wait at the coordinator, in the prefix tree's order, instead of in
+ * the worker's queue. A call that brings a new prefix (SCHED_HOLD_MIN_BLOCKS
+ * blocks or more not in the set) must also leave room for one more call of
+ * each pinned group on w (its own private pages each), so pinned prefixes
+ * never crowd out the calls that would release them; and a worker with no
+ * call in flight admits anything, so nothing waits forever. O(blocks in
+ * flight on w). */
+bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages);
 
 /* ---- dispatch order (helium) */
 

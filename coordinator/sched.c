@@ -158,9 +158,24 @@ void sched_count(sched_t *s, const sched_choice *ch) {
     if (ch->d.imbalanced) s->c.imbalanced++;
 }
 
+static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int only,
+                 unsigned flags, sched_choice *out);
+
 int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
                    unsigned flags, sched_choice *out) {
+    return place(s, policy, ids, n, max_tokens, -1, flags, out);
+}
+
+int sched_place_on(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int slot,
+                   unsigned flags, sched_choice *out) {
+    return place(s, policy, ids, n, max_tokens, slot < 0 ? DIR_MAX_WORKERS : slot, flags, out);
+}
+
+/* only >= 0: consider that slot alone. */
+static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int only,
+                 unsigned flags, sched_choice *out) {
     memset(out, 0, sizeof *out);
+    out->holder_slot = -1;
     route_worker rw[DIR_MAX_WORKERS];
     wkr_t *wk[DIR_MAX_WORKERS];
     int nw = 0, n_alive = 0;
@@ -170,6 +185,7 @@ int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
         wkr_t *w = wkrs_by_slot(s->ws, i);
         if (!w || !w->alive || !same_model(s, w)) continue;
         n_alive++;
+        if (only >= 0 && i != only) continue;
         if (w->n_ctx > max_ctx) max_ctx = w->n_ctx;
         if ((int64_t)n + 1 > (int64_t)w->n_ctx) continue;
         if ((int32_t)w->kv_blocks_total > max_pool) max_pool = (int32_t)w->kv_blocks_total;
@@ -257,6 +273,15 @@ int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
     }
     out->d = d;
     out->worker = wk[pick];
+    if (aware)
+        for (int k = 0; k < nw; k++) {
+            int sl = wk[k]->slot;
+            int32_t r = real[sl] > pend[sl] ? real[sl] : pend[sl];
+            if (k != pick && r > out->holder_run) {
+                out->holder_run = r;
+                out->holder_slot = sl;
+            }
+        }
     out->reuse_blocks = policy == SCHED_ISOLATED ? 0 : d.reuse_blocks;
     out->real_blocks = aware ? real[wk[pick]->slot] : 0;
     if (out->real_blocks > out->reuse_blocks) out->real_blocks = out->reuse_blocks;

@@ -71,6 +71,9 @@ typedef struct {
                                (pending) on the worker or on a pull source */
     int32_t pages;          /* KV pages the task may need (prompt + max_tokens, capped) */
     int64_t load_tokens;    /* work it adds: prompt tokens to compute + max_tokens */
+    int holder_slot;        /* cache-aware: the other eligible worker holding the longest run of the
+                               prompt's blocks (cached or pending), -1 if none holds any */
+    int32_t holder_run;     /* its run, blocks */
     bool hold;              /* helium: the worker would recompute >= SCHED_HOLD_MIN_BLOCKS prefix pages,
                                half the prompt or more, that another worker is computing now, and
                                pulling them once committed is
@@ -114,6 +117,9 @@ int sched_place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, 
 int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
                    unsigned flags, sched_choice *out);
 void sched_count(sched_t *s, const sched_choice *ch);
+/* sched_place_ex among one worker only (directory slot). */
+int sched_place_on(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int slot,
+                   unsigned flags, sched_choice *out);
 
 void sched_get_counters(const sched_t *s, sched_counters *out);
 
