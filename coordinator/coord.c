@@ -517,10 +517,12 @@ static start_rc start_llm(coord_t *c, job_task *t) {
          * worker holding it (or computing it), or waits for room there, so
          * that each worker's KV holds distinct prefixes. (A shorter prefix
          * that many groups share, like one document every job reads, is
-         * still routed as usual: every worker needs it.) */
+         * still routed as usual: every worker needs it; and a worker about
+         * to go idle takes the call anyway, copying or pulling the prefix.) */
         wkr_t *h = ch.holder_slot >= 0 ? wkrs_by_slot(c->wkrs, ch.holder_slot) : NULL;
         int32_t extra = ch.holder_run - ch.reuse_blocks;
-        if (h && extra >= SCHED_HOLD_MIN_BLOCKS && 4 * (int64_t)extra >= (int64_t)w->kv_blocks_total &&
+        bool idle = w->load_tokens < sched_helium_starve_tokens(c->sched);
+        if (h && !idle && extra >= SCHED_HOLD_MIN_BLOCKS && 4 * (int64_t)extra >= (int64_t)w->kv_blocks_total &&
             4 * (int64_t)ch.holder_run >= 3 * (int64_t)ch.n_hashes) {
             sched_choice hc;
             if (sched_place_on(c->sched, policy, t->ids, t->n_ids, op->llm.max_tokens, h->slot, SCHED_DRY, &hc) ||

@@ -665,6 +665,8 @@ void opt_worker_lost(opt_t *o, int slot) {
 
 /* ------------------------------------------------------------- warming */
 
+static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins);
+
 void opt_warm(opt_t *o) {
     if (!o->warm_dirty || !o->have_model || !o->io.send_warm) return;
     o->warm_dirty = false;
@@ -683,6 +685,12 @@ void opt_warm(opt_t *o) {
             continue;
         }
         wkr_t *w = ch.worker;
+        /* warming is speculative: only into a worker whose KV stays half
+         * free with it and everything pinned there */
+        if (2 * ws_need(o, w, p->hashes, p->n_blocks, p->n_blocks + 1, true) > (int64_t)w->kv_blocks_total) {
+            deferred = true;
+            continue;
+        }
         uint64_t task_id = o->io.next_task_id(o->io.ctx);
         char tag[OPT_TAG_LEN];
         snprintf(tag, sizeof tag, "pin-%llu", (unsigned long long)(o->next_pin + 1));
@@ -743,31 +751,38 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
 
 /* ---------------------------------------------------------- KV admission */
 
-bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
+/* Pages worker w would need with a call of `pages` pages (prompt blocks
+ * hashes[0..nb)) added, as opt.h describes for opt_ws_fits; all_pins: count
+ * every live pinned prefix, not only those a ready call needs. -1: w has no
+ * call in flight (it admits anything). */
+static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins) {
     u64set *ws = &o->ws;
     set_clear(ws);
     int64_t priv = 0, groups = 0;
-    bool any = false, busy = false;
+    bool busy = false;
     for (size_t i = 0; i < w->n_inflight; i++) {
         const job_task *t = w->inflight[i];
         if (t->kind != JT_LLM) continue;
-        any = busy = true;
+        busy = true;
         for (int32_t k = 0; k < t->n_hashes; k++) set_add(ws, t->hashes[k]);
         if (t->pages > t->n_hashes) priv += t->pages - t->n_hashes;
     }
     for (size_t i = 0; i < o->n_pins; i++) {
         const opt_pin *g = o->pins[i];
         if (g->slot != w->slot) continue;
-        /* what a pending call still needs, all of it while being warmed
-         * (blocks of users in flight are counted with them, above) */
-        int32_t nb_live = g->warm_task ? g->n_blocks : g->live;
         if (g->warm_task) busy = true;
+        /* what a pending call that is ready now still needs, all of it while
+         * being warmed (blocks of users in flight are counted with them,
+         * above); a prefix whose readers wait upstream reserves nothing: it
+         * stays pinned, evicted after other idle blocks, but a call that can
+         * run now comes first */
+        if (!all_pins && !g->warm_task && g->steps > 0) continue;
+        int32_t nb_live = g->warm_task ? g->n_blocks : g->live;
         if (nb_live <= 0) continue;
-        any = true;
         if (nb_live >= SCHED_HOLD_MIN_BLOCKS) groups++;
         for (int32_t k = 0; k < nb_live; k++) set_add(ws, g->hashes[k]);
     }
-    if (!any || !busy) return true;
+    if (!busy) return -1;
     int64_t fresh = 0;
     for (int32_t k = 0; k < nb; k++)
         if (!set_has(ws, hashes[k])) fresh++;
@@ -778,7 +793,11 @@ bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, i
      * with prefixes whose remaining calls never fit (the idle-worker rule
      * above would then run them one at a time). */
     if (fresh >= SCHED_HOLD_MIN_BLOCKS) need += (int64_t)groups * own;
-    return need <= (int64_t)w->kv_blocks_total;
+    return need;
+}
+
+bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
+    return ws_need(o, w, hashes, nb, pages, false) <= (int64_t)w->kv_blocks_total;
 }
 
 /* ---------------------------------------------------------------- order */

@@ -199,8 +199,9 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
 /* ---- KV admission (helium) */
 
 /* Helium's admission under KV pressure: true if worker w's working set --
- * the distinct prompt blocks of its in-flight tasks and of its live pin
- * groups (a shared prefix counted once), plus each in-flight task's private
+ * the distinct prompt blocks of its in-flight tasks and of its pin groups
+ * that a pending call ready now (or a warm task) still needs (a shared
+ * prefix counted once), plus each in-flight task's private
  * pages (its pages beyond its full prompt blocks: partial last block and
  * generated tokens) -- still fits its KV pages (kv_blocks_total) with a call
  * of `pages` pages whose prompt blocks are hashes[0..nb) added. Admitting only what

@@ -97,6 +97,8 @@ int32_t sched_real_run(sched_t *s, int slot, const uint64_t *hashes, int32_t n) 
     return runs[slot];
 }
 
+int64_t sched_helium_starve_tokens(const sched_t *s) { return s->helium_starve_tokens; }
+
 void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tokens) {
     if (load_weight >= 0) s->helium_load_weight = load_weight;
     if (starve_tokens >= 0) s->helium_starve_tokens = starve_tokens;

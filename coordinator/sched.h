@@ -98,6 +98,8 @@ int32_t sched_real_run(sched_t *s, int slot, const uint64_t *hashes, int32_t n);
  * shared prefix more than the router baseline does (load_weight 1.0), and
  * feeds a worker about to go idle (route.h, starve_tokens). */
 void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tokens);
+/* The helium policy's idle threshold (tokens of outstanding work). */
+int64_t sched_helium_starve_tokens(const sched_t *s);
 /* Whether helium also holds a call whose chosen worker is about to go idle
  * (default true: fewest tokens computed; false: work-conserving, the idle
  * worker recomputes the prefix at once, which is faster where one prefix is

@@ -26,7 +26,13 @@
 #    is prefilled ahead (warm_tasks >= 1), plan_us > 0;
 #  - kvflow and helium pinned something (pins >= 1) and released all of it
 #    once the jobs ended (unpins == pins);
-#  - computed tokens: helium < router < isolated.
+#  - computed tokens: helium < router < isolated;
+#  - helium again with workers whose KV holds one expert call and little more
+#    (run "helium-tight": --ctx 352 --kv-blocks 23): the same outputs, and
+#    every pin released; with room to spare (run "helium") the KV admission
+#    never holds a call back (kv_waits == 0). (Whether the tight run's calls
+#    wait in the admission or in the route's free-page guard depends on
+#    timing; tests/unit/test_coord_opt.c checks the admission itself.)
 source "$(dirname "$0")/cluster_lib.bash"
 
 EXPERT_SYS=$(python3 -c '
@@ -64,10 +70,12 @@ json.dump(wf, open(path, "w"))
 PYEOF
 
 TOPICS=("store 12 dairy deliveries" "store 12 dairy deliveries" "store 40 staff levels")
-POLICIES=(isolated prefix router kvflow helium)
+RUNS=(isolated prefix router kvflow helium helium-tight)
 
-for P in "${POLICIES[@]}"; do
-  RUN=$TMP/run-$P
+for R in "${RUNS[@]}"; do
+  P=${R%-tight}
+  if [ "$R" != "$P" ]; then export HELIUM_WORKER_ARGS="--ctx 352 --kv-blocks 23"; else unset HELIUM_WORKER_ARGS; fi
+  RUN=$TMP/run-$R
   mkdir -p "$RUN"
   cluster_up 2
   ids=()
@@ -76,12 +84,12 @@ for P in "${POLICIES[@]}"; do
     ids+=("$id")
   done
   for k in 0 1 2; do
-    wait_job "${ids[$k]}" "$TMP/$P.job$k.json" 120 || fail "$P: job ${ids[$k]} did not finish DONE: $(head -c 800 "$TMP/$P.job$k.json")"
+    wait_job "${ids[$k]}" "$TMP/$R.job$k.json" 120 || fail "$R: job ${ids[$k]} did not finish DONE: $(head -c 800 "$TMP/$R.job$k.json")"
   done
   # pins are released right after the last consumer's result: give the sweep a moment
   for _ in $(seq 1 50); do
-    ctl --json status >"$TMP/$P.status.json" || fail "$P: status failed"
-    pyrun "$TMP/$P.status.json" "$P" <<'PYEOF' && break
+    ctl --json status >"$TMP/$R.status.json" || fail "$R: status failed"
+    pyrun "$TMP/$R.status.json" "$P" <<'PYEOF' && break
 import sys
 c = load_json(sys.argv[1])["counters"]
 p = sys.argv[2]
@@ -89,21 +97,23 @@ sys.exit(0 if c.get("pins." + p, 0) == c.get("unpins." + p, 0) else 1)
 PYEOF
     sleep 0.1
   done
-  curl -sf "http://127.0.0.1:$((PORT + 2))/metrics" >"$TMP/$P.metrics" || fail "$P: no metrics page"
+  curl -sf "http://127.0.0.1:$((PORT + 2))/metrics" >"$TMP/$R.metrics" || fail "$R: no metrics page"
   $CLUSTER down "$RUN" >/dev/null 2>&1 || true
-  note "$P done"
+  note "$R done"
 done
+unset HELIUM_WORKER_ARGS
 
 pyrun "$TMP" "$TMP/wf.json" <<'PYEOF' || fail "policy checks failed"
 import sys
 tmp, wfpath = sys.argv[1:3]
 wf = load_json(wfpath)
-pols = ["isolated", "prefix", "router", "kvflow", "helium"]
+pols = ["isolated", "prefix", "router", "kvflow", "helium", "helium-tight"]
 jobs = {p: [load_json("%s/%s.job%d.json" % (tmp, p, k)) for k in range(3)] for p in pols}
 cnt = {}
 for p in pols:
     c = load_json("%s/%s.status.json" % (tmp, p))["counters"]
-    cnt[p] = {k[: -len(p) - 1]: v for k, v in c.items() if k.endswith("." + p)}
+    q = p.split("-")[0]
+    cnt[p] = {k[: -len(q) - 1]: v for k, v in c.items() if k.endswith("." + q)}
 llm_ids = [o["id"] for o in wf["ops"] if o["type"] == "llm"]
 
 # outputs: identical to isolated wherever an op ran
@@ -111,13 +121,13 @@ for p in pols:
     for k in range(3):
         j = jobs[p][k]
         check(j["state"] == "DONE", "%s job %d: %s" % (p, k, j["state"]))
-        check(j.get("policy") == p, "%s job %d reports policy %s" % (p, k, j.get("policy")))
+        check(j.get("policy") == p.split("-")[0], "%s job %d reports policy %s" % (p, k, j.get("policy")))
         t = j.get("timing", {})
         check(t.get("submitted_us", 0) > 0 and t.get("finished_us", 0) >= t.get("submitted_us", 0),
               "%s job %d timing %s" % (p, k, t))
         ops, ref = ops_by_id(j), ops_by_id(jobs["isolated"][k])
         for oid in llm_ids:
-            if p == "helium" and oid == "unused":
+            if p.startswith("helium") and oid == "unused":
                 check(ops[oid]["state"] == "SKIPPED", "helium job %d: unused op is %s" % (k, ops[oid]["state"]))
                 continue
             check(ops[oid]["state"] == "DONE", "%s job %d op %s is %s" % (p, k, oid, ops[oid]["state"]))
@@ -151,7 +161,8 @@ check(g("helium", "ops_merged") >= 1, "helium merged nothing")
 check(g("helium", "dedup_hits") + g("helium", "rcache_hits") >= 1, "helium: no dedup or result-cache hit")
 check(g("helium", "warm_tasks") >= 1, "helium warmed nothing")
 check(g("helium", "plan_us") > 0, "helium: plan_us is 0")
-for p in ("kvflow", "helium"):
+check(g("helium", "kv_waits") == 0, "helium: %d calls held back for KV with room to spare" % g("helium", "kv_waits"))
+for p in ("kvflow", "helium", "helium-tight"):
     check(g(p, "pins") >= 1, "%s pinned nothing" % p)
     check(g(p, "unpins") == g(p, "pins"), "%s: %d pins, %d unpins" % (p, g(p, "pins"), g(p, "unpins")))
 ci, cr, ch = g("isolated", "computed_tokens"), g("router", "computed_tokens"), g("helium", "computed_tokens")
@@ -159,12 +170,12 @@ check(ch < cr < ci, "computed tokens: helium %d, router %d, isolated %d" % (ch, 
 for p in pols:
     check(g(p, "min_prompt_tokens") > 0 and g(p, "jobs") == 3, "%s: min_prompt %d, jobs %d" % (
         p, g(p, "min_prompt_tokens"), g(p, "jobs")))
-    print("%-8s computed %5d  prompt %5d  cached %5d  pulled %4d  min %5d  warm %d/%d  rcache %d/%d  dedup %d  "
-          "pruned %d  merged %d  pins %d/%d  held %d  plan_us %d" % (
+    print("%-12s computed %5d  prompt %5d  cached %5d  pulled %4d  min %5d  warm %d/%d  rcache %d/%d  dedup %d  "
+          "pruned %d  merged %d  pins %d/%d  held %d  kv_waits %d  plan_us %d" % (
           p, g(p, "computed_tokens"), g(p, "prompt_tokens"), g(p, "cached_tokens"), g(p, "pulled_tokens"),
           g(p, "min_prompt_tokens"), g(p, "warm_tasks"), g(p, "warm_tokens"), g(p, "rcache_hits"),
           g(p, "rcache_lookups"), g(p, "dedup_hits"), g(p, "ops_pruned"), g(p, "ops_merged"), g(p, "pins"),
-          g(p, "unpins"), g(p, "held"), g(p, "plan_us")))
+          g(p, "unpins"), g(p, "held"), g(p, "kv_waits"), g(p, "plan_us")))
 PYEOF
 grep -q 'helium_policy_computed_tokens_total{policy="helium"}' "$TMP/helium.metrics" ||
   fail "/metrics lacks helium_policy_computed_tokens_total"

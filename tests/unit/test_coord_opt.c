@@ -419,6 +419,67 @@ Test(opt, groups_die_with_their_worker) {
     cr_assert_eq(opt_stats(op, SCHED_KVFLOW)->unpins, 1, "the group is gone all the same");
 }
 
+/* Helium's KV admission (opt_ws_fits): what a worker's in-flight calls and
+ * live pinned prefixes need, a shared block counted once. */
+Test(opt, kv_admission_counts_the_working_set) {
+    wkr_t *w = add_worker("w1");
+    cr_assert_eq(opt_set_model(op, ROOT, BS), 0);
+    wire_opt = true;
+    jobs_plan p = {.pol = SCHED_HELIUM};
+    submit_planned(PAIR, &p);
+    job_task *x = ready_of("x"), *y = ready_of("y");
+    cr_assert(x && y && x->ids && y->ids);
+    uint64_t hx[8], hy[8];
+    int nbx = bh_prefix(ROOT, x->ids, x->n_ids, BS, hx), nby = bh_prefix(ROOT, y->ids, y->n_ids, BS, hy);
+    cr_assert_eq(nbx, 4, "18 tokens: 4 full blocks");
+    cr_assert_eq(nby, 4);
+    w->kv_blocks_total = 5;
+    cr_assert(opt_ws_fits(op, w, hx, nbx, 100), "an idle worker admits even a call larger than its KV");
+
+    /* x runs on w (4 blocks + 2 private pages) and pins the 3 blocks y shares */
+    opt_call_gone(op, x);
+    char tag[OPT_TAG_LEN];
+    int32_t want = opt_pin_want(op, x, w->slot, hx, nbx, tag);
+    cr_assert_eq(want, 3);
+    jobs_task_start(js, x, w->slot, "w1", 1);
+    x->hashes = malloc(sizeof hx);
+    memcpy(x->hashes, hx, sizeof hx);
+    x->n_hashes = nbx;
+    x->pages = 6;
+    cr_assert_eq(wkr_inflight_add(w, x), 0);
+    opt_pin_commit(op, x, w->slot, hx, nbx, want, tag);
+    opt_sweep(op);
+    w->kv_blocks_total = 8;
+    cr_assert_not(opt_ws_fits(op, w, hy, nby, 6), "x: 4 + 2, y: 1 new block + 2 = 9 pages > 8");
+    w->kv_blocks_total = 9;
+    cr_assert(opt_ws_fits(op, w, hy, nby, 6), "the 3 blocks x and y share count once");
+
+    /* another call z runs; x finishes: its pinned blocks still count while y is pending */
+    int32_t zi[8] = {90, 91, 92, 93, 94, 95, 96, 97};
+    job_task *z = fake_task(x->job, zi, 8);
+    uint64_t hz[2] = {0xabc, 0xdef};
+    z->hashes = hz;
+    z->n_hashes = 2;
+    z->pages = 5;
+    cr_assert_eq(wkr_inflight_add(w, z), 0);
+    wkr_inflight_remove(w, x);
+    opt_task_gone(op, x);
+    finish(x, "X");
+    opt_sweep(op);
+    cr_assert_eq(n_unpin, 0);
+    uint64_t hq[2] = {0x123, 0x456};
+    w->kv_blocks_total = 10;
+    cr_assert_not(opt_ws_fits(op, w, hq, 2, 3), "pin 3 + z 2 + 3 private + q 2 + 1 = 11 pages > 10");
+    /* y goes (to another worker): nothing pending shares the group, which is released */
+    opt_call_gone(op, y);
+    opt_sweep(op);
+    cr_assert_eq(n_unpin, 1);
+    cr_assert(opt_ws_fits(op, w, hq, 2, 3), "z 2 + 3 + q 2 + 1 = 8 pages");
+    wkr_inflight_remove(w, z);
+    z->hashes = NULL;
+    fake_free(z);
+}
+
 /* Two helium calls waiting on `src` share a long static prefix. */
 static const char *WAITERS =
     "{\"name\":\"waiters\",\"ops\":["
