@@ -758,7 +758,7 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
 static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins) {
     u64set *ws = &o->ws;
     set_clear(ws);
-    int64_t priv = 0, groups = 0;
+    int64_t priv = 0;
     bool busy = false;
     for (size_t i = 0; i < w->n_inflight; i++) {
         const job_task *t = w->inflight[i];
@@ -779,7 +779,6 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
         if (!all_pins && !g->warm_task && g->steps > 0) continue;
         int32_t nb_live = g->warm_task ? g->n_blocks : g->live;
         if (nb_live <= 0) continue;
-        if (nb_live >= SCHED_HOLD_MIN_BLOCKS) groups++;
         for (int32_t k = 0; k < nb_live; k++) set_add(ws, g->hashes[k]);
     }
     if (!busy) return -1;
@@ -788,11 +787,6 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
         if (!set_has(ws, hashes[k])) fresh++;
     int64_t own = pages > nb ? pages - nb : 1;
     int64_t need = (int64_t)ws->n + priv + fresh + own;
-    /* A call that brings a prefix of its own must leave room for one call of
-     * each pinned group to run next to it, or groups could fill the cache
-     * with prefixes whose remaining calls never fit (the idle-worker rule
-     * above would then run them one at a time). */
-    if (fresh >= SCHED_HOLD_MIN_BLOCKS) need += (int64_t)groups * own;
     return need;
 }
 

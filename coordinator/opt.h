@@ -208,12 +208,9 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
  * fits keeps the engine from evicting a prefix that an admitted call or a
  * pinned group still needs, and from preempting running calls; calls that do
  * not fit wait at the coordinator, in the prefix tree's order, instead of in
- * the worker's queue. A call that brings a new prefix (SCHED_HOLD_MIN_BLOCKS
- * blocks or more not in the set) must also leave room for one more call of
- * each pinned group on w (its own private pages each), so pinned prefixes
- * never crowd out the calls that would release them; and a worker with no
- * call in flight admits anything, so nothing waits forever. O(blocks in
- * flight on w). */
+ * the worker's queue. A ready reader of a reserved prefix finds it in the
+ * set and needs only its own pages, and a worker with no call in flight
+ * admits anything, so nothing waits forever. O(blocks in flight on w). */
 bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages);
 
 /* ---- dispatch order (helium) */
