@@ -15,9 +15,21 @@
 #include "herr.h"
 #include "log.h"
 
+#define PEND_BUCKETS 4096u
+
+/* How many dispatched tasks on one worker count a pending block: the block
+ * leaves the pending directory only when the last of them ends. */
+typedef struct pend_ref {
+    uint64_t hash;
+    int slot;
+    int32_t n;
+    struct pend_ref *next;
+} pend_ref;
+
 struct sched {
     dir_t *dir;
     dir_t *pending;         /* blocks of dispatched, unfinished tasks (owned) */
+    pend_ref **pref;        /* (PEND_BUCKETS) their counts */
     wkrs_t *ws;
     route_config rc;
     double helium_load_weight;
@@ -61,7 +73,8 @@ sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
     if (!s) return NULL;
     s->dir = dir;
     s->ws = workers;
-    if (!(s->pending = dir_new())) {
+    if (!(s->pending = dir_new()) || !(s->pref = calloc(PEND_BUCKETS, sizeof *s->pref))) {
+        dir_destroy(&s->pending);
         free(s);
         return NULL;
     }
@@ -74,8 +87,15 @@ sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
 
 void sched_destroy(sched_t **self_p) {
     if (!self_p || !*self_p) return;
-    free((*self_p)->hashes);
-    dir_destroy(&(*self_p)->pending);
+    sched_t *s = *self_p;
+    for (uint32_t b = 0; b < PEND_BUCKETS; b++)
+        for (pend_ref *r = s->pref[b], *nx; r; r = nx) {
+            nx = r->next;
+            free(r);
+        }
+    free(s->pref);
+    free(s->hashes);
+    dir_destroy(&s->pending);
     free(*self_p);
     *self_p = NULL;
 }
@@ -108,15 +128,50 @@ void sched_set_helium_hold_idle(sched_t *s, bool on) { s->helium_hold_idle = on;
 
 void sched_get_counters(const sched_t *s, sched_counters *out) { *out = s->c; }
 
+static pend_ref **pend_find(sched_t *s, uint64_t hash, int slot) {
+    pend_ref **p = &s->pref[(uint32_t)((hash ^ (uint64_t)slot * 0x9e3779b97f4a7c15ULL) >> 20) % PEND_BUCKETS];
+    while (*p && ((*p)->hash != hash || (*p)->slot != slot)) p = &(*p)->next;
+    return p;
+}
+
 void sched_pending_add(sched_t *s, int slot, const uint64_t *hashes, int32_t n) {
-    for (int32_t i = 0; i < n; i++) dir_add(s->pending, hashes[i], slot);
+    for (int32_t i = 0; i < n; i++) {
+        pend_ref **p = pend_find(s, hashes[i], slot);
+        if (*p) {
+            (*p)->n++;
+            continue;
+        }
+        pend_ref *r = malloc(sizeof *r);
+        if (!r) continue; /* uncounted: the block may leave the directory early (placement only) */
+        *r = (pend_ref){.hash = hashes[i], .slot = slot, .n = 1, .next = NULL};
+        *p = r;
+        dir_add(s->pending, hashes[i], slot);
+    }
 }
 
 void sched_pending_remove(sched_t *s, int slot, const uint64_t *hashes, int32_t n) {
-    for (int32_t i = 0; i < n; i++) dir_remove(s->pending, hashes[i], slot);
+    for (int32_t i = 0; i < n; i++) {
+        pend_ref **p = pend_find(s, hashes[i], slot), *r = *p;
+        if (!r || --r->n > 0) continue; /* never added (an isolated task), or others still count it */
+        *p = r->next;
+        free(r);
+        dir_remove(s->pending, hashes[i], slot);
+    }
 }
 
-void sched_pending_drop(sched_t *s, int slot) { dir_drop_worker(s->pending, slot); }
+void sched_pending_drop(sched_t *s, int slot) {
+    for (uint32_t b = 0; b < PEND_BUCKETS; b++)
+        for (pend_ref **p = &s->pref[b]; *p;) {
+            if ((*p)->slot == slot) {
+                pend_ref *r = *p;
+                *p = r->next;
+                free(r);
+            } else {
+                p = &(*p)->next;
+            }
+        }
+    dir_drop_worker(s->pending, slot);
+}
 
 /* Longest run of prompt blocks that a worker other than pick is computing
  * now (pending, beyond what it has cached), capped at cap. */
@@ -254,14 +309,14 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
         pick = d.worker;
         if (policy == SCHED_HELIUM && pick >= 0) {
             /* Would the pick recompute prefix pages that another worker is
-             * computing right now, half its prompt or more? If pulling them
+             * computing right now, half of what it would compute or more? If pulling them
              * once they are committed beats recomputing, the call waits
              * (out->hold) and is placed again when they are: then the
              * idle-worker rule sends it to the idle worker with a pull, or
              * affinity sends it to the holder. */
             int32_t cap = n > 0 ? (n - 1) / bs : 0;
             const int32_t pe = pending_elsewhere(wk, nw, pick, real, pend, cap);
-            if (pe >= have_after(&d) + SCHED_HOLD_MIN_BLOCKS && 2 * (pe - have_after(&d)) >= cap) {
+            if (pe >= have_after(&d) + SCHED_HOLD_MIN_BLOCKS && 2 * (pe - have_after(&d)) >= cap - have_after(&d)) {
                 double t_pull, t_rec;
                 route_pull_times(&rc, &rw[pick], pe - have_after(&d), bs, &t_pull, &t_rec);
                 bool idle = rc.starve_tokens > 0 && rw[pick].load_tokens < rc.starve_tokens;

@@ -16,7 +16,8 @@
  * its prompt's blocks, before any cache event says so. The scheduler keeps
  * them in a second directory (sched_pending_*), added at dispatch and removed
  * when the task ends (by then the worker's cache events have arrived: they
- * travel ahead of the result on the same socket), and counts them as held for
+ * travel ahead of the result on the same socket; a block several tasks on one
+ * worker count stays pending until the last of them ends), and counts them as held for
  * reuse, so siblings dispatched in one burst follow each other. A pull is only
  * ever planned from blocks the real directory shows.
  *
@@ -75,7 +76,7 @@ typedef struct {
                                prompt's blocks (cached or pending), -1 if none holds any */
     int32_t holder_run;     /* its run, blocks */
     bool hold;              /* helium: the worker would recompute >= SCHED_HOLD_MIN_BLOCKS prefix pages,
-                               half the prompt or more, that another worker is computing now, and
+                               half of what it would compute or more, that another worker is computing now, and
                                pulling them once committed is
                                cheaper: place the call again later (when they are cached) */
     route_decision d;

@@ -45,12 +45,15 @@ STORES=$'Lyon\nParis\nBerlin\nMadrid\nMilan\nVienna\nZurich\nOslo'
 ctl --json submit "$TMP/wf.json" --input "system=$SYSTEM" --input "stores=$STORES" --wait --quiet >"$TMP/clean.json" ||
   fail "clean run failed: $(cat "$TMP/clean.json")"
 
-# Fault injection without races: freeze both workers right after the submit
-# (their dispatched map items can't finish), kill -9 the one that got the last
+# Fault injection without races: freeze both workers, then submit (the map
+# items dispatched to them can't finish: a second run of the same inputs is
+# all prefix-cache hits, and a worker left running would finish its items
+# before any signal could reach it), kill -9 the one that got the last
 # dispatched item, let the other go on.
-JOB=$(ctl submit "$TMP/wf.json" --input "system=$SYSTEM" --input "stores=$STORES") || fail "submit failed"
 kill_worker w1 STOP
 kill_worker w2 STOP
+JOB=$(ctl submit "$TMP/wf.json" --input "system=$SYSTEM" --input "stores=$STORES") ||
+  { kill_worker w1 CONT; kill_worker w2 CONT; fail "submit failed"; }
 VICTIM=""
 for _ in $(seq 1 100); do
   ctl --json result "$JOB" >"$TMP/mid.json" 2>/dev/null || true

@@ -276,6 +276,32 @@ Test(sched, pending_blocks_attract_siblings_but_are_never_pulled) {
     cr_assert_eq(ch.reuse_blocks, 0);
 }
 
+/* Two tasks on one worker pending the same leading blocks (a warm prefix and
+ * a call extending it): the first to end leaves the other's run whole. */
+Test(sched, pending_blocks_are_counted_per_task) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    (void)add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(8);
+    uint64_t h[10];
+    int nb = bh_prefix(ROOT, prompt, 160, BS, h);
+    cr_assert_eq(nb, 10);
+    sched_pending_add(sc, w0->slot, h, 4);  /* the warm prefix: blocks 0..3 */
+    sched_pending_add(sc, w0->slot, h, nb); /* the call: blocks 0..9 */
+    sched_pending_remove(sc, w0->slot, h, 4); /* the warm task ends */
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 160, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+    cr_assert_eq(ch.reuse_blocks, 9, "the call's pending run is still all there (got %d)", ch.reuse_blocks);
+    sched_pending_remove(sc, w0->slot, h, nb);
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 160, 8, &ch), 0);
+    cr_assert_eq(ch.reuse_blocks, 0);
+    sched_pending_remove(sc, w0->slot, h, nb); /* removing what is not pending is a no-op */
+    sched_pending_add(sc, w0->slot, h, 2);
+    sched_pending_drop(sc, w0->slot);
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 160, 8, &ch), 0);
+    cr_assert_eq(ch.reuse_blocks, 0);
+}
+
 /* helium: siblings follow a prefix being computed (light load weight) where
  * router balances; an idle worker that would recompute half its prompt or
  * more that another worker is computing now is told to wait (hold), and once
