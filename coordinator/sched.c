@@ -304,6 +304,14 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
         if (policy == SCHED_HELIUM) {
             rc.load_weight = s->helium_load_weight;
             rc.starve_tokens = s->helium_starve_tokens;
+            /* A pull's measured rate includes the time the request waits for
+             * the busy source's current step; a worker with other work in
+             * flight keeps computing meanwhile, so for it only the transfer
+             * itself costs throughput: judge its pulls at the nominal link
+             * rate (route_config default) rather than the measured one. */
+            for (int k = 0; k < nw; k++)
+                if (rw[k].load_tokens >= rc.starve_tokens && rw[k].link_bytes_s < rc.default_link_bytes_s)
+                    rw[k].link_bytes_s = rc.default_link_bytes_s;
         }
         route_pick_src(&rc, rw, nw, runs, real, n, bs, pages, &d);
         pick = d.worker;

@@ -276,6 +276,34 @@ Test(sched, pending_blocks_attract_siblings_but_are_never_pulled) {
     cr_assert_eq(ch.reuse_blocks, 0);
 }
 
+/* A pull's measured rate includes waiting for the busy source's step: the
+ * router baseline trusts it and recomputes; helium, whose chosen worker has
+ * other work to do meanwhile, judges the transfer at the nominal link rate
+ * and pulls. */
+Test(sched, helium_judges_a_busy_workers_pull_by_the_transfer) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(11);
+    uint64_t h[16];
+    int nb = bh_prefix(ROOT, prompt, 200, BS, h);
+    for (int i = 0; i < nb; i++) dir_add(dir, h[i], w0->slot);
+    job_task a = {.load_tokens = 1000000}, b = {.load_tokens = 2000};
+    wkr_inflight_add(w0, &a); /* the holder is swamped: the load guard picks w1 */
+    wkr_inflight_add(w1, &b); /* w1 is busy too, but less */
+    w1->prefill_tok_s = 1000.0; /* 192 tokens: 0.19 s to recompute */
+    w1->link_bytes_s = 1e4;     /* measured: 12 pages of 4 KiB in about 5 s */
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert_null(ch.pull_from, "router: the measured rate makes the pull look slower than recomputing");
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert_eq(ch.pull_from, w0, "helium pulls");
+    cr_assert_eq(ch.pull_blocks, nb, "all %d full blocks (got %d)", nb, ch.pull_blocks);
+    wkr_inflight_remove(w0, &a);
+    wkr_inflight_remove(w1, &b);
+}
+
 /* Two tasks on one worker pending the same leading blocks (a warm prefix and
  * a call extending it): the first to end leaves the other's run whole. */
 Test(sched, pending_blocks_are_counted_per_task) {
