@@ -588,7 +588,6 @@ void opt_task_gone(opt_t *o, job_task *t) {
     }
 }
 
-/* Some pending call of the group's policy covers at least one of its blocks. */
 /* Leading blocks of the group that some pending call of its policy shares
  * (0: none; the group is not needed). */
 static int32_t needed(opt_t *o, const opt_pin *g) {
