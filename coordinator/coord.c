@@ -215,6 +215,10 @@ static int io_send_warm(void *ctx, wkr_t *w, uint64_t task_id, const int32_t *id
     return send_worker(c, w, &m) ? -1 : 0;
 }
 
+static bool helium_fit(void *ctx, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
+    return opt_ws_fits(ctx, w, hashes, nb, pages);
+}
+
 static void io_send_pin_steps(void *ctx, wkr_t *w, const char *tag, uint32_t steps) {
     Helium__PinSteps p = HELIUM__PIN_STEPS__INIT;
     p.tag = (char *)tag;
@@ -500,7 +504,11 @@ static start_rc start_llm(coord_t *c, job_task *t) {
         return fail_task(c, t, HELIUM__ERROR_CODE__ERROR_PROMPT_TOO_LONG, msg);
     }
     if (rc) return fail_task(c, t, rep_code(rc), he_msg());
-    if (!ch.worker) return START_WAIT;
+    if (!ch.worker) {
+        /* helium: no worker's working set has room for it (sched_set_helium_fit) */
+        if (policy == SCHED_HELIUM && c->cfg.helium_kv_admit != 0) return kv_wait(st, t);
+        return START_WAIT;
+    }
     wkr_t *w = ch.worker;
     if (ch.hold) {
         /* its prefix is being computed on another worker: pull it once it is
@@ -596,6 +604,7 @@ static start_rc start_llm(coord_t *c, job_task *t) {
     c->next_task_id = task_id;
     t->load_tokens = ch.load_tokens;
     t->pages = ch.pages;
+    t->reserve_pages = ch.reserve_pages;
     if (!t->hashes && ch.n_hashes > 0 && (t->hashes = malloc((size_t)ch.n_hashes * sizeof *t->hashes))) {
         memcpy(t->hashes, ch.hashes, (size_t)ch.n_hashes * sizeof *t->hashes);
         t->n_hashes = ch.n_hashes;
@@ -1516,6 +1525,7 @@ coord_t *coord_new(const coord_config *cfg) {
     opt_io io = {.ctx = c, .next_task_id = io_next_task_id, .send_warm = io_send_warm, .send_unpin = io_send_unpin,
                  .send_pin_steps = io_send_pin_steps};
     c->opt = c->sched && c->wkrs && c->jobs ? opt_new(c->tok, c->sched, c->wkrs, c->jobs, &io, 0) : NULL;
+    if (c->opt && c->cfg.helium_kv_admit != 0) sched_set_helium_fit(c->sched, helium_fit, c->opt);
     if (!c->jobs || !c->wkrs || !c->dir || !c->sched || !c->tools || !c->opt) {
         he_set(HE_ENOMEM, "cannot create the coordinator's tables");
         goto fail;

@@ -35,6 +35,8 @@ struct sched {
     double helium_load_weight;
     int64_t helium_starve_tokens;
     bool helium_hold_idle;  /* hold even a call whose pick is about to go idle */
+    sched_fit_fn helium_fit; /* helium's KV admission (NULL: the free-page guard) */
+    void *helium_fit_ctx;
     uint64_t root;
     uint32_t block_size;
     bool have_model;
@@ -125,6 +127,10 @@ void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tok
 }
 
 void sched_set_helium_hold_idle(sched_t *s, bool on) { s->helium_hold_idle = on; }
+void sched_set_helium_fit(sched_t *s, sched_fit_fn fit, void *ctx) {
+    s->helium_fit = fit;
+    s->helium_fit_ctx = ctx;
+}
 
 void sched_get_counters(const sched_t *s, sched_counters *out) { *out = s->c; }
 
@@ -298,6 +304,18 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
             dir_match(s->pending, s->hashes, nb, pend);
             for (int w = 0; w < DIR_MAX_WORKERS; w++) runs[w] = real[w] > pend[w] ? real[w] : pend[w];
         }
+        /* The leading blocks that calls in flight on a worker already hold
+         * (their pages are in use there, or reserved by them) are shared,
+         * not allocated again: a worker needs room only for the rest. */
+        for (int k = 0; k < nw; k++) {
+            int32_t shared = pend[wk[k]->slot] < pages ? pend[wk[k]->slot] : pages;
+            int64_t a = (int64_t)rw[k].kv_blocks_avail + shared;
+            rw[k].kv_blocks_avail = a > INT32_MAX ? INT32_MAX : (int32_t)a;
+            /* helium's admission knows which pages are its own pinned
+             * prefixes (this call's among them) and which can go */
+            if (policy == SCHED_HELIUM && s->helium_fit)
+                rw[k].kv_blocks_avail = s->helium_fit(s->helium_fit_ctx, wk[k], s->hashes, nb, pages) ? pages : 0;
+        }
         route_config rc = s->rc;
         rc.cache_aware = aware;
         rc.allow_pull = aware && rc.page_bytes > 0;
@@ -347,6 +365,11 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
                 out->holder_slot = sl;
             }
         }
+    out->reserve_pages = pages;
+    if (aware) {
+        int32_t shared = pend[wk[pick]->slot] < pages ? pend[wk[pick]->slot] : pages;
+        out->reserve_pages = pages - shared;
+    }
     out->reuse_blocks = policy == SCHED_ISOLATED ? 0 : d.reuse_blocks;
     out->real_blocks = aware ? real[wk[pick]->slot] : 0;
     if (out->real_blocks > out->reuse_blocks) out->real_blocks = out->reuse_blocks;

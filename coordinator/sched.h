@@ -71,6 +71,8 @@ typedef struct {
                                pull_blocks when it counted on blocks still being computed
                                (pending) on the worker or on a pull source */
     int32_t pages;          /* KV pages the task may need (prompt + max_tokens, capped) */
+    int32_t reserve_pages;  /* of those, pages the chosen worker must find room for: its leading
+                               prompt blocks that calls in flight there already hold are not counted twice */
     int64_t load_tokens;    /* work it adds: prompt tokens to compute + max_tokens */
     int holder_slot;        /* cache-aware: the other eligible worker holding the longest run of the
                                prompt's blocks (cached or pending), -1 if none holds any */
@@ -107,6 +109,13 @@ int64_t sched_helium_starve_tokens(const sched_t *s);
  * shared by every job and costs that prefix once more per worker). */
 void sched_set_helium_hold_idle(sched_t *s, bool on);
 route_config *sched_route_config(sched_t *s);
+/* The helium policy's KV admission: fit(ctx, w, hashes, nb, pages) says
+ * whether worker w can take a call of `pages` pages whose prompt blocks are
+ * hashes[0..nb) (the coordinator's working-set model, opt.h opt_ws_fits).
+ * When set, it replaces the free-page guard for helium: only workers it
+ * admits are eligible. NULL: helium uses the guard like the baselines. */
+typedef bool (*sched_fit_fn)(void *ctx, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages);
+void sched_set_helium_fit(sched_t *s, sched_fit_fn fit, void *ctx);
 
 /* Places a prompt of n ids that generates up to max_tokens tokens.
  * Returns 0 (out->worker may be NULL: wait), HE_EUNAVAIL when no worker is

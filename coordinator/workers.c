@@ -198,7 +198,7 @@ int wkr_inflight_add(wkr_t *w, job_task *t) {
     }
     w->inflight[w->n_inflight++] = t;
     w->load_tokens += t->load_tokens;
-    w->reserved_pages += t->pages;
+    w->reserved_pages += t->reserve_pages;
     return 0;
 }
 
@@ -208,7 +208,7 @@ void wkr_inflight_remove(wkr_t *w, job_task *t) {
             w->inflight[i] = w->inflight[--w->n_inflight];
             w->load_tokens -= t->load_tokens;
             if (w->load_tokens < 0) w->load_tokens = 0;
-            w->reserved_pages -= t->pages; /* its pages become reclaimable */
+            w->reserved_pages -= t->reserve_pages; /* its pages become reclaimable */
             return;
         }
 }

@@ -111,7 +111,7 @@ Test(workers, heartbeat_rates_and_kv) {
 Test(workers, inflight_load_and_reservations) {
     wkr_t *w = add_worker("w0", 100, 512, ROOT);
     heartbeat(w, 100, 0, 0, 0);
-    job_task a = {.load_tokens = 300, .pages = 30}, b = {.load_tokens = 50, .pages = 5};
+    job_task a = {.load_tokens = 300, .pages = 30, .reserve_pages = 30}, b = {.load_tokens = 50, .pages = 8, .reserve_pages = 5};
     cr_assert_eq(wkr_inflight_add(w, &a), 0);
     cr_assert_eq(wkr_inflight_add(w, &b), 0);
     cr_assert_eq(w->load_tokens, 350);
@@ -328,6 +328,67 @@ Test(sched, pending_blocks_are_counted_per_task) {
     sched_pending_drop(sc, w0->slot);
     cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 160, 8, &ch), 0);
     cr_assert_eq(ch.reuse_blocks, 0);
+}
+
+/* The free-page guard counts the leading blocks a worker's in-flight calls
+ * already hold once: a sibling needs room only for its own pages, and its
+ * reservation is only those. */
+Test(sched, siblings_need_room_only_for_their_own_pages) {
+    wkr_t *w0 = add_worker("w0", 20, 512, ROOT);
+    fill_prompt(12);
+    uint64_t h[12];
+    int nb = bh_prefix(ROOT, prompt, 192, BS, h); /* 12 full blocks */
+    cr_assert_eq(nb, 12);
+    heartbeat(w0, 6, 0, 0, 0); /* the first call holds 14 pages; 6 left */
+    sched_choice ch;
+    /* 192 + 16 tokens: 13 pages; nothing shared yet: it does not fit */
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 192, 16, &ch), 0);
+    cr_assert_null(ch.worker);
+    sched_pending_add(sc, w0->slot, h, 10); /* the first call's prompt shares 10 blocks */
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 192, 16, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+    cr_assert_eq(ch.pages, 13);
+    cr_assert_eq(ch.reserve_pages, 3, "13 pages, 10 of them shared (got %d)", ch.reserve_pages);
+    /* isolated shares nothing */
+    cr_assert_eq(sched_place(sc, SCHED_ISOLATED, prompt, 192, 16, &ch), 0);
+    cr_assert_null(ch.worker);
+    sched_pending_remove(sc, w0->slot, h, 10);
+}
+
+static int fit_calls;
+static bool fit_only_w1(void *ctx, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
+    (void)hashes;
+    (void)pages;
+    fit_calls++;
+    cr_assert_eq(nb, 12);
+    return strcmp(w->id, (const char *)ctx) == 0;
+}
+
+/* helium's admission hook decides which workers are eligible, for helium
+ * only: the holder that its working set says is full is passed over, and
+ * when no worker fits the call waits. */
+Test(sched, helium_eligibility_follows_its_admission) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(13);
+    uint64_t h[12];
+    int nb = bh_prefix(ROOT, prompt, 200, BS, h);
+    for (int i = 0; i < nb; i++) dir_add(dir, h[i], w0->slot);
+    sched_set_helium_fit(sc, fit_only_w1, "w1");
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w0, "the router follows the prefix");
+    cr_assert_eq(fit_calls, 0, "the hook is helium's alone");
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1, "w0 is full by helium's working set");
+    cr_assert_eq(ch.pull_from, w0);
+    cr_assert_eq(fit_calls, 2);
+    sched_set_helium_fit(sc, fit_only_w1, "none");
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_null(ch.worker);
+    sched_set_helium_fit(sc, NULL, NULL);
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
 }
 
 /* helium: siblings follow a prefix being computed (light load weight) where
