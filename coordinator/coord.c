@@ -603,6 +603,7 @@ static start_rc start_llm(coord_t *c, job_task *t) {
     if (sent) return START_WAIT; /* its queue is full */
     c->next_task_id = task_id;
     t->load_tokens = ch.load_tokens;
+    t->decode_tokens = op->llm.max_tokens;
     t->pages = ch.pages;
     t->reserve_pages = ch.reserve_pages;
     if (!t->hashes && ch.n_hashes > 0 && (t->hashes = malloc((size_t)ch.n_hashes * sizeof *t->hashes))) {
@@ -819,7 +820,10 @@ static void on_cache_events(coord_t *c, wkr_t *w, const Helium__CacheEvents *ce)
     for (size_t i = 0; i < ce->n_stored; i++) dir_add(c->dir, ce->stored[i], w->slot);
     w->cache_seq = ce->seq;
     w->seq_known = true;
-    if (ce->n_stored) opt_cache_stored(c->opt, w);
+    if (ce->n_stored) {
+        opt_cache_stored(c->opt, w);
+        sched_prefill_progress(c->sched, w);
+    }
     if (ce->n_stored && jobs_ready_count(c->jobs)) c->dirty = true; /* held tasks may go now */
 }
 

@@ -839,6 +839,7 @@ void jobs_task_requeue(jobs_t *js, job_task *t) {
     t->worker = -1;
     t->runner = NULL;
     t->load_tokens = 0;
+    t->decode_tokens = 0;
     t->pages = 0;
     t->reserve_pages = 0;
     if (t->map < 0) t->job->ops[t->op].state = HELIUM__OP_STATE__OP_READY;

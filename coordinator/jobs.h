@@ -81,6 +81,7 @@ struct job_task {
     int worker;             /* worker slot of the running attempt, -1 if none */
     int64_t load_tokens;    /* load this attempt added to its worker */
     int32_t pages;          /* KV pages this attempt may need (prompt + max_tokens) */
+    int32_t decode_tokens;  /* max_tokens of this attempt (part of load_tokens) */
     int32_t reserve_pages;  /* of those, pages not shared with the worker's other in-flight calls */
     void *runner;           /* caller's handle while running (e.g. the tool transfer) */
     void *opt;              /* caller's optimizer link (e.g. an in-flight dedup entry); a task

@@ -119,6 +119,23 @@ int32_t sched_real_run(sched_t *s, int slot, const uint64_t *hashes, int32_t n) 
     return runs[slot];
 }
 
+void sched_prefill_progress(sched_t *s, wkr_t *w) {
+    int32_t bs = (int32_t)s->block_size;
+    if (bs <= 0) return;
+    for (size_t i = 0; i < w->n_inflight; i++) {
+        job_task *t = w->inflight[i];
+        if (t->kind != JT_LLM || !t->hashes || t->n_hashes <= 0) continue;
+        if (t->load_tokens <= t->decode_tokens) continue; /* its prefill is done already */
+        int64_t left = (int64_t)t->n_ids - (int64_t)sched_real_run(s, w->slot, t->hashes, t->n_hashes) * bs;
+        if (left < 0) left = 0;
+        left += t->decode_tokens;
+        if (left >= t->load_tokens) continue;
+        w->load_tokens -= t->load_tokens - left;
+        if (w->load_tokens < 0) w->load_tokens = 0;
+        t->load_tokens = left;
+    }
+}
+
 int64_t sched_helium_starve_tokens(const sched_t *s) { return s->helium_starve_tokens; }
 
 void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tokens) {
@@ -351,7 +368,11 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
         }
     }
     if (pick < 0 || pick >= nw) {
-        clog_msg(CLOG_DEBUG, "route: %d-token prompt waits (no eligible worker has %d free pages)", n, pages);
+        if (policy == SCHED_HELIUM && s->helium_fit)
+            clog_msg(CLOG_DEBUG, "route: %d-token prompt waits (no worker's working set has room for %d pages)", n,
+                     pages);
+        else
+            clog_msg(CLOG_DEBUG, "route: %d-token prompt waits (no eligible worker has %d free pages)", n, pages);
         return 0;
     }
     out->d = d;

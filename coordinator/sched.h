@@ -117,6 +117,13 @@ route_config *sched_route_config(sched_t *s);
 typedef bool (*sched_fit_fn)(void *ctx, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages);
 void sched_set_helium_fit(sched_t *s, sched_fit_fn fit, void *ctx);
 
+/* A call's queued work shrinks as its prompt pages are committed: each LLM
+ * task in flight on w is left with the prompt past its committed run plus
+ * its decode (t->decode_tokens), so a worker whose calls have finished their
+ * prefill does not look busier than it is (w->load_tokens, what the routers
+ * balance on). Call after the worker's stored-block events. */
+void sched_prefill_progress(sched_t *s, wkr_t *w);
+
 /* Places a prompt of n ids that generates up to max_tokens tokens.
  * Returns 0 (out->worker may be NULL: wait), HE_EUNAVAIL when no worker is
  * alive, or HE_ECONTEXT when no alive worker's context holds the prompt plus

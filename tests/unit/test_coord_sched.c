@@ -355,6 +355,34 @@ Test(sched, siblings_need_room_only_for_their_own_pages) {
     sched_pending_remove(sc, w0->slot, h, 10);
 }
 
+/* A call's load shrinks to its decode as its prompt pages are committed. */
+Test(sched, load_shrinks_as_the_prefill_commits) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    fill_prompt(14);
+    uint64_t h[12];
+    int nb = bh_prefix(ROOT, prompt, 200, BS, h); /* 12 full blocks, 8 tokens past them */
+    job_task t = {.kind = JT_LLM, .ids = prompt, .n_ids = 200, .hashes = h, .n_hashes = nb,
+                  .load_tokens = 200 + 32, .decode_tokens = 32};
+    job_task tool = {.kind = JT_TOOL, .load_tokens = 50};
+    cr_assert_eq(wkr_inflight_add(w0, &t), 0);
+    cr_assert_eq(wkr_inflight_add(w0, &tool), 0);
+    sched_prefill_progress(sc, w0);
+    cr_assert_eq(w0->load_tokens, 282, "nothing committed yet");
+    for (int i = 0; i < 5; i++) dir_add(dir, h[i], w0->slot);
+    sched_prefill_progress(sc, w0);
+    cr_assert_eq(t.load_tokens, 200 - 80 + 32);
+    cr_assert_eq(w0->load_tokens, 152 + 50);
+    for (int i = 5; i < nb; i++) dir_add(dir, h[i], w0->slot);
+    sched_prefill_progress(sc, w0);
+    cr_assert_eq(t.load_tokens, 8 + 32, "the partial last block and the decode are left");
+    dir_drop_worker(dir, w0->slot);
+    sched_prefill_progress(sc, w0);
+    cr_assert_eq(t.load_tokens, 40, "an eviction never adds load back");
+    wkr_inflight_remove(w0, &t);
+    wkr_inflight_remove(w0, &tool);
+    cr_assert_eq(w0->load_tokens, 0);
+}
+
 static int fit_calls;
 static bool fit_only_w1(void *ctx, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
     (void)hashes;
