@@ -539,9 +539,8 @@ static start_rc start_llm(coord_t *c, job_task *t) {
             ch = hc;
             w = hc.worker;
         }
-        /* its worker's KV holds what its in-flight calls and pinned groups
-         * need and no more: wait here rather than evict them (opt.h) */
-        if (!opt_ws_fits(c->opt, w, ch.hashes, ch.n_hashes, ch.pages)) return kv_wait(st, t);
+        /* (its worker's working set has room for it: sched_place admits
+         * only such workers, sched_set_helium_fit) */
     }
     /* (a placement that counts on prefix pages the chosen worker itself is
      * computing goes at once: its engine admits the call when they are

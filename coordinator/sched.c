@@ -251,6 +251,12 @@ int sched_place_on(sched_t *s, sched_policy policy, const int32_t *ids, int32_t 
     return place(s, policy, ids, n, max_tokens, slot < 0 ? DIR_MAX_WORKERS : slot, flags, out);
 }
 
+/* Of a call's pages, the leading blocks that calls in flight on worker slot
+ * already hold (pend: their runs in the pending directory). */
+static int32_t shared_pages(const int32_t *pend, int slot, int32_t pages) {
+    return pend[slot] < pages ? pend[slot] : pages;
+}
+
 /* only >= 0: consider that slot alone. */
 static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int only,
                  unsigned flags, sched_choice *out) {
@@ -325,13 +331,12 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
          * (their pages are in use there, or reserved by them) are shared,
          * not allocated again: a worker needs room only for the rest. */
         for (int k = 0; k < nw; k++) {
-            int32_t shared = pend[wk[k]->slot] < pages ? pend[wk[k]->slot] : pages;
-            int64_t a = (int64_t)rw[k].kv_blocks_avail + shared;
-            rw[k].kv_blocks_avail = a > INT32_MAX ? INT32_MAX : (int32_t)a;
             /* helium's admission knows which pages are its own pinned
              * prefixes (this call's among them) and which can go */
             if (policy == SCHED_HELIUM && s->helium_fit)
                 rw[k].kv_blocks_avail = s->helium_fit(s->helium_fit_ctx, wk[k], s->hashes, nb, pages) ? pages : 0;
+            else
+                rw[k].kv_blocks_avail += shared_pages(pend, wk[k]->slot, pages);
         }
         route_config rc = s->rc;
         rc.cache_aware = aware;
@@ -386,11 +391,7 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
                 out->holder_slot = sl;
             }
         }
-    out->reserve_pages = pages;
-    if (aware) {
-        int32_t shared = pend[wk[pick]->slot] < pages ? pend[wk[pick]->slot] : pages;
-        out->reserve_pages = pages - shared;
-    }
+    out->reserve_pages = aware ? pages - shared_pages(pend, wk[pick]->slot, pages) : pages;
     out->reuse_blocks = policy == SCHED_ISOLATED ? 0 : d.reuse_blocks;
     out->real_blocks = aware ? real[wk[pick]->slot] : 0;
     if (out->real_blocks > out->reuse_blocks) out->real_blocks = out->reuse_blocks;
