@@ -570,14 +570,21 @@ done:
 
 size_t eng_kv_page_bytes(const eng_t *e) { return be_kv_page_bytes(e->be); }
 
+int eng_kv_copy_out(eng_t *e, uint64_t hash, void *buf) {
+    kvc_lock(e->kvc);
+    int32_t b = kvc_lookup(e->kvc, hash);
+    int rc = b < 0 ? 0 : e->be->ops->kv_export(e->be, b, buf);
+    kvc_unlock(e->kvc);
+    return rc < 0 ? rc : b >= 0;
+}
+
 int eng_kv_export(eng_t *e, const uint64_t *hashes, int32_t n, void *buf) {
     size_t pb = be_kv_page_bytes(e->be);
     int32_t i = 0;
     for (; i < n; i++) {
-        int32_t b = kvc_lookup(e->kvc, hashes[i]);
-        if (b < 0) break;
-        int rc = e->be->ops->kv_export(e->be, b, (char *)buf + (size_t)i * pb);
-        if (rc) return rc;
+        int rc = eng_kv_copy_out(e, hashes[i], (char *)buf + (size_t)i * pb);
+        if (rc < 0) return rc;
+        if (rc == 0) break;
     }
     e->ctr.exported_blocks += i;
     return i;

@@ -115,6 +115,11 @@ int eng_eval(eng_t *e, const int32_t *ids, int32_t n, float *logits);
  * hashes (skipping ones already cached) as reclaimable cached blocks; returns
  * how many were stored, or HE_ENOMEM. */
 int eng_kv_export(eng_t *e, const uint64_t *hashes, int32_t n, void *buf);
+/* export's one-page step, safe from a second thread while the engine steps
+ * (kvcache.h: under the cache's lock): copies the page cached under hash to
+ * buf. Returns 1, 0 when it is not cached, or a negative herr code. Counts
+ * nothing (the caller does). */
+int eng_kv_copy_out(eng_t *e, uint64_t hash, void *buf);
 int eng_kv_import(eng_t *e, const uint64_t *hashes, int32_t n, const void *buf);
 size_t eng_kv_page_bytes(const eng_t *e);
 

@@ -13,10 +13,13 @@
  * The map uses open addressing with linear probing, at most half full, and
  * backward-shift deletion (no tombstones), so all operations are O(1) expected.
  * Event callbacks run synchronously and must not call back into this cache.
+ * The mutex guards what a second thread reads (kvcache.h): the map and the
+ * reuse of a block, i.e. kvc_alloc and kvc_commit.
  */
 #include "kvcache.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "herr.h"
@@ -43,6 +46,8 @@ struct kvc {
     int64_t lookups, hits, evictions, commits, pinned_evictions;
     kvc_event_fn ev_fn;
     void *ev_ud;
+    pthread_mutex_t mu;
+    bool mu_init;
 };
 
 /* ---- hash map: uint64 hash -> block ---- */
@@ -147,12 +152,19 @@ kvc_t *kvc_new(int32_t n_blocks, int32_t block_size) {
     }
     c->n_free = n_blocks;
     c->b[n_blocks].prev = c->b[n_blocks].next = n_blocks; /* empty LRU */
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        kvc_destroy(&c);
+        he_set(HE_ENOMEM, "kvc_new: cannot create its mutex");
+        return NULL;
+    }
+    c->mu_init = true;
     return c;
 }
 
 void kvc_destroy(kvc_t **self_p) {
     if (!self_p || !*self_p) return;
     kvc_t *c = *self_p;
+    if (c->mu_init) pthread_mutex_destroy(&c->mu);
     free(c->b);
     free(c->free_stk);
     free(c->mkey);
@@ -171,7 +183,10 @@ void kvc_set_event_cb(kvc_t *c, kvc_event_fn fn, void *ud) {
 
 /* ---- allocation and reference counting ---- */
 
-int32_t kvc_alloc(kvc_t *c) {
+void kvc_lock(kvc_t *c) { pthread_mutex_lock(&c->mu); }
+void kvc_unlock(kvc_t *c) { pthread_mutex_unlock(&c->mu); }
+
+static int32_t alloc_locked(kvc_t *c) {
     int32_t x;
     if (c->n_free > 0) {
         x = c->free_stk[--c->n_free];
@@ -207,6 +222,13 @@ int32_t kvc_alloc(kvc_t *c) {
     }
     c->b[x].ref = 1;
     c->n_used++;
+    return x;
+}
+
+int32_t kvc_alloc(kvc_t *c) {
+    pthread_mutex_lock(&c->mu);
+    int32_t x = alloc_locked(c);
+    pthread_mutex_unlock(&c->mu);
     return x;
 }
 
@@ -265,7 +287,7 @@ int kvc_match(kvc_t *c, const uint64_t *hashes, int n, int32_t *blocks_out) {
 
 int32_t kvc_lookup(const kvc_t *c, uint64_t hash) { return map_get(c, hash); }
 
-int32_t kvc_commit(kvc_t *c, int32_t block, uint64_t hash) {
+static int32_t commit_locked(kvc_t *c, int32_t block, uint64_t hash) {
     if (bad_block(c, block, "kvc_commit")) return HE_ERANGE;
     kvc_block *k = &c->b[block];
     if (k->ref <= 0) return he_set(HE_EINVAL, "kvc_commit: block %d is not referenced", block);
@@ -282,6 +304,13 @@ int32_t kvc_commit(kvc_t *c, int32_t block, uint64_t hash) {
     k->seq = (uint64_t)++c->commits;
     emit(c, KVC_EV_STORED, hash, block);
     return block;
+}
+
+int32_t kvc_commit(kvc_t *c, int32_t block, uint64_t hash) {
+    pthread_mutex_lock(&c->mu);
+    int32_t r = commit_locked(c, block, hash);
+    pthread_mutex_unlock(&c->mu);
+    return r;
 }
 
 bool kvc_block_hash(const kvc_t *c, int32_t block, uint64_t *hash) {

@@ -21,7 +21,11 @@
  *     dropping all its pins (event KVC_EV_REMOVED_PINNED);
  *   - events: every commit (stored) and eviction (removed) is reported through
  *     an optional callback, so a cluster directory can mirror the cache exactly.
- * Not thread-safe: one engine thread owns it.
+ * One engine thread owns it. A second thread may only read committed blocks:
+ * under kvc_lock it may look a hash up (kvc_lookup) and copy that block's
+ * KV out of the backend; evictions and commits (kvc_alloc, kvc_commit) take
+ * the same lock, so a block found under it is neither evicted nor reused
+ * until kvc_unlock, and a committed block's KV is never written again.
  */
 #ifndef HELIUM_KVCACHE_H
 #define HELIUM_KVCACHE_H
@@ -79,6 +83,10 @@ int32_t kvc_lookup(const kvc_t *c, uint64_t hash);
 int32_t kvc_commit(kvc_t *c, int32_t block, uint64_t hash);
 /* Hash of a committed block (false if not committed). */
 bool kvc_block_hash(const kvc_t *c, int32_t block, uint64_t *hash);
+
+/* The lock a reading thread holds around kvc_lookup and its copy (above). */
+void kvc_lock(kvc_t *c);
+void kvc_unlock(kvc_t *c);
 
 /* Pinning by hash: pinned blocks survive eviction. Counts nest. Returns
  * HE_ENOTFOUND if the hash is not cached. */

@@ -46,6 +46,7 @@
 #include "engine.h"
 #include "helium.pb-c.h"
 #include "herr.h"
+#include "kvserve.h"
 #include "model.h"
 #include "workflow.h"
 
@@ -85,6 +86,8 @@ static void slog(log_level lv, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, "[worker %s] %s: %s\n", g_log_id, names[lv], line);
 }
+
+static void kvs_log(int level, const char *msg) { slog((log_level)level, "%s", msg); }
 
 static void on_signal(int sig) {
     (void)sig;
@@ -156,6 +159,7 @@ typedef struct {
     eng_config ec;
     int heartbeat_ms;     /* until a RegisterAck says otherwise */
     int pull_timeout_ms;
+    bool inline_pulls;    /* serve peers' pulls between engine steps, not from the pull server thread */
     log_level level;
 } srv_opts;
 
@@ -242,6 +246,9 @@ typedef struct {
     int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served, pull_waits, pinned_evictions;
     int64_t pin_updates;
     int64_t warm_tasks, pin_refused, pull_us, pull_bytes;
+    int64_t exported;       /* pages this thread exported (the pull server counts its own) */
+    kvs_geom geom;          /* what our KvPages say about the pages */
+    kvs_t *kvs;             /* the pull server thread (owns the data socket), or NULL: inline */
     bool draining, stop, ever_registered;
     int exit_code;
 } srv_t;
@@ -349,7 +356,7 @@ static void send_heartbeat(srv_t *s) {
         {"generated_tokens", c.generated_tokens},
         {"pulled_tokens", s->pulled_tokens},
         {"forward_us", (int64_t)(c.forward_seconds * 1e6)},
-        {"exported_blocks", c.exported_blocks},
+        {"exported_blocks", c.exported_blocks + s->exported + kvs_exported_blocks(s->kvs)},
         {"imported_blocks", c.imported_blocks},
         {"preemptions", c.preemptions},
         {"hit_tokens", c.cached_tokens},
@@ -357,9 +364,9 @@ static void send_heartbeat(srv_t *s) {
         {"requests", c.requests},
         {"steps", c.steps},
         {"evictions", ks.evictions},
-        {"bad_frames", s->bad_frames},
-        {"send_errors", s->send_errors},
-        {"pulls_served", s->pulls_served},
+        {"bad_frames", s->bad_frames + kvs_bad_frames(s->kvs)},
+        {"send_errors", s->send_errors + kvs_send_errors(s->kvs)},
+        {"pulls_served", s->pulls_served + kvs_pulls_served(s->kvs)},
         {"pull_waits", s->pull_waits},
         {"pinned_evictions", s->pinned_evictions},
         {"pin_updates", s->pin_updates},
@@ -1150,56 +1157,22 @@ static bool start_pull(srv_t *s, task_t *t, const Helium__KvPullHint *h) {
  * most SRV_CHUNK_BYTES each, handing each to emit (the last has last=true).
  * Returns pages exported, or a negative herr code. */
 typedef int (*pages_emit_fn)(srv_t *s, void *ud, Helium__KvPages *kp);
+typedef struct {
+    srv_t *s;
+    pages_emit_fn fn;
+    void *ud;
+} emit_adapter;
+
+static int emit_adapt(void *ud, Helium__KvPages *kp) {
+    emit_adapter *a = ud;
+    return a->fn(a->s, a->ud, kp);
+}
+
 static int export_pages(srv_t *s, uint64_t xfer, const uint64_t *hashes, int32_t n, pages_emit_fn emit, void *ud) {
-    int32_t per = (int32_t)(SRV_CHUNK_BYTES / s->page_bytes);
-    if (per < 1) per = 1;
-    if (per > n && n > 0) per = n;
-    char *buf = malloc(s->page_bytes * (size_t)(per > 0 ? per : 1));
-    Helium__KvPage *pg = calloc((size_t)(per > 0 ? per : 1), sizeof *pg);
-    Helium__KvPage **pp = calloc((size_t)(per > 0 ? per : 1), sizeof *pp);
-    if (!buf || !pg || !pp) {
-        free(buf);
-        free(pg);
-        free(pp);
-        return he_set(HE_ENOMEM, "out of memory exporting KV pages");
-    }
-    int32_t done = 0;
-    int rc = 0;
-    for (;;) {
-        int32_t want = n - done < per ? n - done : per;
-        int got = want > 0 ? eng_kv_export(s->e, hashes + done, want, buf) : 0;
-        if (got < 0) {
-            rc = got;
-            break;
-        }
-        bool last = got < want || done + got >= n;
-        Helium__KvPages kp = HELIUM__KV_PAGES__INIT;
-        kp.protocol_version = SRV_PROTO;
-        kp.transfer_id = xfer;
-        kp.model_root = s->m->root_hash;
-        kp.n_layers = (uint32_t)s->m->hp.n_layers;
-        kp.kv_dim = (uint32_t)s->m->hp.kv_dim;
-        kp.block_size = (uint32_t)s->bs;
-        kp.dtype = "f32";
-        for (int i = 0; i < got; i++) {
-            helium__kv_page__init(&pg[i]);
-            pg[i].hash = hashes[done + i];
-            pg[i].parent = done + i > 0 ? hashes[done + i - 1] : 0; /* 0: not known here */
-            pg[i].data.data = (uint8_t *)buf + (size_t)i * s->page_bytes;
-            pg[i].data.len = s->page_bytes;
-            pp[i] = &pg[i];
-        }
-        kp.n_pages = (size_t)got;
-        kp.pages = pp;
-        kp.last = last;
-        done += got;
-        if ((rc = emit(s, ud, &kp))) break;
-        if (last) break;
-    }
-    free(buf);
-    free(pg);
-    free(pp);
-    return rc ? rc : done;
+    emit_adapter a = {.s = s, .fn = emit, .ud = ud};
+    int rc = kvs_export(s->e, &s->geom, xfer, hashes, n, SRV_CHUNK_BYTES, emit_adapt, &a);
+    if (rc > 0) s->exported += rc;
+    return rc;
 }
 
 typedef struct {
@@ -1599,7 +1572,10 @@ static void on_data_frame(srv_t *s, const void *ident, size_t ident_len, bool de
         return;
     }
     peer_dest d = {.sock = s->data, .ident = ident, .ident_len = ident_len, .delim = delim};
-    if (p->body_case == HELIUM__PEER_MSG__BODY_PULL && p->pull) {
+    if (p->body_case == HELIUM__PEER_MSG__BODY_PULL && p->pull && !s->data) {
+        /* the pull server thread answers pulls; it forwards only the rest */
+        bad_frame(s, "the pull server", "a forwarded KvPull");
+    } else if (p->body_case == HELIUM__PEER_MSG__BODY_PULL && p->pull) {
         const Helium__KvPull *pl = p->pull;
         int32_t max = eng_n_ctx(s->e) / s->bs + 1;
         s->pulls_served++;
@@ -1710,6 +1686,21 @@ static void read_data(srv_t *s) {
     }
 }
 
+/* From the pull server thread: [identity, delimiter flag, payload]. */
+static void read_forwarded(srv_t *s) {
+    void *sock = kvs_forward_socket(s->kvs);
+    for (int k = 0; k < SRV_DRAIN_MSGS && !s->stop; k++) {
+        zmq_msg_t fr[3];
+        int dropped, n = recv_msg(sock, fr, &dropped);
+        if (n <= 0) return;
+        if (n == 3 && !dropped && zmq_msg_size(&fr[1]) == 1)
+            on_data_frame(s, zmq_msg_data(&fr[0]), zmq_msg_size(&fr[0]), *(const uint8_t *)zmq_msg_data(&fr[1]) != 0,
+                          zmq_msg_data(&fr[2]), zmq_msg_size(&fr[2]));
+        else bad_frame(s, "the pull server", "message of %d frames", n + dropped);
+        for (int i = 0; i < n; i++) zmq_msg_close(&fr[i]);
+    }
+}
+
 static void read_peer(srv_t *s, int pi) {
     for (int k = 0; k < SRV_DRAIN_MSGS && !s->stop && s->peers[pi].sock; k++) {
         zmq_msg_t fr[3];
@@ -1764,11 +1755,13 @@ static void usage(FILE *f) {
             "  --no-prefix-cache    compute every prompt token\n"
             "  --heartbeat-ms N     heartbeat period until the coordinator sets one (default 500)\n"
             "  --pull-timeout-ms N  give up on a KV pull after N ms and recompute (default 2000)\n"
+            "  --inline-pulls       serve peers' KV pulls between engine steps (default: from a thread\n"
+            "                       of their own, at once)\n"
             "  --log-level L        error | warn | info | debug (default info)\n");
 }
 
 enum { S_COORD = 256, S_MODEL, S_ID, S_DATA, S_ADV, S_THREADS, S_KVMB, S_KVBLOCKS, S_BS, S_BATCH, S_SEQS, S_CTX,
-       S_NOPC, S_HB, S_PULLTO, S_LOG, S_HELP };
+       S_NOPC, S_HB, S_PULLTO, S_INLINE, S_LOG, S_HELP };
 
 static int parse_int(const char *name, const char *v, int lo, int hi, int *out) {
     char *end;
@@ -1789,7 +1782,7 @@ static int parse_args(int argc, char **argv, srv_opts *o) {
         {"kv-blocks", 1, 0, S_KVBLOCKS},
         {"block-size", 1, 0, S_BS}, {"batch-tokens", 1, 0, S_BATCH}, {"max-seqs", 1, 0, S_SEQS},
         {"ctx", 1, 0, S_CTX}, {"no-prefix-cache", 0, 0, S_NOPC}, {"heartbeat-ms", 1, 0, S_HB},
-        {"pull-timeout-ms", 1, 0, S_PULLTO}, {"log-level", 1, 0, S_LOG}, {"help", 0, 0, S_HELP}, {0, 0, 0, 0}};
+        {"pull-timeout-ms", 1, 0, S_PULLTO}, {"inline-pulls", 0, 0, S_INLINE}, {"log-level", 1, 0, S_LOG}, {"help", 0, 0, S_HELP}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->heartbeat_ms = 500;
     o->pull_timeout_ms = 2000;
@@ -1813,6 +1806,7 @@ static int parse_args(int argc, char **argv, srv_opts *o) {
         case S_NOPC: o->ec.no_prefix_cache = true; break;
         case S_HB: rc = parse_int("heartbeat-ms", optarg, 10, 600000, &o->heartbeat_ms); break;
         case S_PULLTO: rc = parse_int("pull-timeout-ms", optarg, 1, 600000, &o->pull_timeout_ms); break;
+        case S_INLINE: o->inline_pulls = true; break;
         case S_LOG:
             v = -1;
             if (!strcmp(optarg, "error")) v = LOG_ERROR;
@@ -1870,6 +1864,9 @@ static int setup(srv_t *s) {
     s->kvc = eng_kvc(s->e);
     s->bs = eng_block_size(s->e);
     s->page_bytes = eng_kv_page_bytes(s->e);
+    s->geom = (kvs_geom){.model_root = s->m->root_hash, .n_layers = (uint32_t)s->m->hp.n_layers,
+                         .kv_dim = (uint32_t)s->m->hp.kv_dim, .block_size = (uint32_t)s->bs,
+                         .page_bytes = s->page_bytes, .protocol_version = SRV_PROTO};
     kvc_set_event_cb(s->kvc, on_cache_event, s);
     s->peers = calloc(SRV_MAX_PEERS, sizeof *s->peers);
     s->zctx = zmq_ctx_new();
@@ -1913,6 +1910,13 @@ static int setup(srv_t *s) {
             snprintf(s->data_ep, sizeof s->data_ep, "%s", s->o.data_ep);
         if (strstr(s->data_ep, "0.0.0.0") || strstr(s->data_ep, "//*"))
             slog(LOG_WARN, "data endpoint %s is not reachable as written; use --advertise", s->data_ep);
+        if (!s->o.inline_pulls) {
+            kvs_config kc = {.zctx = s->zctx, .data = s->data, .e = s->e, .geom = s->geom,
+                             .max_blocks = eng_n_ctx(s->e) / s->bs + 1, .chunk_bytes = SRV_CHUNK_BYTES,
+                             .log = kvs_log};
+            if ((s->kvs = kvs_start(&kc))) s->data = NULL; /* the thread owns it now */
+            else slog(LOG_WARN, "no pull server thread (%s): serving pulls between engine steps", he_msg());
+        }
     }
     s->hb_ms = (uint32_t)s->o.heartbeat_ms;
     s->next_reg_ms = mono_ms() + 250; /* sooner once the monitor reports the connection */
@@ -1927,6 +1931,7 @@ zfail:
 }
 
 static void teardown(srv_t *s) {
+    kvs_stop(&s->kvs); /* it closes the data socket */
     while (s->tasks) task_free(s, s->tasks);
     for (int i = 0; i < s->n_peers; i++) peer_close(&s->peers[i]);
     free(s->peers);
@@ -1990,6 +1995,7 @@ static int serve_loop(srv_t *s) {
         items[n++] = (zmq_pollitem_t){.socket = s->coord, .events = ZMQ_POLLIN};
         items[n++] = (zmq_pollitem_t){.socket = s->mon, .events = ZMQ_POLLIN};
         if (s->data) items[n++] = (zmq_pollitem_t){.socket = s->data, .events = ZMQ_POLLIN};
+        else if (s->kvs) items[n++] = (zmq_pollitem_t){.socket = kvs_forward_socket(s->kvs), .events = ZMQ_POLLIN};
         int fixed = n;
         for (int i = 0; i < s->n_peers; i++)
             if (s->peers[i].sock) {
@@ -2004,7 +2010,10 @@ static int serve_loop(srv_t *s) {
         }
         if (items[0].revents & ZMQ_POLLIN) read_coord(s);
         if (items[1].revents & ZMQ_POLLIN) read_monitor(s);
-        if (s->data && (items[2].revents & ZMQ_POLLIN)) read_data(s);
+        if (fixed > 2 && (items[2].revents & ZMQ_POLLIN)) {
+            if (s->data) read_data(s);
+            else read_forwarded(s);
+        }
         for (int i = fixed; i < n; i++)
             if (items[i].revents & ZMQ_POLLIN) read_peer(s, peer_of[i]);
         if (s->stop) break;

@@ -141,6 +141,7 @@ check(d("computed_tokens", a1, a2) == lacked,
       "%s computed %d prompt tokens, expected %d (what c and c2 lacked)" % (A, d("computed_tokens", a1, a2), lacked))
 check(d("exported_blocks", h1, h2) >= want // bs,
       "%s exported %d blocks, expected >= %d" % (H, d("exported_blocks", h1, h2), want // bs))
+check(d("pulls_served", h1, h2) >= 1, "%s served %d pulls" % (H, d("pulls_served", h1, h2)))
 print("transfer: c on %s pulled %d tokens from %s; c2 reused %d (pull waits %d); %s computed %d of %d prompt "
       "tokens; outputs match generate" % (A, c["pulled_tokens"], H, c2["cached_tokens"], d("pull_waits", a1, a2), A,
       d("computed_tokens", a1, a2), c["prompt_tokens"] + c2["prompt_tokens"]))
