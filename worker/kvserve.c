@@ -90,6 +90,36 @@ int kvs_export(eng_t *e, const kvs_geom *g, uint64_t xfer, const uint64_t *hashe
     return rc ? rc : done;
 }
 
+typedef struct {
+    kvs_send_fn send;
+    void *ud;
+} pages_to;
+
+static int send_pages(void *ud, Helium__KvPages *kp) {
+    const pages_to *t = ud;
+    Helium__PeerMsg pm = HELIUM__PEER_MSG__INIT;
+    pm.body_case = HELIUM__PEER_MSG__BODY_PAGES;
+    pm.pages = kp;
+    return t->send(t->ud, &pm, "KvPages");
+}
+
+int kvs_answer_pull(eng_t *e, const kvs_geom *g, const Helium__KvPull *pl, int32_t max_blocks, size_t chunk_bytes,
+                    kvs_send_fn send, void *ud) {
+    if (!pl || !send) return he_set(HE_EINVAL, "kvs_answer_pull: bad arguments");
+    if (pl->n_hashes > (size_t)(max_blocks > 0 ? max_blocks : 0)) {
+        Helium__Error err = HELIUM__ERROR__INIT;
+        err.code = HELIUM__ERROR_CODE__ERROR_LIMIT;
+        err.message = "too many blocks in one pull";
+        Helium__PeerMsg r = HELIUM__PEER_MSG__INIT;
+        r.body_case = HELIUM__PEER_MSG__BODY_ERROR;
+        r.error = &err;
+        int rc = send(ud, &r, "PeerMsg error");
+        return rc < 0 ? rc : 0;
+    }
+    pages_to t = {.send = send, .ud = ud};
+    return kvs_export(e, g, pl->transfer_id, pl->hashes, (int32_t)pl->n_hashes, chunk_bytes, send_pages, &t);
+}
+
 /* ---------------------------------------------------------------- the thread */
 
 static void klog(const kvs_t *k, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -129,12 +159,9 @@ static int send_to_peer(kvs_t *k, const dest *d, Helium__PeerMsg *p, const char 
     return rc;
 }
 
-static int emit_pages(void *ud, Helium__KvPages *kp) {
+static int send_to(void *ud, Helium__PeerMsg *m, const char *what) {
     const dest *d = ud;
-    Helium__PeerMsg pm = HELIUM__PEER_MSG__INIT;
-    pm.body_case = HELIUM__PEER_MSG__BODY_PAGES;
-    pm.pages = kp;
-    return send_to_peer(d->k, d, &pm, "KvPages");
+    return send_to_peer(d->k, d, m, what);
 }
 
 static void bad(kvs_t *k, const char *why) {
@@ -159,21 +186,10 @@ static bool serve_pull(kvs_t *k, const dest *d, const void *data, size_t len) {
     }
     const Helium__KvPull *pl = p->pull;
     atomic_fetch_add(&k->pulls_served, 1);
-    if (pl->n_hashes > (size_t)k->cfg.max_blocks) {
-        Helium__Error err = HELIUM__ERROR__INIT;
-        err.code = HELIUM__ERROR_CODE__ERROR_LIMIT;
-        err.message = "too many blocks in one pull";
-        Helium__PeerMsg r = HELIUM__PEER_MSG__INIT;
-        r.body_case = HELIUM__PEER_MSG__BODY_ERROR;
-        r.error = &err;
-        send_to_peer(k, d, &r, "PeerMsg error");
-    } else {
-        int rc = kvs_export(k->cfg.e, &k->cfg.geom, pl->transfer_id, pl->hashes, (int32_t)pl->n_hashes,
-                            k->cfg.chunk_bytes, emit_pages, (void *)d);
-        if (rc > 0) atomic_fetch_add(&k->exported_blocks, rc);
-        klog(k, 2, "served pull %llu for %s: %d of %zu blocks", (unsigned long long)pl->transfer_id,
-             pl->requester && pl->requester[0] ? pl->requester : "?", rc, pl->n_hashes);
-    }
+    int rc = kvs_answer_pull(k->cfg.e, &k->cfg.geom, pl, k->cfg.max_blocks, k->cfg.chunk_bytes, send_to, (void *)d);
+    if (rc > 0) atomic_fetch_add(&k->exported_blocks, rc);
+    klog(k, 2, "served pull %llu for %s: %d of %zu blocks", (unsigned long long)pl->transfer_id,
+         pl->requester && pl->requester[0] ? pl->requester : "?", rc, pl->n_hashes);
     helium__peer_msg__free_unpacked(p, NULL);
     return true;
 }

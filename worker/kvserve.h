@@ -44,6 +44,16 @@ typedef int (*kvs_emit_fn)(void *ud, Helium__KvPages *kp);
 int kvs_export(eng_t *e, const kvs_geom *g, uint64_t xfer, const uint64_t *hashes, int32_t n, size_t chunk_bytes,
                kvs_emit_fn emit, void *ud);
 
+/* Sends one PeerMsg to the peer that asked (the caller's socket and routing);
+ * non-zero stops the answer. */
+typedef int (*kvs_send_fn)(void *ud, Helium__PeerMsg *m, const char *what);
+
+/* Answers one KvPull: a LIMIT error when it names more than max_blocks
+ * blocks, else the leading cached run of its blocks as KvPages (kvs_export).
+ * Returns pages exported (0 after an error reply), or a negative herr code. */
+int kvs_answer_pull(eng_t *e, const kvs_geom *g, const Helium__KvPull *pl, int32_t max_blocks, size_t chunk_bytes,
+                    kvs_send_fn send, void *ud);
+
 typedef void (*kvs_log_fn)(int level, const char *msg); /* 0 error, 1 warn, 2 info, 3 debug */
 
 typedef struct {

@@ -1176,11 +1176,17 @@ static int export_pages(srv_t *s, uint64_t xfer, const uint64_t *hashes, int32_t
 }
 
 typedef struct {
+    srv_t *s;
     void *sock;
     const void *ident;
     size_t ident_len;
     bool delim;
 } peer_dest;
+
+static int send_to_dest(void *ud, Helium__PeerMsg *m, const char *what) {
+    const peer_dest *d = ud;
+    return send_peer(d->s, d->sock, d->ident, d->ident_len, d->delim, m, what);
+}
 
 static int emit_to_peer(srv_t *s, void *ud, Helium__KvPages *kp) {
     peer_dest *d = ud;
@@ -1442,7 +1448,7 @@ static void on_kv_export(srv_t *s, const Helium__KvExportRequest *rq) {
         if (pi < 0) {
             rc = he_set(HE_EUNAVAIL, "cannot reach %s", rq->destination);
         } else {
-            peer_dest d = {.sock = s->peers[pi].sock};
+            peer_dest d = {.s = s, .sock = s->peers[pi].sock};
             rc = export_pages(s, rq->transfer_id, rq->hashes, (int32_t)rq->n_hashes, emit_to_peer, &d);
             if (rc >= 0) {
                 Helium__KvExportReply rep = HELIUM__KV_EXPORT_REPLY__INIT;
@@ -1571,27 +1577,17 @@ static void on_data_frame(srv_t *s, const void *ident, size_t ident_len, bool de
         helium__peer_msg__free_unpacked(p, NULL);
         return;
     }
-    peer_dest d = {.sock = s->data, .ident = ident, .ident_len = ident_len, .delim = delim};
+    peer_dest d = {.s = s, .sock = s->data, .ident = ident, .ident_len = ident_len, .delim = delim};
     if (p->body_case == HELIUM__PEER_MSG__BODY_PULL && p->pull && !s->data) {
         /* the pull server thread answers pulls; it forwards only the rest */
         bad_frame(s, "the pull server", "a forwarded KvPull");
     } else if (p->body_case == HELIUM__PEER_MSG__BODY_PULL && p->pull) {
         const Helium__KvPull *pl = p->pull;
-        int32_t max = eng_n_ctx(s->e) / s->bs + 1;
         s->pulls_served++;
-        if (pl->n_hashes > (size_t)max) {
-            Helium__Error err = HELIUM__ERROR__INIT;
-            err.code = HELIUM__ERROR_CODE__ERROR_LIMIT;
-            err.message = "too many blocks in one pull";
-            Helium__PeerMsg r = HELIUM__PEER_MSG__INIT;
-            r.body_case = HELIUM__PEER_MSG__BODY_ERROR;
-            r.error = &err;
-            send_peer(s, s->data, ident, ident_len, delim, &r, "PeerMsg error");
-        } else {
-            int rc = export_pages(s, pl->transfer_id, pl->hashes, (int32_t)pl->n_hashes, emit_to_peer, &d);
-            slog(LOG_INFO, "served pull %llu for %s: %d of %zu blocks", (unsigned long long)pl->transfer_id,
-                 pl->requester && pl->requester[0] ? pl->requester : "?", rc, pl->n_hashes);
-        }
+        int rc = kvs_answer_pull(s->e, &s->geom, pl, eng_n_ctx(s->e) / s->bs + 1, SRV_CHUNK_BYTES, send_to_dest, &d);
+        if (rc > 0) s->exported += rc;
+        slog(LOG_INFO, "served pull %llu for %s: %d of %zu blocks", (unsigned long long)pl->transfer_id,
+             pl->requester && pl->requester[0] ? pl->requester : "?", rc, pl->n_hashes);
     } else if (p->body_case == HELIUM__PEER_MSG__BODY_PAGES && p->pages) {
         import_pushed(s, p->pages, "a peer");
     } else {
