@@ -516,6 +516,9 @@ static start_rc start_llm(coord_t *c, job_task *t) {
          * pages go away with their task, so the wait is bounded by it. */
         if (!t->held) st->held++;
         t->held = true;
+        if (ch.split)
+            clog_msg(CLOG_DEBUG, "%s: op %s waits to pull its prefix to a lighter worker than %s (split)",
+                     t->job->id, t->job->wf->ops[t->op]->id, w->id);
         return START_WAIT;
     }
     if (policy == SCHED_HELIUM && c->cfg.helium_kv_admit != 0) {
@@ -1523,6 +1526,7 @@ coord_t *coord_new(const coord_config *cfg) {
         if (c->cfg.imbalance_rel > 0) rc->imbalance_rel = c->cfg.imbalance_rel;
         sched_set_helium_weights(c->sched, c->cfg.helium_load_weight, c->cfg.helium_starve_tokens);
         if (c->cfg.helium_hold_idle >= 0) sched_set_helium_hold_idle(c->sched, c->cfg.helium_hold_idle != 0);
+        if (c->cfg.helium_split >= 0) sched_set_helium_split(c->sched, c->cfg.helium_split != 0);
     }
     c->tools = tools_new(hosts, n_hosts, tool_done, c);
     opt_io io = {.ctx = c, .next_task_id = io_next_task_id, .send_warm = io_send_warm, .send_unpin = io_send_unpin,

@@ -56,7 +56,9 @@ static void usage(FILE *f) {
             "                          its in-flight calls and pinned prefixes (default 1)\n"
             "  --helium-hold-idle 0|1  helium policy: a worker about to go idle waits to pull a prefix\n"
             "                          another worker is computing (1, default: fewest tokens) or\n"
-            "                          recomputes it at once (0: work-conserving)\n");
+            "                          recomputes it at once (0: work-conserving)\n"
+            "  --helium-split 0|1      helium policy: a sibling that would follow its prefix to the busier\n"
+            "                          worker waits and pulls it to a lighter one (default 1)\n");
 }
 
 /* Parses a decimal int in [lo, hi]; false otherwise. */
@@ -72,7 +74,7 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 
 int main(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
-                        .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1,
+                        .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,
                         .helium_kv_admit = -1};
     const char *allow[MAX_ALLOW];
     size_t n_allow = 0;
@@ -156,6 +158,10 @@ int main(int argc, char **argv) {
             NEED_VALUE();
             if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
             cfg.helium_kv_admit = (int)n;
+        } else if (!strcmp(a, "--helium-split")) {
+            NEED_VALUE();
+            if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
+            cfg.helium_split = (int)n;
         } else if (!strcmp(a, "--helium-hold-idle")) {
             NEED_VALUE();
             if (!parse_int(v, 0, 1, &n)) BAD_VALUE();

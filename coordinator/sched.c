@@ -35,6 +35,7 @@ struct sched {
     double helium_load_weight;
     int64_t helium_starve_tokens;
     bool helium_hold_idle;  /* hold even a call whose pick is about to go idle */
+    bool helium_split;      /* hold a sibling whose group's worker is the heavier one, to pull it elsewhere */
     sched_fit_fn helium_fit; /* helium's KV admission (NULL: the free-page guard) */
     void *helium_fit_ctx;
     uint64_t root;
@@ -84,6 +85,7 @@ sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
     s->helium_load_weight = 0.25;
     s->helium_starve_tokens = 512;
     s->helium_hold_idle = true;
+    s->helium_split = true;
     return s;
 }
 
@@ -144,6 +146,38 @@ void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tok
 }
 
 void sched_set_helium_hold_idle(sched_t *s, bool on) { s->helium_hold_idle = on; }
+void sched_set_helium_split(sched_t *s, bool on) { s->helium_split = on; }
+
+/* Helium's split rule: the pick reuses a prefix it is still computing (a
+ * group of siblings follows its leader there). If some other eligible worker
+ * would, after pulling that prefix once it is committed, still carry less
+ * work than the pick carries now -- the move shortens the busier queue --
+ * returns true: the call waits, and when the pages are committed routing
+ * sends it there with a pull. Whole groups cannot balance two workers when
+ * there are, say, five of them; this splits the last one. A prefix of a
+ * quarter of the other worker's KV or more is not copied (as coord.c's KV
+ * admission does not copy one). */
+static bool split_pays(const sched_t *s, const route_config *rc, const route_worker *rw, int nw, int pick,
+                       const int32_t *runs, const int32_t *real, const int32_t *pend, wkr_t *const *wk, int32_t n,
+                       int32_t pages, uint32_t max_tokens) {
+    int psl = wk[pick]->slot;
+    int32_t bs = (int32_t)s->block_size, r = runs[psl];
+    if (r <= 0 || pend[psl] <= real[psl] || rc->page_bytes == 0) return false;
+    int64_t reuse = (int64_t)r * bs > n - 1 ? n - 1 : (int64_t)r * bs;
+    int64_t own = (int64_t)n - reuse + max_tokens;
+    for (int k = 0; k < nw; k++) {
+        if (k == pick || rw[k].kv_blocks_avail < pages) continue;
+        int32_t missing = r - runs[wk[k]->slot];
+        /* a prefix large against k's KV (a quarter or more) is not copied
+         * there: under KV pressure two copies would evict what both need */
+        if (missing <= 0 || 4 * (int64_t)missing >= (int64_t)wk[k]->kv_blocks_total) continue;
+        double t_pull, t_rec;
+        double rate = route_pull_times(rc, &rw[k], missing, bs, &t_pull, &t_rec);
+        if (t_pull >= t_rec) continue;
+        if (rw[k].load_tokens + own + (int64_t)(t_pull * rate) < rw[pick].load_tokens) return true;
+    }
+    return false;
+}
 void sched_set_helium_fit(sched_t *s, sched_fit_fn fit, void *ctx) {
     s->helium_fit = fit;
     s->helium_fit_ctx = ctx;
@@ -370,6 +404,8 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
                 bool idle = rc.starve_tokens > 0 && rw[pick].load_tokens < rc.starve_tokens;
                 if (rc.page_bytes > 0 && t_pull < t_rec && (s->helium_hold_idle || !idle)) out->hold = true;
             }
+            if (!out->hold && s->helium_split && split_pays(s, &rc, rw, nw, pick, runs, real, pend, wk, n, pages, max_tokens))
+                out->hold = out->split = true;
         }
     }
     if (pick < 0 || pick >= nw) {

@@ -81,6 +81,7 @@ typedef struct {
                                half of what it would compute or more, that another worker is computing now, and
                                pulling them once committed is
                                cheaper: place the call again later (when they are cached) */
+    bool split;             /* helium: hold was set by the split rule (sched_set_helium_split) */
     route_decision d;
 } sched_choice;
 
@@ -108,6 +109,10 @@ int64_t sched_helium_starve_tokens(const sched_t *s);
  * worker recomputes the prefix at once, which is faster where one prefix is
  * shared by every job and costs that prefix once more per worker). */
 void sched_set_helium_hold_idle(sched_t *s, bool on);
+/* Helium: hold a call that would follow its prefix to the busier worker when
+ * another worker, pulling that prefix once committed, would still be the
+ * lighter one (default on; sched_choice.split says it happened). */
+void sched_set_helium_split(sched_t *s, bool on);
 route_config *sched_route_config(sched_t *s);
 /* The helium policy's KV admission: fit(ctx, w, hashes, nb, pages) says
  * whether worker w can take a call of `pages` pages whose prompt blocks are

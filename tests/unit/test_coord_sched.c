@@ -426,6 +426,7 @@ Test(sched, helium_eligibility_follows_its_admission) {
 Test(sched, helium_follows_holds_then_pulls) {
     wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
     wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    sched_set_helium_split(sc, false); /* (helium_splits_a_group_when_its_worker_is_the_busier) */
     fill_prompt(9);
     uint64_t h[16];
     int nb = bh_prefix(ROOT, prompt, 200, BS, h); /* 12 blocks */
@@ -467,4 +468,71 @@ Test(sched, helium_follows_holds_then_pulls) {
     cr_assert_eq(sched_real_run(sc, w1->slot, h, nb), 12);
     cr_assert_eq(sched_real_run(sc, w0->slot, h, nb), 0);
     wkr_inflight_remove(w1, &a);
+}
+
+/* Whole groups of siblings cannot always balance the workers (five groups on
+ * two): a sibling that would follow its prefix, still being computed, to the
+ * busier worker waits instead when another worker would stay the lighter one
+ * even with it and the pulled prefix added; once the prefix is committed,
+ * routing sends it there with a pull. */
+Test(sched, helium_splits_a_group_when_its_worker_is_the_busier) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(9);
+    uint64_t h[16];
+    int nb = bh_prefix(ROOT, prompt, 200, BS, h); /* 12 blocks, 8 tokens of its own + 8 to generate */
+    sched_pending_add(sc, w1->slot, h, nb);
+    job_task a = {.load_tokens = 1500}, b = {.load_tokens = 1000};
+    wkr_inflight_add(w1, &a);
+    wkr_inflight_add(w0, &b);
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1, "the pick follows the prefix");
+    cr_assert(ch.hold && ch.split, "1000 + 16 + the pull < 1500: wait to move to w0");
+    sched_set_helium_split(sc, false);
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert(!ch.hold && !ch.split);
+    sched_set_helium_split(sc, true);
+    /* nearly even: the move would make w0 the busier one, so it follows */
+    wkr_inflight_remove(w1, &a);
+    job_task a2 = {.load_tokens = 1010};
+    wkr_inflight_add(w1, &a2);
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert(!ch.hold && !ch.split);
+    /* the router baseline never splits */
+    wkr_inflight_remove(w1, &a2);
+    wkr_inflight_add(w1, &a);
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 200, 8, &ch), 0);
+    cr_assert(!ch.split);
+    /* committed on w1: w0 takes it with a pull */
+    sched_pending_remove(sc, w1->slot, h, nb);
+    for (int i = 0; i < nb; i++) dir_add(dir, h[i], w1->slot);
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w0);
+    cr_assert(!ch.hold);
+    cr_assert_eq(ch.pull_from, w1);
+    cr_assert_eq(ch.pull_blocks, nb);
+    wkr_inflight_remove(w1, &a);
+    wkr_inflight_remove(w0, &b);
+}
+
+/* A prefix of a quarter of the other worker's KV or more is not copied there
+ * to split a group: under KV pressure two copies evict what both need. */
+Test(sched, helium_does_not_split_a_prefix_large_against_the_kv) {
+    wkr_t *w0 = add_worker("w0", 40, 512, ROOT); /* 12 pages are 30% of its KV */
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(9);
+    uint64_t h[16];
+    int nb = bh_prefix(ROOT, prompt, 200, BS, h);
+    sched_pending_add(sc, w1->slot, h, nb);
+    job_task a = {.load_tokens = 1500}, b = {.load_tokens = 1000};
+    wkr_inflight_add(w1, &a);
+    wkr_inflight_add(w0, &b);
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert(!ch.hold && !ch.split);
+    wkr_inflight_remove(w1, &a);
+    wkr_inflight_remove(w0, &b);
 }
