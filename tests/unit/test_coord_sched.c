@@ -423,18 +423,37 @@ Test(sched, helium_eligibility_follows_its_admission) {
  * router balances; an idle worker that would recompute half its prompt or
  * more that another worker is computing now is told to wait (hold), and once
  * the pages are committed it takes the call with a pull. */
-Test(sched, helium_follows_holds_then_pulls) {
-    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
-    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
-    sched_set_helium_split(sc, false); /* (helium_splits_a_group_when_its_worker_is_the_busier) */
-    fill_prompt(9);
+/* Two workers and a prefix in flight: w0 (kv0 pages) and w1 (1000 pages); the
+ * 200-token prompt of seed 9, whose 12 full blocks w1 is computing (pending);
+ * in-flight loads a on w1 and b on w0. The fixture holds the tasks the
+ * workers point to, so it lives as long as the test. */
+typedef struct {
+    wkr_t *w0, *w1;
     uint64_t h[16];
-    int nb = bh_prefix(ROOT, prompt, 200, BS, h); /* 12 blocks */
-    cr_assert_eq(nb, 12);
-    sched_pending_add(sc, w1->slot, h, nb);
-    job_task a = {.load_tokens = 1500}, b = {.load_tokens = 1000};
-    wkr_inflight_add(w1, &a);
-    wkr_inflight_add(w0, &b);
+    int nb;
+    job_task a, b;
+} pend_fixture;
+
+static void pend_setup(pend_fixture *f, uint32_t kv0, int64_t load1, int64_t load0) {
+    f->w0 = add_worker("w0", kv0, 512, ROOT);
+    f->w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(9);
+    f->nb = bh_prefix(ROOT, prompt, 200, BS, f->h);
+    cr_assert_eq(f->nb, 12);
+    sched_pending_add(sc, f->w1->slot, f->h, f->nb);
+    f->a = (job_task){.load_tokens = load1};
+    f->b = (job_task){.load_tokens = load0};
+    wkr_inflight_add(f->w1, &f->a);
+    wkr_inflight_add(f->w0, &f->b);
+}
+
+Test(sched, helium_follows_holds_then_pulls) {
+    pend_fixture f;
+    pend_setup(&f, 1000, 1500, 1000);
+    wkr_t *w0 = f.w0, *w1 = f.w1;
+    uint64_t *h = f.h;
+    int nb = f.nb;
+    sched_set_helium_split(sc, false); /* (helium_splits_a_group_when_its_worker_is_the_busier) */
     sched_choice ch;
     /* router: 8 + 1500 > 200 + 1000: it recomputes on w0 */
     cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 200, 8, &ch), 0);
@@ -447,7 +466,7 @@ Test(sched, helium_follows_holds_then_pulls) {
     cr_assert(!ch.hold);
     /* w0 goes idle: the idle-worker rule picks it, but it would recompute
      * the 12 blocks w1 is computing right now: hold */
-    wkr_inflight_remove(w0, &b);
+    wkr_inflight_remove(w0, &f.b);
     cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
     cr_assert_eq(ch.worker, w0);
     cr_assert(ch.hold);
@@ -467,7 +486,7 @@ Test(sched, helium_follows_holds_then_pulls) {
     cr_assert_eq(ch.pull_blocks, 12);
     cr_assert_eq(sched_real_run(sc, w1->slot, h, nb), 12);
     cr_assert_eq(sched_real_run(sc, w0->slot, h, nb), 0);
-    wkr_inflight_remove(w1, &a);
+    wkr_inflight_remove(w1, &f.a);
 }
 
 /* Whole groups of siblings cannot always balance the workers (five groups on
@@ -476,15 +495,11 @@ Test(sched, helium_follows_holds_then_pulls) {
  * even with it and the pulled prefix added; once the prefix is committed,
  * routing sends it there with a pull. */
 Test(sched, helium_splits_a_group_when_its_worker_is_the_busier) {
-    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
-    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
-    fill_prompt(9);
-    uint64_t h[16];
-    int nb = bh_prefix(ROOT, prompt, 200, BS, h); /* 12 blocks, 8 tokens of its own + 8 to generate */
-    sched_pending_add(sc, w1->slot, h, nb);
-    job_task a = {.load_tokens = 1500}, b = {.load_tokens = 1000};
-    wkr_inflight_add(w1, &a);
-    wkr_inflight_add(w0, &b);
+    pend_fixture f; /* 12 blocks, 8 tokens of its own + 8 to generate */
+    pend_setup(&f, 1000, 1500, 1000);
+    wkr_t *w0 = f.w0, *w1 = f.w1;
+    uint64_t *h = f.h;
+    int nb = f.nb;
     sched_choice ch;
     cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
     cr_assert_eq(ch.worker, w1, "the pick follows the prefix");
@@ -494,7 +509,7 @@ Test(sched, helium_splits_a_group_when_its_worker_is_the_busier) {
     cr_assert(!ch.hold && !ch.split);
     sched_set_helium_split(sc, true);
     /* nearly even: the move would make w0 the busier one, so it follows */
-    wkr_inflight_remove(w1, &a);
+    wkr_inflight_remove(w1, &f.a);
     job_task a2 = {.load_tokens = 1010};
     wkr_inflight_add(w1, &a2);
     cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
@@ -502,7 +517,7 @@ Test(sched, helium_splits_a_group_when_its_worker_is_the_busier) {
     cr_assert(!ch.hold && !ch.split);
     /* the router baseline never splits */
     wkr_inflight_remove(w1, &a2);
-    wkr_inflight_add(w1, &a);
+    wkr_inflight_add(w1, &f.a);
     cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 200, 8, &ch), 0);
     cr_assert(!ch.split);
     /* committed on w1: w0 takes it with a pull */
@@ -513,26 +528,19 @@ Test(sched, helium_splits_a_group_when_its_worker_is_the_busier) {
     cr_assert(!ch.hold);
     cr_assert_eq(ch.pull_from, w1);
     cr_assert_eq(ch.pull_blocks, nb);
-    wkr_inflight_remove(w1, &a);
-    wkr_inflight_remove(w0, &b);
+    wkr_inflight_remove(w1, &f.a);
+    wkr_inflight_remove(w0, &f.b);
 }
 
 /* A prefix of a quarter of the other worker's KV or more is not copied there
  * to split a group: under KV pressure two copies evict what both need. */
 Test(sched, helium_does_not_split_a_prefix_large_against_the_kv) {
-    wkr_t *w0 = add_worker("w0", 40, 512, ROOT); /* 12 pages are 30% of its KV */
-    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
-    fill_prompt(9);
-    uint64_t h[16];
-    int nb = bh_prefix(ROOT, prompt, 200, BS, h);
-    sched_pending_add(sc, w1->slot, h, nb);
-    job_task a = {.load_tokens = 1500}, b = {.load_tokens = 1000};
-    wkr_inflight_add(w1, &a);
-    wkr_inflight_add(w0, &b);
+    pend_fixture f;
+    pend_setup(&f, 40, 1500, 1000); /* 12 pages are 30% of w0's KV */
     sched_choice ch;
     cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
-    cr_assert_eq(ch.worker, w1);
+    cr_assert_eq(ch.worker, f.w1);
     cr_assert(!ch.hold && !ch.split);
-    wkr_inflight_remove(w1, &a);
-    wkr_inflight_remove(w0, &b);
+    wkr_inflight_remove(f.w1, &f.a);
+    wkr_inflight_remove(f.w0, &f.b);
 }
