@@ -178,6 +178,7 @@ static bool split_pays(const sched_t *s, const route_config *rc, const route_wor
     }
     return false;
 }
+
 void sched_set_helium_fit(sched_t *s, sched_fit_fn fit, void *ctx) {
     s->helium_fit = fit;
     s->helium_fit_ctx = ctx;
