@@ -198,7 +198,8 @@ class Cluster:
         self.env = dict(os.environ)
         self.env.update({"HELIUM_BIN": args.bin, "HELIUM_MODEL": args.model, "HELIUM_PORT": str(port),
                          "HELIUM_THREADS": str(args.threads), "HELIUM_WATCH_PID": str(os.getpid()),
-                         "HELIUM_COORD_ARGS": " ".join(["--allow-host", "127.0.0.1"] + args.coord_args.split()),
+                         "HELIUM_COORD_ARGS": " ".join(["--allow-host", "127.0.0.1", "--baseline-pulls",
+                                                        str(args.baseline_pulls)] + args.coord_args.split()),
                          "HELIUM_WORKER_ARGS": args.worker_args})
         self.endpoint = f"tcp://127.0.0.1:{port}"
         self.n = args.workers
@@ -615,6 +616,14 @@ def write_md(path, doc, hdr, rows, plots):
          "job, all started together)"
          + (f"; extra worker arguments `{st['worker_args']}`" if st.get("worker_args") else "")
          + (f"; extra coordinator arguments `{st['coord_args']}`" if st.get("coord_args") else ""),
+         ("- baselines: `router` and `kvflow` route by cache and never move KV between workers "
+          "(coordinator `--baseline-pulls 0`), as SGLang's router, llm-d's prefix scorer and KVFlow do; only "
+          "`helium` pulls KV pages from another worker" if st.get("baseline_pulls") == 0 else
+          "- baselines: `router` and `kvflow` may also pull a prefix's KV pages from another worker "
+          "(coordinator `--baseline-pulls 1`), which the systems they stand for (SGLang's router, llm-d, KVFlow) "
+          "do not: baselines stronger than the real ones" if st.get("baseline_pulls") == 1 else
+          "- baselines: `router` and `kvflow` may also pull a prefix's KV pages from another worker (before the "
+          "`--baseline-pulls` option existed)"),
          f"- text lengths (tokens, aimed): documents {st['scale_params']['doc']}, chunks "
          f"{st['scale_params']['chunk']}, catalogue {st['scale_params']['catalogue']}, small inputs "
          f"{st['scale_params']['short']}; max_tokens {st['scale_params']['out_short']} for fan-out calls, "
@@ -921,6 +930,9 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="threads per worker")
     ap.add_argument("--coord-args", default="", help="extra helium-coordinator arguments")
+    ap.add_argument("--baseline-pulls", type=int, default=0, choices=[0, 1],
+                    help="0 (default): router and kvflow never move KV between workers, as SGLang's router, llm-d "
+                    "and KVFlow; 1: they pull prefixes like helium (stronger than the systems they stand for)")
     ap.add_argument("--worker-args", default="", help="extra helium-worker serve arguments (e.g. --kv-mb 64)")
     ap.add_argument("--reps", type=int, default=1, help="runs per workload and policy (policies interleaved); "
                     "the run with the median makespan is reported")
@@ -975,7 +987,7 @@ def main():
            "settings": {"scale": args.scale, "scale_params": W.SCALES[args.scale], "seed": args.seed,
                         "batch_override": args.batch or None, "preset": args.preset, "model": args.model,
                         "workers": args.workers, "threads": args.threads, "coord_args": args.coord_args,
-                        "worker_args": args.worker_args, "policies": pols, "reference_policy": ref_pol,
+                        "worker_args": args.worker_args, "baseline_pulls": args.baseline_pulls, "policies": pols, "reference_policy": ref_pol,
                         "reps": args.reps},
            "workloads": {}, "records": []}
     t_all = time.time()

@@ -1527,6 +1527,7 @@ coord_t *coord_new(const coord_config *cfg) {
         sched_set_helium_weights(c->sched, c->cfg.helium_load_weight, c->cfg.helium_starve_tokens);
         if (c->cfg.helium_hold_idle >= 0) sched_set_helium_hold_idle(c->sched, c->cfg.helium_hold_idle != 0);
         if (c->cfg.helium_split >= 0) sched_set_helium_split(c->sched, c->cfg.helium_split != 0);
+        if (c->cfg.baseline_pulls >= 0) sched_set_baseline_pulls(c->sched, c->cfg.baseline_pulls != 0);
     }
     c->tools = tools_new(hosts, n_hosts, tool_done, c);
     opt_io io = {.ctx = c, .next_task_id = io_next_task_id, .send_warm = io_send_warm, .send_unpin = io_send_unpin,

@@ -40,6 +40,7 @@ typedef struct {
     double helium_load_weight;   /* the helium policy's load weight (default 0.25) */
     long helium_starve_tokens;   /* the helium policy's idle threshold, tokens (default 512) */
     int helium_split;            /* 0: helium never splits a group of siblings to balance the workers (< 0: default 1) */
+    int baseline_pulls;          /* 0: router and kvflow never pull KV between workers (< 0: default 1) */
     int helium_hold_idle;        /* 0: an idle worker recomputes instead of waiting to pull (< 0: default 1) */
     int helium_kv_admit;         /* 0: helium dispatches without its KV working-set admission (< 0: default 1) */
 } coord_config;

@@ -58,7 +58,10 @@ static void usage(FILE *f) {
             "                          another worker is computing (1, default: fewest tokens) or\n"
             "                          recomputes it at once (0: work-conserving)\n"
             "  --helium-split 0|1      helium policy: a sibling that would follow its prefix to the busier\n"
-            "                          worker waits and pulls it to a lighter one (default 1)\n");
+            "                          worker waits and pulls it to a lighter one (default 1)\n"
+            "  --baseline-pulls 0|1    router and kvflow policies may pull a prefix's KV from another\n"
+            "                          worker (1, default) or never move KV (0: as SGLang's router,\n"
+            "                          llm-d and KVFlow, which bench/workflows.py compares against)\n");
 }
 
 /* Parses a decimal int in [lo, hi]; false otherwise. */
@@ -75,6 +78,7 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 int main(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
                         .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,
+                        .baseline_pulls = -1,
                         .helium_kv_admit = -1};
     const char *allow[MAX_ALLOW];
     size_t n_allow = 0;
@@ -162,6 +166,10 @@ int main(int argc, char **argv) {
             NEED_VALUE();
             if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
             cfg.helium_split = (int)n;
+        } else if (!strcmp(a, "--baseline-pulls")) {
+            NEED_VALUE();
+            if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
+            cfg.baseline_pulls = (int)n;
         } else if (!strcmp(a, "--helium-hold-idle")) {
             NEED_VALUE();
             if (!parse_int(v, 0, 1, &n)) BAD_VALUE();

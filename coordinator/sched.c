@@ -36,6 +36,7 @@ struct sched {
     int64_t helium_starve_tokens;
     bool helium_hold_idle;  /* hold even a call whose pick is about to go idle */
     bool helium_split;      /* hold a sibling whose group's worker is the heavier one, to pull it elsewhere */
+    bool baseline_pulls;    /* router and kvflow may move KV between workers too */
     sched_fit_fn helium_fit; /* helium's KV admission (NULL: the free-page guard) */
     void *helium_fit_ctx;
     uint64_t root;
@@ -86,6 +87,7 @@ sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
     s->helium_starve_tokens = 512;
     s->helium_hold_idle = true;
     s->helium_split = true;
+    s->baseline_pulls = true;
     return s;
 }
 
@@ -147,6 +149,7 @@ void sched_set_helium_weights(sched_t *s, double load_weight, int64_t starve_tok
 
 void sched_set_helium_hold_idle(sched_t *s, bool on) { s->helium_hold_idle = on; }
 void sched_set_helium_split(sched_t *s, bool on) { s->helium_split = on; }
+void sched_set_baseline_pulls(sched_t *s, bool on) { s->baseline_pulls = on; }
 
 /* Helium's split rule: the pick reuses a prefix it is still computing (a
  * group of siblings follows its leader there). If some other eligible worker
@@ -375,7 +378,7 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
         }
         route_config rc = s->rc;
         rc.cache_aware = aware;
-        rc.allow_pull = aware && rc.page_bytes > 0;
+        rc.allow_pull = aware && rc.page_bytes > 0 && (policy == SCHED_HELIUM || s->baseline_pulls);
         if (policy == SCHED_HELIUM) {
             rc.load_weight = s->helium_load_weight;
             rc.starve_tokens = s->helium_starve_tokens;

@@ -113,6 +113,12 @@ void sched_set_helium_hold_idle(sched_t *s, bool on);
  * another worker, pulling that prefix once committed, would still be the
  * lighter one (default on; sched_choice.split says it happened). */
 void sched_set_helium_split(sched_t *s, bool on);
+/* Whether the router and kvflow policies may pull a prefix's KV from another
+ * worker instead of recomputing it (default true, the cluster's behaviour).
+ * false makes them the systems they stand for in bench/workflows.py: SGLang's
+ * router, llm-d's prefix scorer and KVFlow route by cache but never move KV
+ * between workers. Helium always may. */
+void sched_set_baseline_pulls(sched_t *s, bool on);
 route_config *sched_route_config(sched_t *s);
 /* The helium policy's KV admission: fit(ctx, w, hashes, nb, pages) says
  * whether worker w can take a call of `pages` pages whose prompt blocks are

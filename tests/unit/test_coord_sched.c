@@ -304,6 +304,38 @@ Test(sched, helium_judges_a_busy_workers_pull_by_the_transfer) {
     wkr_inflight_remove(w1, &b);
 }
 
+/* --baseline-pulls 0: router and kvflow route by cache but never move KV (as
+ * SGLang's router, llm-d and KVFlow); helium still pulls. The holder is
+ * swamped, so every policy runs the call on w1. */
+Test(sched, baseline_pulls_off_leaves_only_helium_pulling) {
+    wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
+    wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
+    fill_prompt(13);
+    uint64_t h[16];
+    int nb = bh_prefix(ROOT, prompt, 200, BS, h);
+    for (int i = 0; i < nb; i++) dir_add(dir, h[i], w0->slot);
+    job_task a = {.load_tokens = 1000000};
+    wkr_inflight_add(w0, &a);
+    sched_choice ch;
+    cr_assert_eq(sched_place(sc, SCHED_ROUTER, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert_eq(ch.pull_from, w0, "by default the router pulls");
+    sched_set_baseline_pulls(sc, false);
+    sched_policy pols[] = {SCHED_ROUTER, SCHED_KVFLOW};
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(sched_place(sc, pols[k], prompt, 200, 8, &ch), 0);
+        cr_assert_eq(ch.worker, w1);
+        cr_assert_null(ch.pull_from, "%s must recompute", sched_policy_name(pols[k]));
+        cr_assert_eq(ch.reuse_blocks, 0);
+        cr_assert_eq(ch.load_tokens, 200 + 8, "the whole prompt is computed");
+    }
+    cr_assert_eq(sched_place(sc, SCHED_HELIUM, prompt, 200, 8, &ch), 0);
+    cr_assert_eq(ch.worker, w1);
+    cr_assert_eq(ch.pull_from, w0, "helium still pulls");
+    cr_assert_eq(ch.pull_blocks, nb);
+    wkr_inflight_remove(w0, &a);
+}
+
 /* Two tasks on one worker pending the same leading blocks (a warm prefix and
  * a call extending it): the first to end leaves the other's run whole. */
 Test(sched, pending_blocks_are_counted_per_task) {
