@@ -1156,21 +1156,8 @@ static bool start_pull(srv_t *s, task_t *t, const Helium__KvPullHint *h) {
 /* Exports the leading cached run of hashes[0..n) as KvPages messages of at
  * most SRV_CHUNK_BYTES each, handing each to emit (the last has last=true).
  * Returns pages exported, or a negative herr code. */
-typedef int (*pages_emit_fn)(srv_t *s, void *ud, Helium__KvPages *kp);
-typedef struct {
-    srv_t *s;
-    pages_emit_fn fn;
-    void *ud;
-} emit_adapter;
-
-static int emit_adapt(void *ud, Helium__KvPages *kp) {
-    emit_adapter *a = ud;
-    return a->fn(a->s, a->ud, kp);
-}
-
-static int export_pages(srv_t *s, uint64_t xfer, const uint64_t *hashes, int32_t n, pages_emit_fn emit, void *ud) {
-    emit_adapter a = {.s = s, .fn = emit, .ud = ud};
-    int rc = kvs_export(s->e, &s->geom, xfer, hashes, n, SRV_CHUNK_BYTES, emit_adapt, &a);
+static int export_pages(srv_t *s, uint64_t xfer, const uint64_t *hashes, int32_t n, kvs_emit_fn emit, void *ud) {
+    int rc = kvs_export(s->e, &s->geom, xfer, hashes, n, SRV_CHUNK_BYTES, emit, ud);
     if (rc > 0) s->exported += rc;
     return rc;
 }
@@ -1188,12 +1175,12 @@ static int send_to_dest(void *ud, Helium__PeerMsg *m, const char *what) {
     return send_peer(d->s, d->sock, d->ident, d->ident_len, d->delim, m, what);
 }
 
-static int emit_to_peer(srv_t *s, void *ud, Helium__KvPages *kp) {
-    peer_dest *d = ud;
+static int emit_to_peer(void *ud, Helium__KvPages *kp) {
+    const peer_dest *d = ud;
     Helium__PeerMsg pm = HELIUM__PEER_MSG__INIT;
     pm.body_case = HELIUM__PEER_MSG__BODY_PAGES;
     pm.pages = kp;
-    return send_peer(s, d->sock, d->ident, d->ident_len, d->delim, &pm, "KvPages");
+    return send_peer(d->s, d->sock, d->ident, d->ident_len, d->delim, &pm, "KvPages");
 }
 
 /* Imports pages pushed to us (KvImport from the coordinator, or PeerMsg pages
@@ -1422,9 +1409,16 @@ static void on_cancel(srv_t *s, const Helium__Cancel *c) {
          c->job_id ? c->job_id : "", n);
 }
 
-static int emit_to_coord(srv_t *s, void *ud, Helium__KvPages *kp) {
+typedef struct {
+    srv_t *s;
+    const Helium__KvExportRequest *rq;
+} coord_dest;
+
+static int emit_to_coord(void *ud, Helium__KvPages *kp) {
     /* one KvExportReply per chunk, pages inline */
-    const Helium__KvExportRequest *rq = ud;
+    const coord_dest *d = ud;
+    srv_t *s = d->s;
+    const Helium__KvExportRequest *rq = d->rq;
     Helium__KvExportReply rep = HELIUM__KV_EXPORT_REPLY__INIT;
     rep.transfer_id = rq->transfer_id;
     rep.n_found = (uint32_t)kp->n_pages;
@@ -1442,7 +1436,8 @@ static void on_kv_export(srv_t *s, const Helium__KvExportRequest *rq) {
     if (rq->n_hashes > (size_t)max) {
         rc = he_set(HE_ELIMIT, "export of %zu blocks (at most %d)", rq->n_hashes, max);
     } else if (!rq->destination || !rq->destination[0]) {
-        rc = export_pages(s, rq->transfer_id, rq->hashes, (int32_t)rq->n_hashes, emit_to_coord, (void *)rq);
+        coord_dest d = {.s = s, .rq = rq};
+        rc = export_pages(s, rq->transfer_id, rq->hashes, (int32_t)rq->n_hashes, emit_to_coord, &d);
     } else {
         int pi = peer_get(s, rq->destination);
         if (pi < 0) {
