@@ -753,7 +753,9 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
 /* Pages worker w would need with a call of `pages` pages (prompt blocks
  * hashes[0..nb)) added, as opt.h describes for opt_ws_fits; all_pins: count
  * every live pinned prefix, not only those a ready call needs. -1: w has no
- * call in flight (it admits anything). */
+ * call in flight and admits this one whatever it needs (all_pins, or no
+ * prefix reserved for ready calls there, or the call reads mostly such a
+ * prefix). */
 static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins) {
     u64set *ws = &o->ws;
     set_clear(ws);
@@ -780,10 +782,16 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
         if (nb_live <= 0) continue;
         for (int32_t k = 0; k < nb_live; k++) set_add(ws, g->hashes[k]);
     }
-    if (!busy) return -1;
+    if (!busy && (all_pins || ws->n == 0)) return -1;
     int64_t fresh = 0;
     for (int32_t k = 0; k < nb; k++)
         if (!set_has(ws, hashes[k])) fresh++;
+    /* An idle worker still holding prefixes that ready calls need takes one
+     * of those readers whatever it costs (progress), but not a call that
+     * brings a prefix of its own: that would evict what the ready readers
+     * are about to use (their calls come later in the dispatch order than a
+     * group's leader). */
+    if (!busy && 2 * fresh <= (int64_t)nb) return -1;
     int64_t own = pages > nb ? pages - nb : 1;
     int64_t need = (int64_t)ws->n + priv + fresh + own;
     return need;

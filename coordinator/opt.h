@@ -209,8 +209,11 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
  * pinned group still needs, and from preempting running calls; calls that do
  * not fit wait at the coordinator, in the prefix tree's order, instead of in
  * the worker's queue. A ready reader of a reserved prefix finds it in the
- * set and needs only its own pages, and a worker with no call in flight
- * admits anything, so nothing waits forever. O(blocks in flight on w). */
+ * set and needs only its own pages. A worker with no call in flight admits
+ * anything, except, while it holds prefixes that ready calls need, a call
+ * that brings a prefix of its own (half its blocks or more are not in the
+ * set) and does not fit: the ready readers run first, so nothing waits
+ * forever. O(blocks in flight on w). */
 bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages);
 
 /* ---- dispatch order (helium) */
