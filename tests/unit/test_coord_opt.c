@@ -470,6 +470,17 @@ Test(opt, kv_admission_counts_the_working_set) {
     uint64_t hq[2] = {0x123, 0x456};
     w->kv_blocks_total = 10;
     cr_assert_not(opt_ws_fits(op, w, hq, 2, 3), "pin 3 + z 2 + 3 private + q 2 + 1 = 11 pages > 10");
+    /* w idle, still holding the prefix that the ready y needs: it takes y
+     * whatever y needs, but not a call bringing a prefix of its own that does
+     * not fit beside y's */
+    wkr_inflight_remove(w, z);
+    w->kv_blocks_total = 4;
+    cr_assert(opt_ws_fits(op, w, hy, nby, 6), "y reads the pinned prefix: an idle worker takes it (3 + 1 + 2 > 4)");
+    cr_assert_not(opt_ws_fits(op, w, hq, 2, 3), "q brings its own blocks: pin 3 + q 2 + 1 = 6 pages > 4");
+    w->kv_blocks_total = 6;
+    cr_assert(opt_ws_fits(op, w, hq, 2, 3), "pin 3 + q 2 + 1 = 6 pages");
+    w->kv_blocks_total = 10;
+    cr_assert_eq(wkr_inflight_add(w, z), 0);
     /* y goes (to another worker): nothing pending shares the group, which is released */
     opt_call_gone(op, y);
     opt_sweep(op);
