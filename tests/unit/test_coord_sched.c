@@ -280,13 +280,20 @@ Test(sched, pending_blocks_attract_siblings_but_are_never_pulled) {
  * router baseline trusts it and recomputes; helium, whose chosen worker has
  * other work to do meanwhile, judges the transfer at the nominal link rate
  * and pulls. */
+/* Fills the 200-token prompt from seed and records all its full blocks
+ * (h, at least 12) as held by w in the directory; returns their count. */
+static int prompt_held_by(const wkr_t *w, int32_t seed, uint64_t *h) {
+    fill_prompt(seed);
+    int nb = bh_prefix(ROOT, prompt, 200, BS, h);
+    for (int i = 0; i < nb; i++) dir_add(dir, h[i], w->slot);
+    return nb;
+}
+
 Test(sched, helium_judges_a_busy_workers_pull_by_the_transfer) {
     wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
     wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
-    fill_prompt(11);
     uint64_t h[16];
-    int nb = bh_prefix(ROOT, prompt, 200, BS, h);
-    for (int i = 0; i < nb; i++) dir_add(dir, h[i], w0->slot);
+    int nb = prompt_held_by(w0, 11, h);
     job_task a = {.load_tokens = 1000000}, b = {.load_tokens = 2000};
     wkr_inflight_add(w0, &a); /* the holder is swamped: the load guard picks w1 */
     wkr_inflight_add(w1, &b); /* w1 is busy too, but less */
@@ -310,10 +317,8 @@ Test(sched, helium_judges_a_busy_workers_pull_by_the_transfer) {
 Test(sched, baseline_pulls_off_leaves_only_helium_pulling) {
     wkr_t *w0 = add_worker("w0", 1000, 512, ROOT);
     wkr_t *w1 = add_worker("w1", 1000, 512, ROOT);
-    fill_prompt(13);
     uint64_t h[16];
-    int nb = bh_prefix(ROOT, prompt, 200, BS, h);
-    for (int i = 0; i < nb; i++) dir_add(dir, h[i], w0->slot);
+    int nb = prompt_held_by(w0, 13, h);
     job_task a = {.load_tokens = 1000000};
     wkr_inflight_add(w0, &a);
     sched_choice ch;
