@@ -565,9 +565,18 @@ def busy_of(r):
     return round(f / (n * m), 2) if f and m and n else None
 
 
+def decode_of(r):
+    """Share of the forward time in decode-only steps, and their mean batch (sequences per step)."""
+    w = r.get("worker_counters") or {}
+    f, d, st, rows = r.get("worker_forward_s"), w.get("decode_us"), w.get("decode_steps"), w.get("decode_rows")
+    if not f or d is None or not st:
+        return "n/a"
+    return f"{d / 1e6 / f:.0%} x{rows / st:.1f}"
+
+
 def table_rows(records):
     hdr = ["workload", "policy", "jobs", "makespan s", "wf/min", "p50 s", "p99 s", "computed tok", "min tok",
-           "comp/min", "hit rate", "KV pulls (tok)", "reuse", "plan ms", "work tok", "busy", "outputs"]
+           "comp/min", "hit rate", "KV pulls (tok)", "reuse", "plan ms", "work tok", "busy", "decode", "outputs"]
     rows = []
     for r in records:
         if r.get("error") and r.get("makespan_s") is None:
@@ -581,7 +590,7 @@ def table_rows(records):
         rows.append([r["workload"], r["policy"], f"{r.get('jobs_done', 0)}/{r['n_jobs']}", fmt(r.get("makespan_s")),
                      fmt(r.get("throughput_wpm"), 1), fmt(r.get("latency_p50_s")), fmt(r.get("latency_p99_s")),
                      fmt(r.get("computed_tokens")), min_cell(r), fmt(cm), fmt(r.get("hit_rate"), 3),
-                     pulls, reuse_cell(r), fmt(r.get("plan_ms"), 1), fmt(work_of(r)), fmt(busy_of(r)), outs])
+                     pulls, reuse_cell(r), fmt(r.get("plan_ms"), 1), fmt(work_of(r)), fmt(busy_of(r)), decode_of(r), outs])
     return hdr, rows
 
 
@@ -641,7 +650,8 @@ def write_md(path, doc, hdr, rows, plots):
          "cached / prompt tokens of the calls that ran; KV pulls = KV transfers between workers (tokens pulled); "
          "reuse = the optimizer's counters (operators merged and pruned, result-cache and dedup hits, tokens "
          "prefilled ahead) and the HTTP requests the tool service received; plan ms = cumulative planning time "
-         "(counter plan_us)",
+         "(counter plan_us); decode = the share of the workers' forward time spent in decode-only steps, and "
+         "the mean sequences per such step",
          f"- outputs: every op output of every job compared with the `{st.get('reference_policy', 'isolated')}` run "
          "(greedy, so they must be equal)",
          "", "## Workloads", ""]

@@ -467,8 +467,14 @@ int eng_step(eng_t *e) {
                   .n_out = n_out, .out_idx = e->b_out};
     double t0 = now_s();
     int rc = be_forward(e->be, &b, e->logits);
-    e->ctr.forward_seconds += now_s() - t0;
+    double dt = now_s() - t0;
+    e->ctr.forward_seconds += dt;
     if (rc) return rc;
+    if (T == S && n_out == S) { /* one pending token each and all sampled: decode only */
+        e->ctr.decode_steps++;
+        e->ctr.decode_rows += S;
+        e->ctr.decode_seconds += dt;
+    }
     e->ctr.steps++;
     e->ctr.batch_tokens += T;
     int32_t o = 0;

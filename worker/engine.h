@@ -80,6 +80,9 @@ typedef struct {
     int64_t imported_blocks;     /* KV pages imported from a peer */
     int64_t exported_blocks;
     double forward_seconds;      /* wall time inside the backend */
+    int64_t decode_steps;        /* steps that carried no prompt token (decode only) */
+    int64_t decode_rows;         /* sequences over those steps (mean decode batch = rows / steps) */
+    double decode_seconds;       /* backend time of those steps */
 } eng_counters;
 
 /* Takes neither model nor backend ownership; both must outlive the engine.

@@ -150,10 +150,20 @@ Test(engine, continuous_batching_equals_alone) {
     out_t together[N] = {0}, alone[N] = {0};
     eng_t *e = eng_new(g_model, NULL, &cc);
     run_all(e, N, p, len, 10, together);
+    /* decode-only steps batch several sequences; each is one row per step */
+    eng_counters ct = eng_get_counters(e);
+    cr_assert_gt(ct.decode_steps, 0);
+    cr_assert_gt(ct.decode_rows, ct.decode_steps, "rows %lld steps %lld", (long long)ct.decode_rows,
+                 (long long)ct.decode_steps);
+    cr_assert_leq(ct.decode_rows, ct.generated_tokens);
+    cr_assert_leq(ct.decode_seconds, ct.forward_seconds);
     eng_destroy(&e);
     for (int i = 0; i < N; i++) {
         e = eng_new(g_model, NULL, &cc);
         run_all(e, 1, &p[i], &len[i], 10, &alone[i]);
+        eng_counters ca = eng_get_counters(e);
+        cr_assert_eq(ca.decode_rows, ca.decode_steps);
+        cr_assert_lt(ca.decode_steps, ca.steps);
         eng_destroy(&e);
         assert_same(&together[i], &alone[i], V);
         free(together[i].logits);
