@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "herr.h"
+#include "wf_proto.h"
 
 void *rep_alloc(rep_arena *a, size_t size) {
     if (a->n == a->cap) {
@@ -57,21 +58,9 @@ void rep_arena_free(rep_arena *a) {
 }
 
 Helium__ErrorCode rep_code(int he) {
-    switch (he) {
-    case 0: return HELIUM__ERROR_CODE__ERROR_OK;
-    case HE_ECYCLE: return HELIUM__ERROR_CODE__ERROR_CYCLE;
-    case HE_EREF: return HELIUM__ERROR_CODE__ERROR_DANGLING_REF;
-    case HE_ELIMIT: return HELIUM__ERROR_CODE__ERROR_LIMIT;
-    case HE_ECONTEXT: return HELIUM__ERROR_CODE__ERROR_PROMPT_TOO_LONG;
-    case HE_ENOTFOUND: return HELIUM__ERROR_CODE__ERROR_NOT_FOUND;
-    case HE_EUNAVAIL: return HELIUM__ERROR_CODE__ERROR_UNAVAILABLE;
-    case HE_EPROTO: return HELIUM__ERROR_CODE__ERROR_PROTOCOL;
-    case HE_ETIMEOUT: return HELIUM__ERROR_CODE__ERROR_TIMEOUT;
-    case HE_ECANCELED: return HELIUM__ERROR_CODE__ERROR_CANCELED;
-    case HE_ENOMEM:
-    case HE_EIO: return HELIUM__ERROR_CODE__ERROR_INTERNAL;
-    default: return HELIUM__ERROR_CODE__ERROR_INVALID;
-    }
+    /* the workflow converter's map, except that a bad argument here is a bad
+     * request, not an unknown operator type */
+    return he == HE_EINVAL ? HELIUM__ERROR_CODE__ERROR_INVALID : wfp_error_code(he);
 }
 
 char *rep_op_from_msg(rep_arena *a, const char *msg) {

@@ -15,6 +15,7 @@
 #include "pbcheck.h"
 #include "reply.h"
 #include "tools.h"
+#include "wf_proto.h"
 
 /* ------------------------------------------------------------- pbcheck */
 
@@ -97,6 +98,20 @@ Test(reply, op_id_from_messages) {
     cr_assert_eq(rep_code(HE_ELIMIT), HELIUM__ERROR_CODE__ERROR_LIMIT);
     cr_assert_eq(rep_code(HE_ENOTFOUND), HELIUM__ERROR_CODE__ERROR_NOT_FOUND);
     cr_assert_eq(rep_code(HE_EFORMAT), HELIUM__ERROR_CODE__ERROR_INVALID);
+}
+
+Test(reply, error_codes) {
+    /* a request's bad argument is INVALID (a workflow file's is UNKNOWN_OP);
+     * the rest as the workflow converter maps them */
+    cr_assert_eq(rep_code(0), HELIUM__ERROR_CODE__ERROR_OK);
+    cr_assert_eq(rep_code(HE_EINVAL), HELIUM__ERROR_CODE__ERROR_INVALID);
+    cr_assert_eq(wfp_error_code(HE_EINVAL), HELIUM__ERROR_CODE__ERROR_UNKNOWN_OP);
+    cr_assert_eq(rep_code(HE_EFORMAT), HELIUM__ERROR_CODE__ERROR_INVALID);
+    cr_assert_eq(rep_code(HE_ECYCLE), HELIUM__ERROR_CODE__ERROR_CYCLE);
+    cr_assert_eq(rep_code(HE_ECONTEXT), HELIUM__ERROR_CODE__ERROR_PROMPT_TOO_LONG);
+    cr_assert_eq(rep_code(HE_ENOMEM), HELIUM__ERROR_CODE__ERROR_INTERNAL);
+    cr_assert_eq(rep_code(HE_EIO), HELIUM__ERROR_CODE__ERROR_INTERNAL);
+    cr_assert_eq(rep_code(HE_ECANCELED), HELIUM__ERROR_CODE__ERROR_CANCELED);
 }
 
 Test(reply, job_status_layout_and_pack) {
