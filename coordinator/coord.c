@@ -1003,6 +1003,16 @@ static void list_one(void *u, job_t *j) {
 
 /* Handles SubmitJob. Returns true if the reply is deferred (the client waits
  * for the job's end), false if r is to be sent now. */
+/* The reply body that says a job was accepted. */
+static void reply_accepted(rep_arena *a, Helium__Reply *r, char *job_id, size_t n_ops) {
+    r->body_case = HELIUM__REPLY__BODY_ACCEPTED;
+    r->accepted = rep_alloc(a, sizeof *r->accepted);
+    if (!r->accepted) return;
+    helium__job_accepted__init(r->accepted);
+    r->accepted->job_id = job_id;
+    r->accepted->n_ops = (uint32_t)n_ops;
+}
+
 static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool delim, const Helium__Request *rq,
                       rep_arena *a, Helium__Reply *r) {
     const Helium__SubmitJob *sj = rq->submit;
@@ -1065,13 +1075,7 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
         waiter *w = nw < COORD_MAX_WAITERS ? calloc(1, sizeof *w) : NULL;
         if (!w) {
             r->error = rep_error(a, HELIUM__ERROR_CODE__ERROR_LIMIT, "too many clients wait on this job; poll it", "");
-            r->body_case = HELIUM__REPLY__BODY_ACCEPTED;
-            r->accepted = rep_alloc(a, sizeof *r->accepted);
-            if (r->accepted) {
-                helium__job_accepted__init(r->accepted);
-                r->accepted->job_id = j->id;
-                r->accepted->n_ops = (uint32_t)n_ops;
-            }
+            reply_accepted(a, r, j->id, n_ops);
             return false;
         }
         memcpy(w->ident, ident, ident_len);
@@ -1088,13 +1092,7 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
         r->job = rep_job_status(a, j, true, UINT64_MAX);
         return false;
     }
-    r->body_case = HELIUM__REPLY__BODY_ACCEPTED;
-    r->accepted = rep_alloc(a, sizeof *r->accepted);
-    if (r->accepted) {
-        helium__job_accepted__init(r->accepted);
-        r->accepted->job_id = j->id;
-        r->accepted->n_ops = (uint32_t)n_ops;
-    }
+    reply_accepted(a, r, j->id, n_ops);
     return false;
 }
 
