@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "coord.h"
 #include "herr.h"
 #include "log.h"
@@ -64,16 +65,6 @@ static void usage(FILE *f) {
             "                          llm-d and KVFlow, which bench/workflows.py compares against)\n");
 }
 
-/* Parses a decimal int in [lo, hi]; false otherwise. */
-static bool parse_int(const char *s, long lo, long hi, long *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
 
 int main(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
@@ -113,18 +104,18 @@ int main(int argc, char **argv) {
             cfg.workers = v;
         } else if (!strcmp(a, "--metrics-port")) {
             NEED_VALUE();
-            if (!parse_int(v, 0, 65535, &n)) BAD_VALUE();
+            if (!args_long(v, 0, 65535, &n)) BAD_VALUE();
             cfg.metrics_port = (int)n;
         } else if (!strcmp(a, "--metrics-host")) {
             NEED_VALUE();
             cfg.metrics_host = v;
         } else if (!strcmp(a, "--heartbeat-ms")) {
             NEED_VALUE();
-            if (!parse_int(v, 10, 60000, &n)) BAD_VALUE();
+            if (!args_long(v, 10, 60000, &n)) BAD_VALUE();
             cfg.heartbeat_ms = (int)n;
         } else if (!strcmp(a, "--worker-timeout-ms")) {
             NEED_VALUE();
-            if (!parse_int(v, 50, 3600000, &n)) BAD_VALUE();
+            if (!args_long(v, 50, 3600000, &n)) BAD_VALUE();
             cfg.worker_timeout_ms = (int)n;
         } else if (!strcmp(a, "--policy")) {
             NEED_VALUE();
@@ -138,13 +129,13 @@ int main(int argc, char **argv) {
             allow[n_allow++] = v;
         } else if (!strcmp(a, "--keep-jobs")) {
             NEED_VALUE();
-            if (!parse_int(v, 1, 10000000, &n)) BAD_VALUE();
+            if (!args_long(v, 1, 10000000, &n)) BAD_VALUE();
             cfg.keep_jobs = (size_t)n;
         } else if (!strcmp(a, "--stream")) {
             cfg.stream = 1;
         } else if (!strcmp(a, "--imbalance-abs")) {
             NEED_VALUE();
-            if (!parse_int(v, 1, 1L << 40, &n)) BAD_VALUE();
+            if (!args_long(v, 1, 1L << 40, &n)) BAD_VALUE();
             cfg.imbalance_abs = n;
         } else if (!strcmp(a, "--imbalance-rel") || !strcmp(a, "--helium-load-weight")) {
             NEED_VALUE();
@@ -160,23 +151,23 @@ int main(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--helium-kv-admit")) {
             NEED_VALUE();
-            if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
+            if (!args_long(v, 0, 1, &n)) BAD_VALUE();
             cfg.helium_kv_admit = (int)n;
         } else if (!strcmp(a, "--helium-split")) {
             NEED_VALUE();
-            if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
+            if (!args_long(v, 0, 1, &n)) BAD_VALUE();
             cfg.helium_split = (int)n;
         } else if (!strcmp(a, "--baseline-pulls")) {
             NEED_VALUE();
-            if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
+            if (!args_long(v, 0, 1, &n)) BAD_VALUE();
             cfg.baseline_pulls = (int)n;
         } else if (!strcmp(a, "--helium-hold-idle")) {
             NEED_VALUE();
-            if (!parse_int(v, 0, 1, &n)) BAD_VALUE();
+            if (!args_long(v, 0, 1, &n)) BAD_VALUE();
             cfg.helium_hold_idle = (int)n;
         } else if (!strcmp(a, "--helium-starve")) {
             NEED_VALUE();
-            if (!parse_int(v, 0, 1L << 40, &n)) BAD_VALUE();
+            if (!args_long(v, 0, 1L << 40, &n)) BAD_VALUE();
             cfg.helium_starve_tokens = n;
         } else if (!strcmp(a, "--log-level")) {
             NEED_VALUE();

@@ -27,6 +27,7 @@
 #include <cjson/cJSON.h>
 
 #include "helium.pb-c.h"
+#include "args.h"
 #include "herr.h"
 #include "rpc.h"
 #include "show.h"
@@ -73,16 +74,6 @@ static int usage_error(const char *fmt, const char *arg) {
     return EXIT_USAGE;
 }
 
-/* Parses a decimal int in [lo, hi]; false if s is not one. */
-static bool parse_int(const char *s, long lo, long hi, long *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
 
 /* Reads a whole file of at most max bytes into a NUL-terminated buffer. */
 static char *read_file(const char *path, size_t max, size_t *len_out) {
@@ -492,7 +483,7 @@ static int cmd_jobs(const ctl_opts *o, rpc_t **rp, int argc, char **argv) {
         if (!strcmp(argv[i], "--active")) {
             lj.active_only = true;
         } else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
-            if (!parse_int(argv[++i], 1, 1000000, &v)) return usage_error("jobs: bad --limit '%s'", argv[i]);
+            if (!args_long(argv[++i], 1, 1000000, &v)) return usage_error("jobs: bad --limit '%s'", argv[i]);
             lj.limit = (uint32_t)v;
         } else {
             return usage_error("jobs: unexpected argument '%s'", argv[i]);
@@ -585,7 +576,7 @@ int main(int argc, char **argv) {
             o.endpoint = val;
         } else if (!strcmp(a, "--timeout-ms") || !strncmp(a, "--timeout-ms=", 13)) {
             const char *val = a[12] == '=' ? a + 13 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!parse_int(val, 1, 3600000, &v)) {
+            if (!args_long(val, 1, 3600000, &v)) {
                 free(rest);
                 return usage_error("--timeout-ms needs a number of milliseconds in [1, 3600000], not '%s'",
                                    val ? val : "");

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "engine.h"
 #include "herr.h"
 #include "model.h"
@@ -132,23 +133,25 @@ static int parse_opts(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->max_tokens = 32;
     o->sp.top_p = 1.0f;
-    int c;
+    int c, opt_i = 0;
     optind = 2;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", lo, &opt_i)) != -1) {
+        bool ok = true;
+        double d = 0;
         switch (c) {
         case O_MODEL: o->model = optarg; break;
         case O_PROMPT: o->prompt = optarg; break;
         case O_PROMPT_IDS: o->prompt_ids = optarg; break;
         case O_PROMPTS_FILE: o->prompts_file = optarg; break;
-        case O_MAXTOK: o->max_tokens = atoi(optarg); break;
-        case O_TEMP: o->sp.temperature = strtof(optarg, NULL); break;
-        case O_TOPK: o->sp.top_k = atoi(optarg); break;
-        case O_TOPP: o->sp.top_p = strtof(optarg, NULL); break;
-        case O_SEED: o->sp.seed = strtoull(optarg, NULL, 10); break;
-        case O_THREADS: o->ec.n_threads = atoi(optarg); break;
-        case O_KVMB: o->ec.kv_mem_mb = atoi(optarg); break;
-        case O_BS: o->ec.block_size = atoi(optarg); break;
-        case O_BATCH: o->ec.max_batch_tokens = atoi(optarg); break;
+        case O_MAXTOK: ok = args_int(optarg, 1, 1 << 20, &o->max_tokens); break;
+        case O_TEMP: ok = args_double(optarg, 0, 100, &d); o->sp.temperature = (float)d; break;
+        case O_TOPK: ok = args_int(optarg, 0, 1 << 30, &o->sp.top_k); break;
+        case O_TOPP: ok = args_double(optarg, 1e-9, 1, &d); o->sp.top_p = (float)d; break;
+        case O_SEED: ok = args_u64(optarg, &o->sp.seed); break;
+        case O_THREADS: ok = args_int(optarg, 0, 1024, &o->ec.n_threads); break;
+        case O_KVMB: ok = args_int(optarg, 0, 1 << 20, &o->ec.kv_mem_mb); break;
+        case O_BS: ok = args_int(optarg, 0, 1024, &o->ec.block_size); break;
+        case O_BATCH: ok = args_int(optarg, 0, 1 << 20, &o->ec.max_batch_tokens); break;
         case O_NOPC: o->ec.no_prefix_cache = true; break;
         case O_IGNEOS: o->ignore_eos = true; break;
         case O_JSON: o->json = true; break;
@@ -159,6 +162,10 @@ static int parse_opts(int argc, char **argv, opts *o) {
         case O_SPECIAL: o->special = true; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "helium-worker: bad value '%s' for --%s\n", optarg, lo[opt_i].name);
+            return 2;
         }
     }
     if (!o->model) {
@@ -491,17 +498,22 @@ static int cmd_bench(int argc, char **argv) {
                                        {"batch", 1, 0, 'b'}, {"threads", 1, 0, 't'}, {"reps", 1, 0, 'r'},
                                        {0, 0, 0, 0}};
     const char *model = NULL, *batches = "1,8";
-    int np = 512, ng = 64, nt = 0, reps = 3, c;
+    int np = 512, ng = 64, nt = 0, reps = 3, c, opt_i = 0;
     optind = 2;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", lo, &opt_i)) != -1) {
+        bool ok = true;
         switch (c) {
         case 'm': model = optarg; break;
-        case 'p': np = atoi(optarg); break;
-        case 'g': ng = atoi(optarg); break;
+        case 'p': ok = args_int(optarg, 1, 1 << 20, &np); break;
+        case 'g': ok = args_int(optarg, 1, 1 << 20, &ng); break;
         case 'b': batches = optarg; break;
-        case 't': nt = atoi(optarg); break;
-        case 'r': reps = atoi(optarg); break;
+        case 't': ok = args_int(optarg, 0, 1024, &nt); break;
+        case 'r': ok = args_int(optarg, 1, 1000, &reps); break;
         default: usage(stderr); return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "helium-worker bench: bad value '%s' for --%s\n", optarg, lo[opt_i].name);
+            return 2;
         }
     }
     if (!model || np < 1 || ng < 1 || reps < 1) {

@@ -42,6 +42,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "args.h"
 #include "blockhash.h"
 #include "engine.h"
 #include "helium.pb-c.h"
@@ -1758,15 +1759,9 @@ enum { S_COORD = 256, S_MODEL, S_ID, S_DATA, S_ADV, S_THREADS, S_KVMB, S_KVBLOCK
        S_NOPC, S_HB, S_PULLTO, S_INLINE, S_LOG, S_HELP };
 
 static int parse_int(const char *name, const char *v, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "helium-worker serve: --%s must be an integer in [%d, %d]\n", name, lo, hi);
-        return 2;
-    }
-    *out = (int)x;
-    return 0;
+    if (args_int(v, lo, hi, out)) return 0;
+    fprintf(stderr, "helium-worker serve: --%s must be an integer in [%d, %d]\n", name, lo, hi);
+    return 2;
 }
 
 static int parse_args(int argc, char **argv, srv_opts *o) {

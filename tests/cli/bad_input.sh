@@ -83,6 +83,10 @@ check bad_prompts_file 1 "JSON" "$BIN/helium-worker" generate --model "$M" --pro
 check no_model 2 "model" "$BIN/helium-worker" generate --prompt hi
 check unknown_cmd 2 "unknown" "$BIN/helium-worker" frobnicate
 check bad_max_tokens 2 "max-tokens" "$BIN/helium-worker" generate --model "$M" --prompt hi --max-tokens 0
+# a mistyped number is refused, not read as its digits (atoi took "5x" as 5)
+check trailing_junk_number 2 "bad value '5x' for --max-tokens" "$BIN/helium-worker" generate --model "$M" --prompt hi --max-tokens 5x
+check bad_temperature 2 "bad value 'warm' for --temperature" "$BIN/helium-worker" generate --model "$M" --prompt hi --temperature warm
+check bad_serve_threads 2 "--threads must be an integer" "$BIN/helium-worker" serve --model "$M" --threads two
 
 # and after all that, a good run still works and reports its cache figures
 "$BIN/helium-worker" generate --model "$M" --prompt "hello world" --max-tokens 4 >"$T/out" 2>"$T/err"
