@@ -139,10 +139,8 @@ int main(int argc, char **argv) {
             cfg.imbalance_abs = n;
         } else if (!strcmp(a, "--imbalance-rel") || !strcmp(a, "--helium-load-weight")) {
             NEED_VALUE();
-            char *end;
-            errno = 0;
-            double x = strtod(v, &end);
-            if (errno || end == v || *end || !(x >= 0 && x <= 1e6)) BAD_VALUE();
+            double x;
+            if (!args_double(v, 0, 1e6, &x)) BAD_VALUE();
             if (!strcmp(a, "--imbalance-rel")) {
                 if (x < 1.0) BAD_VALUE();
                 cfg.imbalance_rel = x;
