@@ -10,7 +10,6 @@
  * the loop notices within 250 ms) and runs coord (coord.h). Exit status: 0
  * after a signal, 1 on a runtime failure, 2 on bad usage.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
