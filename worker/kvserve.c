@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <time.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -186,10 +187,14 @@ static bool serve_pull(kvs_t *k, const dest *d, const void *data, size_t len) {
     }
     const Helium__KvPull *pl = p->pull;
     atomic_fetch_add(&k->pulls_served, 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = kvs_answer_pull(k->cfg.e, &k->cfg.geom, pl, k->cfg.max_blocks, k->cfg.chunk_bytes, send_to, (void *)d);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc > 0) atomic_fetch_add(&k->exported_blocks, rc);
-    klog(k, 2, "served pull %llu for %s: %d of %zu blocks", (unsigned long long)pl->transfer_id,
-         pl->requester && pl->requester[0] ? pl->requester : "?", rc, pl->n_hashes);
+    klog(k, 2, "served pull %llu for %s: %d of %zu blocks in %.1f ms", (unsigned long long)pl->transfer_id,
+         pl->requester && pl->requester[0] ? pl->requester : "?", rc, pl->n_hashes,
+         (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     helium__peer_msg__free_unpacked(p, NULL);
     return true;
 }

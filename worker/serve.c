@@ -198,6 +198,7 @@ typedef struct task {
     int peer;               /* index into srv.peers */
     int64_t pull_deadline_ms;
     int64_t pull_mark_us;   /* when the KvPull went out, or the last pages came in */
+    int64_t pull_start_us;  /* when the KvPull went out */
     uint64_t *want;         /* (n_want) hashes asked for, prefix order */
     int32_t n_want, n_got;
     int32_t pulled_tokens;
@@ -1041,8 +1042,9 @@ static void release_pull_waiters(srv_t *s) {
 static void finish_pull(srv_t *s, task_t *t, const char *why) {
     t->pulling = false;
     peer_release(s, t->peer);
-    slog(LOG_INFO, "task %llu pull %llu %s: %d of %d pages, %d tokens imported", (unsigned long long)t->task_id,
-         (unsigned long long)t->xfer, why, t->n_got, t->n_want, t->pulled_tokens);
+    slog(LOG_INFO, "task %llu pull %llu %s: %d of %d pages, %d tokens imported in %.1f ms",
+         (unsigned long long)t->task_id, (unsigned long long)t->xfer, why, t->n_got, t->n_want, t->pulled_tokens,
+         (double)(mono_us() - t->pull_start_us) / 1e3);
     free(t->want);
     t->want = NULL;
     submit_task(s, t);
@@ -1151,7 +1153,7 @@ static bool start_pull(srv_t *s, task_t *t, const Helium__KvPullHint *h) {
     t->peer = pi;
     t->pulling = true;
     t->pull_deadline_ms = mono_ms() + s->o.pull_timeout_ms;
-    t->pull_mark_us = mono_us();
+    t->pull_mark_us = t->pull_start_us = mono_us();
     slog(LOG_INFO, "task %llu: pulling blocks %d..%d from %s (%s), transfer %llu", (unsigned long long)t->task_id,
          lo, end - 1, h->source_worker ? h->source_worker : "?", h->source_endpoint, (unsigned long long)t->xfer);
     return true;
