@@ -198,6 +198,7 @@ typedef struct task {
     int peer;               /* index into srv.peers */
     int64_t pull_deadline_ms;
     int64_t pull_mark_us;   /* when the KvPull went out, or the last pages came in */
+    int64_t pull_mark_step; /* s->step_us then: the engine's time since is not the link's */
     int64_t pull_start_us;  /* when the KvPull went out */
     uint64_t *want;         /* (n_want) hashes asked for, prefix order */
     int32_t n_want, n_got;
@@ -248,6 +249,7 @@ typedef struct {
     int64_t pulled_tokens, bad_frames, send_errors, dispatches, results, pulls_served, pull_waits, pinned_evictions;
     int64_t pin_updates;
     int64_t warm_tasks, pin_refused, pull_us, pull_bytes;
+    int64_t step_us;        /* time inside eng_step, all steps */
     int64_t exported;       /* pages this thread exported (the pull server counts its own) */
     kvs_geom geom;          /* what our KvPages say about the pages */
     kvs_t *kvs;             /* the pull server thread (owns the data socket), or NULL: inline */
@@ -1087,9 +1089,13 @@ static void on_pull_pages(srv_t *s, const Helium__KvPages *kp, const char *from)
         t->n_got++;
     }
     if (t->n_got > got0) {
-        /* link time: from the KvPull (or the previous chunk) to these pages imported */
-        int64_t now = mono_us();
-        s->pull_us += now - t->pull_mark_us;
+        /* link time: from the KvPull (or the previous chunk) to these pages
+         * imported, less the engine steps run meanwhile. Replies are read
+         * between steps, so pages that arrived mid-step waited for its end:
+         * that wait is this worker's, not the link's. */
+        int64_t now = mono_us(), link = (now - t->pull_mark_us) - (s->step_us - t->pull_mark_step);
+        s->pull_us += link > 1 ? link : 1;
+        t->pull_mark_step = s->step_us;
         s->pull_bytes += (int64_t)(t->n_got - got0) * (int64_t)s->page_bytes;
         t->pull_mark_us = now;
     }
@@ -1154,6 +1160,7 @@ static bool start_pull(srv_t *s, task_t *t, const Helium__KvPullHint *h) {
     t->pulling = true;
     t->pull_deadline_ms = mono_ms() + s->o.pull_timeout_ms;
     t->pull_mark_us = t->pull_start_us = mono_us();
+    t->pull_mark_step = s->step_us;
     slog(LOG_INFO, "task %llu: pulling blocks %d..%d from %s (%s), transfer %llu", (unsigned long long)t->task_id,
          lo, end - 1, h->source_worker ? h->source_worker : "?", h->source_endpoint, (unsigned long long)t->xfer);
     return true;
@@ -2009,7 +2016,9 @@ static int serve_loop(srv_t *s) {
             if (items[i].revents & ZMQ_POLLIN) read_peer(s, peer_of[i]);
         if (s->stop) break;
         if (eng_n_running(s->e) + eng_n_waiting(s->e) > 0) {
+            int64_t t0 = mono_us();
             int st = eng_step(s->e);
+            s->step_us += mono_us() - t0;
             if (st < 0) {
                 slog(LOG_ERROR, "engine step failed: %s: %s", he_name(st), he_msg());
                 while (s->tasks) fail_task(s, s->tasks, HELIUM__ERROR_CODE__ERROR_INTERNAL, "engine failure");
