@@ -1001,8 +1001,6 @@ static void list_one(void *u, job_t *j) {
     }
 }
 
-/* Handles SubmitJob. Returns true if the reply is deferred (the client waits
- * for the job's end), false if r is to be sent now. */
 /* The reply body that says a job was accepted. */
 static void reply_accepted(rep_arena *a, Helium__Reply *r, char *job_id, size_t n_ops) {
     r->body_case = HELIUM__REPLY__BODY_ACCEPTED;
@@ -1013,6 +1011,8 @@ static void reply_accepted(rep_arena *a, Helium__Reply *r, char *job_id, size_t 
     r->accepted->n_ops = (uint32_t)n_ops;
 }
 
+/* Handles SubmitJob. Returns true if the reply is deferred (the client waits
+ * for the job's end), false if r is to be sent now. */
 static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool delim, const Helium__Request *rq,
                       rep_arena *a, Helium__Reply *r) {
     const Helium__SubmitJob *sj = rq->submit;

@@ -64,7 +64,6 @@ static void usage(FILE *f) {
             "                          llm-d and KVFlow, which bench/workflows.py compares against)\n");
 }
 
-
 int main(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
                         .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,

@@ -10,13 +10,13 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <time.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "herr.h"
