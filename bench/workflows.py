@@ -507,21 +507,20 @@ def work_ratios(records, policies):
     return out
 
 
-def work_ceiling(d, policies):
+def work_ceiling(d, best):
     """The best baseline's work over the least work any system must do (the
     minimum prompt tokens + the fewest tokens any policy generated): what a
     system doing only that work, as busy as the baseline, would gain. A decode
     row costs more than a prompt token here (the `decode` column), and every
     policy generates about the same tokens, so counting both alike overstates
-    this bound a little rather than understating it."""
-    bases = [d[b] for b in policies if b != "helium" and d.get(b) and d[b].get("throughput_wpm")]
+    this bound a little rather than understating it. best: the baseline run
+    with the highest throughput."""
     h = d.get("helium") or {}
     gens = [r["generated_tokens"] for r in d.values() if r.get("generated_tokens") is not None]
-    if not bases or not h.get("min_prompt_tokens") or not gens:
-        return None
-    best = max(bases, key=lambda r: r["throughput_wpm"])
     bw = work_of(best)
-    return round(bw / (h["min_prompt_tokens"] + min(gens)), 3) if bw else None
+    if not bw or not h.get("min_prompt_tokens") or not gens:
+        return None
+    return round(bw / (h["min_prompt_tokens"] + min(gens)), 3)
 
 
 def ratios(records, policies):
@@ -540,9 +539,10 @@ def ratios(records, policies):
                 continue
             t = (d.get(b) or {}).get("throughput_wpm")
             row[b] = round(h / t, 3) if h and t else None
-        best = [d[b]["throughput_wpm"] for b in policies if b != "helium" and d.get(b) and d[b].get("throughput_wpm")]
-        row["best_baseline"] = round(h / max(best), 3) if h and best else None
-        row["ceiling"] = work_ceiling(d, policies)
+        bases = [d[b] for b in policies if b != "helium" and d.get(b) and d[b].get("throughput_wpm")]
+        best = max(bases, key=lambda r: r["throughput_wpm"]) if bases else None
+        row["best_baseline"] = round(h / best["throughput_wpm"], 3) if h and best else None
+        row["ceiling"] = work_ceiling(d, best) if best else None
         out[wlname] = row
     for b in [p for p in policies if p != "helium"] + ["best_baseline", "ceiling"]:
         xs = [row[b] for row in out.values() if row.get(b)]

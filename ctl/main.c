@@ -74,7 +74,6 @@ static int usage_error(const char *fmt, const char *arg) {
     return EXIT_USAGE;
 }
 
-
 /* Reads a whole file of at most max bytes into a NUL-terminated buffer. */
 static char *read_file(const char *path, size_t max, size_t *len_out) {
     FILE *f = fopen(path, "rb");
