@@ -706,7 +706,7 @@ static void fail_task(srv_t *s, task_t *t, Helium__ErrorCode code, const char *m
     fill_result_header(&r, t);
     r.computed_tokens = 0;
     r.error = &err;
-    r.finish_reason = "error";
+    r.finish_reason = HELIUM__FINISH_REASON__FINISH_ERROR;
     Helium__WorkerMsg w = HELIUM__WORKER_MSG__INIT;
     w.body_case = HELIUM__WORKER_MSG__BODY_RESULT;
     w.result = &r;
@@ -803,13 +803,18 @@ static void stream_progress(srv_t *s, task_t *t, const int32_t *ids, int32_t n, 
     free(text);
 }
 
-static const char *finish_name(eng_finish f) {
+static Helium__FinishReason finish_code(eng_finish f) {
     switch (f) {
-    case ENG_FINISH_STOP: return "stop";
-    case ENG_FINISH_LENGTH: return "length";
-    case ENG_FINISH_CONTEXT: return "context";
-    default: return "error";
+    case ENG_FINISH_STOP: return HELIUM__FINISH_REASON__FINISH_STOP;
+    case ENG_FINISH_LENGTH: return HELIUM__FINISH_REASON__FINISH_LENGTH;
+    case ENG_FINISH_CONTEXT: return HELIUM__FINISH_REASON__FINISH_CONTEXT;
+    default: return HELIUM__FINISH_REASON__FINISH_ERROR;
     }
+}
+
+static const char *finish_name(Helium__FinishReason f) {
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&helium__finish_reason__descriptor, (int)f);
+    return v ? v->name : "?";
 }
 
 /* An engine request finished: send its OpResult and free the task. */
@@ -857,7 +862,7 @@ static void on_engine_result(srv_t *s, eng_result *er) {
     r.computed_tokens = (uint32_t)(er->prompt_tokens - cached);
     r.pulled_tokens = (uint32_t)pulled;
     r.generated_tokens = (uint32_t)n_gen;
-    r.finish_reason = t->warm ? "warm" : (char *)finish_name(er->finish);
+    r.finish_reason = t->warm ? HELIUM__FINISH_REASON__FINISH_WARM : finish_code(er->finish);
     r.timing = &tm;
     Helium__WorkerMsg w = HELIUM__WORKER_MSG__INIT;
     w.body_case = HELIUM__WORKER_MSG__BODY_RESULT;
@@ -868,7 +873,7 @@ static void on_engine_result(srv_t *s, eng_result *er) {
          "task %llu (job %s op %s) finished: %d prompt tokens (%d cached, %d computed, %d pulled), %d generated, "
          "%s, %.1f ms",
          (unsigned long long)t->task_id, t->job_id, t->op_id, er->prompt_tokens, cached,
-         er->prompt_tokens - cached, pulled, n_gen, r.finish_reason, (double)(now - t->t_recv_us) / 1000.0);
+         er->prompt_tokens - cached, pulled, n_gen, finish_name(r.finish_reason), (double)(now - t->t_recv_us) / 1000.0);
     free(text);
     task_free(s, t);
 }

@@ -66,6 +66,18 @@
 #define MAXW 2
 #define WAIT_MS 60000
 
+/* The wire's FinishReason as the word the checks below compare. */
+static const char *finish_name(Helium__FinishReason f) {
+    switch (f) {
+    case HELIUM__FINISH_REASON__FINISH_STOP: return "stop";
+    case HELIUM__FINISH_REASON__FINISH_LENGTH: return "length";
+    case HELIUM__FINISH_REASON__FINISH_CONTEXT: return "context";
+    case HELIUM__FINISH_REASON__FINISH_ERROR: return "error";
+    case HELIUM__FINISH_REASON__FINISH_WARM: return "warm";
+    default: return "";
+    }
+}
+
 typedef struct {
     char id[16];
     bool registered;
@@ -358,7 +370,7 @@ static void wait_result(uint64_t task, result *out) {
             r->computed = o->computed_tokens;
             r->pulled = o->pulled_tokens;
             r->generated = o->generated_tokens;
-            snprintf(r->finish, sizeof r->finish, "%s", o->finish_reason ? o->finish_reason : "");
+            snprintf(r->finish, sizeof r->finish, "%s", finish_name(o->finish_reason));
             r->err = o->error ? (int)o->error->code : 0;
             g_done[tid] = true;
         }
