@@ -23,6 +23,9 @@ static bool walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t l
         uint64_t key, v;
         if (!varint(p, len, &off, &key)) return false;
         uint32_t field = (uint32_t)(key >> 3);
+        /* field numbers are 1 .. 2^29-1; protobuf-c accepts 0 when the key is
+         * an overlong varint (found by tests/fuzz/fuzz_wire) */
+        if (field == 0 || key >> 32) return false;
         switch (key & 7) {
         case 0:
             if (!varint(p, len, &off, &v)) return false;
