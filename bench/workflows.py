@@ -27,6 +27,10 @@ workflows.md and PNG plots (matplotlib if some Python has it, else gnuplot,
 else no plots).
 
 Counters a coordinator does not have yet read as absent (None), never as 0.
+
+With --arrival PATTERN (poisson:RATES, poisson:auto, trace:FILE) jobs arrive
+over time instead: bench/arrival.py runs each policy at each offered load and
+writes latency-throughput curves (results/arrival/).
 """
 import argparse
 import datetime
@@ -977,7 +981,18 @@ def main():
     ap.add_argument("--report-only", metavar="JSON", help="rewrite workflows.md and the plots in --out from a "
                     "workflows.json, without running anything")
     ap.add_argument("--plot-only", metavar="JSON", help=argparse.SUPPRESS)
+    ap.add_argument("--arrival", action="append", metavar="PATTERN", help="live traffic instead of one batch: "
+                    "poisson:RATES (jobs/min, comma list), poisson:auto, or trace:FILE[@SPEEDS]; may repeat; writes "
+                    "arrival.json/.md/PNGs to --out (default results/arrival); see bench/arrival.py")
+    ap.add_argument("--arrival-jobs", type=int, default=24, help="jobs per point of a Poisson pattern")
+    ap.add_argument("--auto-fractions", default="0.2,0.35,0.5,0.65,0.8,1.0",
+                    help="poisson:auto rates as fractions of helium's batch throughput")
+    ap.add_argument("--p99-bound", type=float, default=0, help="p99 latency bound, s (0: --p99-factor x the "
+                    "lowest baseline p50 at the lowest load)")
+    ap.add_argument("--p99-factor", type=float, default=3.0)
     args = ap.parse_args()
+    if args.arrival and args.out == os.path.join(HERE, "results"):
+        args.out = os.path.join(HERE, "results", "arrival")
 
     if args.plot_only:
         print(json.dumps(plot_matplotlib(json.load(open(args.plot_only)), args.out)))
@@ -1016,6 +1031,13 @@ def main():
     args.model = os.path.join(args.workdir, f"model-{args.preset}.gguf")
     run([os.path.join(args.bin, "helium-mkmodel"), "--preset", args.preset, "--arch", "llama", "--dtype", "f32",
          "--seed", "1", "-o", args.model], timeout=300)
+    if args.arrival:
+        import arrival  # the live-traffic mode (bench/arrival.py)
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+        rc = arrival.run(args, sys.modules[__name__])
+        if own_workdir:
+            shutil.rmtree(args.workdir, ignore_errors=True)
+        return rc
 
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     service = Service()
