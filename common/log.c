@@ -8,8 +8,11 @@
 #include <time.h>
 
 static clog_level g_level = CLOG_INFO;
+static char g_name[64] = "coord";
 
 void clog_set_level(clog_level level) { g_level = level; }
+
+void clog_set_name(const char *name) { snprintf(g_name, sizeof g_name, "%s", name ? name : ""); }
 
 int clog_level_from_name(const char *name) {
     static const char *names[] = {"error", "warn", "info", "debug"};
@@ -31,8 +34,8 @@ void clog_msg(clog_level level, const char *fmt, ...) {
     if (g_level >= CLOG_DEBUG) { /* debug logs carry a monotonic clock (s) to read timelines */
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        fprintf(stderr, "[coord %ld.%03ld] %s%s\n", (long)ts.tv_sec, ts.tv_nsec / 1000000L, tag[level], msg);
+        fprintf(stderr, "[%s %ld.%03ld] %s%s\n", g_name, (long)ts.tv_sec, ts.tv_nsec / 1000000L, tag[level], msg);
         return;
     }
-    fprintf(stderr, "[coord] %s%s\n", tag[level], msg);
+    fprintf(stderr, "[%s] %s%s\n", g_name, tag[level], msg);
 }
