@@ -11,7 +11,9 @@
  *
  * Invariants after gguf_open() succeeds: every kv_t.val / kv_t.strs[i] pointer
  * and every tensor's [data, data + nbytes) lies inside the mapping; tensor
- * types are one of F32, F16, Q8_0, BF16 and nbytes matches the shape.
+ * types are ones ggml_type_supported() accepts (F32, F16, BF16, the legacy
+ * quants Q4_0..Q8_0, the K-quants Q2_K..Q6_K, IQ4_NL), each row a whole
+ * number of blocks, and nbytes matches the shape.
  *
  * Writer: keys are serialized into a byte buffer as they are added, tensors
  * copied; gguf_writer_write() emits a v3 file whose tensor offsets are packed
@@ -61,23 +63,46 @@ const char *ggml_type_name(ggml_type t) {
     return "unknown";
 }
 
-static bool type_supported(uint32_t t) {
-    return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_Q8_0 || t == GGML_T_BF16;
+/* Block size (elements) and block bytes per type id; {0, 0} for ids the
+ * reader does not accept. */
+static const struct {
+    int64_t blck;
+    size_t bytes;
+} ggml_traits[] = {
+    [GGML_T_F32] = {1, 4},      [GGML_T_F16] = {1, 2},      [GGML_T_BF16] = {1, 2},
+    [GGML_T_Q4_0] = {32, 18},   [GGML_T_Q4_1] = {32, 20},   [GGML_T_Q5_0] = {32, 22},
+    [GGML_T_Q5_1] = {32, 24},   [GGML_T_Q8_0] = {32, 34},   [GGML_T_Q8_1] = {32, 36},
+    [GGML_T_Q2_K] = {256, 84},  [GGML_T_Q3_K] = {256, 110}, [GGML_T_Q4_K] = {256, 144},
+    [GGML_T_Q5_K] = {256, 176}, [GGML_T_Q6_K] = {256, 210}, [GGML_T_Q8_K] = {256, 292},
+    [GGML_T_IQ4_NL] = {32, 18},
+};
+
+int64_t ggml_blck_size(ggml_type t) {
+    unsigned u = (unsigned)t;
+    return u < sizeof ggml_traits / sizeof ggml_traits[0] ? ggml_traits[u].blck : 0;
 }
+
+size_t ggml_type_size(ggml_type t) {
+    unsigned u = (unsigned)t;
+    return u < sizeof ggml_traits / sizeof ggml_traits[0] ? ggml_traits[u].bytes : 0;
+}
+
+/* Activation-only formats (Q8_1, Q8_K) are known to the table but never
+ * accepted in a file: llama.cpp does not write them. */
+bool ggml_type_supported(ggml_type t) {
+    return ggml_blck_size(t) > 0 && t != GGML_T_Q8_1 && t != GGML_T_Q8_K;
+}
+
+static bool type_supported(uint32_t t) { return t < 64 && ggml_type_supported((ggml_type)t); }
 
 size_t ggml_row_size(ggml_type t, int64_t ne0) {
     if (ne0 <= 0) return 0;
     uint64_t n = (uint64_t)ne0;
-    switch (t) {
-    case GGML_T_F32: return n <= SIZE_MAX / 4 ? (size_t)n * 4 : 0;
-    case GGML_T_F16:
-    case GGML_T_BF16: return n <= SIZE_MAX / 2 ? (size_t)n * 2 : 0;
-    case GGML_T_Q8_0:
-        if (n % QK8_0) return 0;
-        n /= QK8_0;
-        return n <= SIZE_MAX / 34 ? (size_t)n * 34 : 0;
-    default: return 0;
-    }
+    int64_t blck = ggml_blck_size(t);
+    size_t bytes = ggml_type_size(t);
+    if (blck <= 0 || n % (uint64_t)blck) return 0;
+    n /= (uint64_t)blck;
+    return n <= SIZE_MAX / bytes ? (size_t)n * bytes : 0;
 }
 
 /* Bytes of a tensor of shape ne (ne[i] > 0), or 0 on a bad row or overflow. */
@@ -363,12 +388,14 @@ static int parse_tensor_infos(gguf_t *g, cursor *c, uint64_t n_tensors, uint64_t
             if (!strcmp(ggml_type_name(t->type), "unknown"))
                 return he_set(HE_EUNSUPPORTED, "gguf: tensor '%.100s' has unknown type id %u", name, type);
             return he_set(HE_EUNSUPPORTED,
-                          "gguf: tensor '%.100s' has type %s (%u), not supported (F32, F16, Q8_0, BF16 only)",
+                          "gguf: tensor '%.100s' has type %s (%u), not supported (F32, F16, BF16, "
+                          "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL)",
                           name, ggml_type_name(t->type), type);
         }
-        if (type == GGML_T_Q8_0 && t->ne[0] % QK8_0)
-            return he_set(HE_EFORMAT, "gguf: tensor '%.100s' is Q8_0 but ne[0]=%" PRId64
-                          " is not a multiple of %d", name, t->ne[0], QK8_0);
+        if (t->ne[0] % ggml_blck_size(t->type))
+            return he_set(HE_EFORMAT, "gguf: tensor '%.100s' is %s but ne[0]=%" PRId64
+                          " is not a multiple of its block size %" PRId64, name,
+                          ggml_type_name(t->type), t->ne[0], ggml_blck_size(t->type));
         t->nbytes = tensor_nbytes(t->type, t->ne);
         if (!t->nbytes)
             return he_set(HE_ERANGE, "gguf: tensor '%.100s' byte size overflows", name);

@@ -25,18 +25,34 @@ typedef enum {
     GGUF_T_FLOAT64 = 12,
 } gguf_vtype;
 
-/* Tensor element types (ggml numbering). Only these are supported for compute;
- * the reader accepts any known ggml type id and reports others as EUNSUPPORTED. */
+/* Tensor element types (ggml numbering). The reader accepts these; any other
+ * ggml type id (known or not) is reported as EUNSUPPORTED with its name.
+ * Block layouts (bytes per block of QK elements) follow ggml exactly; see
+ * worker/cpu/cpu_quant.h for the structs. Q8_1 and Q8_K are activation
+ * formats (ggml never writes them to files, but the table knows them). */
 typedef enum {
     GGML_T_F32 = 0,
     GGML_T_F16 = 1,
-    GGML_T_Q8_0 = 8,
+    GGML_T_Q4_0 = 2,    /* 32: f16 d, 16 nibble bytes         = 18 bytes */
+    GGML_T_Q4_1 = 3,    /* 32: f16 d, f16 m, 16 nibble bytes  = 20 */
+    GGML_T_Q5_0 = 6,    /* 32: f16 d, u32 high bits, 16 bytes = 22 */
+    GGML_T_Q5_1 = 7,    /* 32: f16 d, f16 m, u32, 16 bytes    = 24 */
+    GGML_T_Q8_0 = 8,    /* 32: f16 d, 32 int8                 = 34 */
+    GGML_T_Q8_1 = 9,    /* 32: f16 d, f16 s, 32 int8          = 36 */
+    GGML_T_Q2_K = 10,   /* 256                                = 84 */
+    GGML_T_Q3_K = 11,   /* 256                                = 110 */
+    GGML_T_Q4_K = 12,   /* 256                                = 144 */
+    GGML_T_Q5_K = 13,   /* 256                                = 176 */
+    GGML_T_Q6_K = 14,   /* 256                                = 210 */
+    GGML_T_Q8_K = 15,   /* 256: f32 d, 256 int8, 16 int16     = 292 */
+    GGML_T_IQ4_NL = 20, /* 32: f16 d, 16 nibble bytes (table) = 18 */
     GGML_T_BF16 = 30,
 } ggml_type;
 
 #define GGUF_MAX_DIMS 4
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define QK8_0 32 /* elements per Q8_0 block: fp16 scale + 32 int8 = 34 bytes */
+#define QK_K 256  /* elements per K-quant super-block */
 
 typedef struct {
     const char *name;              /* NUL-terminated copy owned by the gguf handle */
@@ -85,6 +101,12 @@ const gguf_tensor *gguf_find_tensor(const gguf_t *g, const char *name); /* NULL 
 /* Bytes of one row of ne0 elements of type t, or 0 if t is unknown or ne0 is
  * not a multiple of the type's block size. */
 size_t ggml_row_size(ggml_type t, int64_t ne0);
+/* Elements per block (1 for F32/F16/BF16) and bytes per block; 0 for a type
+ * the table does not know. */
+int64_t ggml_blck_size(ggml_type t);
+size_t ggml_type_size(ggml_type t);
+/* True for the types gguf_open() accepts in a tensor. */
+bool ggml_type_supported(ggml_type t);
 const char *ggml_type_name(ggml_type t);
 
 /* ---- writer (used by helium-mkmodel and tests). Builds a file in memory order:

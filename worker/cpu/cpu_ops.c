@@ -219,6 +219,7 @@ void cpu_act_free(cpu_act *a) {
     free(a->qdbuf);
     free(a->qcbuf);
     free(a->qd8buf);
+    free(a->xqbuf);
     memset(a, 0, sizeof *a);
 }
 
@@ -231,6 +232,8 @@ int cpu_act_prepare(cpu_ctx_t *c, cpu_act *a, ggml_type wtype, const float *x, i
     a->qd = NULL;
     a->qc = NULL;
     a->qd8 = NULL;
+    a->xq = NULL;
+    a->xq_row = 0;
     bool gemm = n >= cpu_ctx_gemm_min(c, wtype);
     size_t nel = (size_t)n * (size_t)in;
     bool par = nel >= (1u << 15) && c->nth > 1;
@@ -283,8 +286,22 @@ int cpu_act_prepare(cpu_ctx_t *c, cpu_act *a, ggml_type wtype, const float *x, i
         a->f = f;
         return 0;
     }
-    default:
-        return he_set(HE_EUNSUPPORTED, "cpu: weight type %d", (int)wtype);
+    default: {
+        if (!cq_type_has_dot(wtype)) return he_set(HE_EUNSUPPORTED, "cpu: weight type %s", ggml_type_name(wtype));
+        int64_t blck = ggml_blck_size(wtype);
+        if (in % blck)
+            return he_set(HE_EINVAL, "cpu: %s row length %lld is not a multiple of %lld", ggml_type_name(wtype),
+                          (long long)in, (long long)blck);
+        size_t rb = cq_act_row_bytes(wtype, in);
+        int rc = grow_one((void **)&a->xqbuf, &a->xqcap, (size_t)n * rb, 1);
+        if (rc) return rc;
+        uint8_t *xq = a->xqbuf;
+#pragma omp parallel for num_threads(c->nth) if (par) schedule(static)
+        for (int64_t i = 0; i < n; i++) cq_quantize_act_row(wtype, x + i * in, xq + (size_t)i * rb, in);
+        a->xq = xq;
+        a->xq_row = rb;
+        return 0;
+    }
     }
 }
 
@@ -566,8 +583,27 @@ static void mm_rows_scalar(const cpu_mm *j, const cpu_act *a, int64_t r0, int64_
     }
 }
 
+/* Block types: one cq_dot per output, weight row r reused (from L1) for
+ * every activation row of the block. */
+static void mm_rows_qdot(const cpu_ctx_t *c, const cpu_mm *j, const cpu_act *a, int64_t r0, int64_t r1,
+                         int64_t b0, int64_t b1) {
+    const cq_dot_fn dot = cq_dot(j->w->type, c->scalar ? CQ_SCALAR : cq_level_best());
+    const size_t rb = j->w->row_bytes;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *w = (const uint8_t *)j->w->data + (size_t)r * rb;
+        for (int64_t b = b0; b < b1; b++) {
+            float s = dot(w, a->xq + (size_t)b * a->xq_row, a->in);
+            store_tile(j, r, 1, b, 1, &s);
+        }
+    }
+}
+
 static void mm_rows_small(const cpu_ctx_t *c, const cpu_mm *j, const cpu_act *a, int64_t r0, int64_t r1,
                           int64_t b0, int64_t b1, float *tmp) {
+    if (a->xq) {
+        mm_rows_qdot(c, j, a, r0, r1, b0, b1);
+        return;
+    }
 #if CPU_SIMD
     if (c->scalar) {
         mm_rows_scalar(j, a, r0, r1, b0, b1, tmp);
@@ -638,10 +674,10 @@ int cpu_matmul(cpu_ctx_t *c, const cpu_act *a, const cpu_mm *jobs, int n_jobs) {
         /* blocks of batch rows whose activations fit in L2 beside the weight
          * rows, a multiple of the tile heights (3 f32, 4 q8_0) */
         chunk = SMALL_CHUNK;
-        const int64_t row_bytes = a->wtype == GGML_T_Q8_0 ? 3 * a->in : 4 * a->in;
+        const int64_t row_bytes = a->xq ? (int64_t)a->xq_row : a->wtype == GGML_T_Q8_0 ? 3 * a->in : 4 * a->in;
         bblock = ACT_BLOCK_BYTES / row_bytes / 12 * 12;
         if (bblock < 12) bblock = 12;
-        need = CPU_SIMD && !c->scalar ? 0 : (size_t)max_in;
+        need = (CPU_SIMD && !c->scalar) || a->xq ? 0 : (size_t)max_in;
     }
     if (need && grow_each((void **)c->tile, c->nth, &c->tile_cap, need, sizeof(float))) return HE_ENOMEM;
 
@@ -893,7 +929,10 @@ int cpu_attention(cpu_ctx_t *c, const cpu_kv_layer *L, const int32_t *const *tab
     int64_t *istart = (int64_t *)c->attn;
     float *part = c->attn + (size_t)(n + 1) * 2;
     istart[0] = 0;
-    for (int64_t i = 0; i < n; i++) istart[i + 1] = istart[i] + (pos[i] + ck) / ck;
+    /* a sliding window (L->window > 0) starts token i's keys at pos - window + 1,
+     * in the chunk holding that position (chunks stay aligned to position 0) */
+#define ATT_LO(p) (L->window > 0 && (p) >= L->window ? (p) - L->window + 1 : 0)
+    for (int64_t i = 0; i < n; i++) istart[i + 1] = istart[i] + pos[i] / ck - ATT_LO(pos[i]) / ck + 1;
     const int64_t n_items = istart[n];
     const int64_t dim = (int64_t)n_heads * head_dim;
     const float *kbase = L->kv + L->k_off, *vbase = L->kv + L->v_off;
@@ -909,8 +948,9 @@ int cpu_attention(cpu_ctx_t *c, const cpu_kv_layer *L, const int32_t *const *tab
             while (it >= istart[i + 1]) i++;
             while (it < istart[i]) i--;
             const int64_t chunk = it - istart[i], nchunks = istart[i + 1] - istart[i];
-            const int32_t np = pos[i] + 1, j0 = (int32_t)(chunk * ck);
-            const int32_t m = np - j0 < ck ? np - j0 : ck;
+            const int32_t np = pos[i] + 1, lo = ATT_LO(pos[i]), c0 = (int32_t)((lo / ck + chunk) * ck);
+            const int32_t j0 = c0 > lo ? c0 : lo;
+            const int32_t m = (np < c0 + ck ? np : c0 + ck) - j0;
             const int32_t *tab = tables[tok_seq[i]];
             const float *qi = q + i * dim;
             for (int32_t j = 0; j < m; j++) {
@@ -981,3 +1021,4 @@ int cpu_attention(cpu_ctx_t *c, const cpu_kv_layer *L, const int32_t *const *tab
     }
     return 0;
 }
+#undef ATT_LO

@@ -9,7 +9,10 @@
  * Matmul numerics follow ggml's CPU backend: the activation is first converted
  * to the weight's "dot type" (f16 / bf16 rounding, or q8_0 quantization for
  * q8_0 weights) and products are accumulated in f32 (int32 inside a q8_0
- * block).
+ * block). Other block types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K)
+ * quantize each activation row to q8_0 / q8_1 / q8_K and call the cq_dot()
+ * kernel of the best CPU level (scalar with cpu_ctx_set_scalar), one dot per
+ * output, weights read in place (see cpu_quant.h).
  *
  * Batch invariance: by default every result row is computed by the same
  * sequence of floating-point operations whatever the batch size, the other
@@ -75,13 +78,18 @@ typedef struct {
      * scale repeated 8 times */
     const int32_t *qc;
     const float *qd8;
+    /* block types with a cq_dot kernel (Q4_0, Q4_K, ...): xq (n, xq_row bytes)
+     * each row quantized to the type's dot format (q8_0 / q8_1 / q8_K) */
+    const uint8_t *xq;
+    size_t xq_row;
     /* owned buffers, grown on demand */
     float *fbuf;
     int8_t *qsbuf;
     float *qdbuf;
     int32_t *qcbuf;
     float *qd8buf;
-    size_t fcap, qscap, qdcap, qccap, qd8cap;
+    uint8_t *xqbuf;
+    size_t fcap, qscap, qdcap, qccap, qd8cap, xqcap;
 } cpu_act;
 
 void cpu_act_free(cpu_act *a);
@@ -128,6 +136,7 @@ typedef struct {
     size_t k_off, v_off;
     int32_t block_size;
     int32_t kv_dim;
+    int32_t window;     /* > 0: token at pos attends to positions > pos - window only */
 } cpu_kv_layer;
 
 /* Writes k, v (n, kv_dim) of token i at position pos[i] of sequence tok_seq[i]
@@ -137,7 +146,7 @@ void cpu_kv_store(cpu_ctx_t *c, const cpu_kv_layer *L, const int32_t *const *tab
                   int64_t n);
 
 /* Causal attention: for token i (n of them) and head h, out[i, h] = softmax over
- * positions 0..pos[i] of sequence tok_seq[i] of (q[i,h] . K[p, h/g]) * scale,
+ * positions 0..pos[i] (pos[i] - L->window + 1 .. pos[i] with a window) of sequence tok_seq[i] of (q[i,h] . K[p, h/g]) * scale,
  * applied to V[p, h/g], where g = n_heads / n_kv_heads. q, out: (n, n_heads *
  * head_dim). 0 or HE_ENOMEM. */
 int cpu_attention(cpu_ctx_t *c, const cpu_kv_layer *L, const int32_t *const *tables,

@@ -1,12 +1,18 @@
-/* cpu_quant: f16 / bf16 / q8_0 conversions; see cpu_quant.h.
+/* cpu_quant: f16 / bf16 / q8_0 conversions, activation quantizers (q8_0,
+ * q8_1, q8_K) and the run-time choice of dot kernels; see cpu_quant.h.
  *
  * Scalar code is the reference; F16C and AVX2 paths (compiled in when the
- * target has them) produce the same bits.
+ * target has them) produce the same bits. The dot kernels themselves live in
+ * quant_legacy.c, quant_k.c, quant_dot_avx2.c and quant_dot_avx512.c; this
+ * file only picks among them by what __builtin_cpu_supports reports (once).
  */
 #include "cpu_quant.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "quant_kernels.h"
 
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
@@ -95,12 +101,27 @@ void cq_dequant_row(ggml_type t, const void *src, float *dst, int64_t n) {
         for (; i < n; i++) dst[i] = cq_bf16_to_f32(s[i]);
         break;
     }
-    case GGML_T_Q8_0: {
-        const cq_block_q8_0 *b = src;
-        for (int64_t k = 0; k < n / QK8_0; k++) {
-            float d = cq_f16_to_f32(b[k].d);
-            for (int j = 0; j < QK8_0; j++) dst[k * QK8_0 + j] = (float)b[k].qs[j] * d;
-        }
+    case GGML_T_Q8_0: cq_dequant_q8_0(src, dst, n); break;
+    case GGML_T_Q4_0: cq_dequant_q4_0(src, dst, n); break;
+    case GGML_T_Q4_1: cq_dequant_q4_1(src, dst, n); break;
+    case GGML_T_Q5_0: cq_dequant_q5_0(src, dst, n); break;
+    case GGML_T_Q5_1: cq_dequant_q5_1(src, dst, n); break;
+    case GGML_T_IQ4_NL: cq_dequant_iq4_nl(src, dst, n); break;
+    case GGML_T_Q2_K: cq_dequant_q2_K(src, dst, n); break;
+    case GGML_T_Q3_K: cq_dequant_q3_K(src, dst, n); break;
+    case GGML_T_Q4_K: cq_dequant_q4_K(src, dst, n); break;
+    case GGML_T_Q5_K: cq_dequant_q5_K(src, dst, n); break;
+    case GGML_T_Q6_K: cq_dequant_q6_K(src, dst, n); break;
+    case GGML_T_Q8_1: {
+        const cq_block_q8_1 *b = src;
+        for (int64_t k = 0; k < n / QK8_0; k++)
+            for (int j = 0; j < QK8_0; j++) dst[k * QK8_0 + j] = (float)b[k].qs[j] * cq_f16_to_f32(b[k].d);
+        break;
+    }
+    case GGML_T_Q8_K: {
+        const cq_block_q8_K *b = src;
+        for (int64_t k = 0; k < n / QK_K; k++)
+            for (int j = 0; j < QK_K; j++) dst[k * QK_K + j] = (float)b[k].qs[j] * b[k].d;
         break;
     }
     default:
@@ -176,5 +197,128 @@ void cq_round_row(ggml_type t, const float *x, float *y, int64_t n) {
     default:
         if (y != x) memmove(y, x, (size_t)n * sizeof(float));
         break;
+    }
+}
+
+/* ------------------------------------------------------------------ q8_1, q8_K */
+
+void cq_quantize_row_q8_1(const float *x, cq_block_q8_1 *dst, int64_t n) {
+    for (int64_t k = 0; k < n / QK8_0; k++) {
+        int8_t q[QK8_0];
+        float d = q8_block(x + k * QK8_0, q);
+        int32_t sum = 0;
+        for (int j = 0; j < QK8_0; j++) sum += q[j];
+        dst[k].d = cq_f32_to_f16(d);
+        dst[k].s = cq_f32_to_f16(d * (float)sum);
+        memcpy(dst[k].qs, q, QK8_0);
+    }
+}
+
+/* As ggml's quantize_row_q8_K_ref: the scale comes from the element of
+ * largest magnitude with its sign, iscale = -127 / max, q = min(127,
+ * round-half-even(iscale * x)), d = 1 / iscale, and the sums of each 16. */
+void cq_quantize_row_q8_K(const float *x, cq_block_q8_K *dst, int64_t n) {
+    for (int64_t k = 0; k < n / QK_K; k++, x += QK_K) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK_K; j++) {
+            float a = fabsf(x[j]);
+            if (a > amax) {
+                amax = a;
+                max = x[j];
+            }
+        }
+        cq_block_q8_K *b = &dst[k];
+        if (amax == 0.0f) {
+            memset(b, 0, sizeof *b);
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < QK_K; j++) {
+            float v = nearbyintf(iscale * x[j]);
+            b->qs[j] = (int8_t)(v > 127.f ? 127 : v);
+        }
+        for (int g = 0; g < QK_K / 16; g++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += b->qs[16 * g + j];
+            b->bsums[g] = (int16_t)s;
+        }
+        b->d = 1.0f / iscale;
+    }
+}
+
+/* ------------------------------------------------------------------ dispatch */
+
+static cq_level detect_level(void) {
+    __builtin_cpu_init();
+    cq_level l = CQ_SCALAR;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        l = CQ_AVX2;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+            l = CQ_AVX512;
+    }
+    const char *cap = getenv("HELIUM_CPU_LEVEL");
+    if (cap) {
+        cq_level c = !strcmp(cap, "scalar") ? CQ_SCALAR : !strcmp(cap, "avx2") ? CQ_AVX2 : CQ_AVX512;
+        if (c < l) l = c;
+    }
+    return l;
+}
+
+cq_level cq_level_best(void) {
+    static int level = -1; /* benign race: every thread computes the same value */
+    int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
+    if (l < 0) {
+        l = (int)detect_level();
+        __atomic_store_n(&level, l, __ATOMIC_RELAXED);
+    }
+    return (cq_level)l;
+}
+
+const char *cq_level_name(cq_level l) {
+    switch (l) {
+    case CQ_SCALAR: return "scalar";
+    case CQ_AVX2: return "avx2";
+    case CQ_AVX512: return "avx512-vnni";
+    default: return "unknown";
+    }
+}
+
+bool cq_type_has_dot(ggml_type t) { return cq_dot(t, CQ_SCALAR) != NULL && t != GGML_T_Q8_0; }
+
+ggml_type cq_dot_type(ggml_type t) {
+    switch (t) {
+    case GGML_T_Q4_1:
+    case GGML_T_Q5_1: return GGML_T_Q8_1;
+    case GGML_T_Q2_K:
+    case GGML_T_Q3_K:
+    case GGML_T_Q4_K:
+    case GGML_T_Q5_K:
+    case GGML_T_Q6_K: return GGML_T_Q8_K;
+    default: return GGML_T_Q8_0;
+    }
+}
+
+cq_dot_fn cq_dot(ggml_type t, cq_level l) {
+#define CQ_CASE(name, type)                                                 \
+    case type: {                                                            \
+        cq_dot_fn k[CQ_N_LEVELS] = {cq_dot_##name##_scalar, cq_dot_##name##_avx2, \
+                                    cq_dot_##name##_avx512};                \
+        return k[l < CQ_N_LEVELS ? l : CQ_N_LEVELS - 1];                    \
+    }
+    switch (t) {
+        CQ_DOT_TYPES(CQ_CASE)
+    default: return NULL;
+    }
+#undef CQ_CASE
+}
+
+size_t cq_act_row_bytes(ggml_type t, int64_t n) { return ggml_row_size(cq_dot_type(t), n); }
+
+void cq_quantize_act_row(ggml_type t, const float *x, void *dst, int64_t n) {
+    switch (cq_dot_type(t)) {
+    case GGML_T_Q8_1: cq_quantize_row_q8_1(x, dst, n); break;
+    case GGML_T_Q8_K: cq_quantize_row_q8_K(x, dst, n); break;
+    default: cq_quantize_row_q8_0(x, dst, n); break;
     }
 }

@@ -1,4 +1,6 @@
-/* cpu_quant: element conversions for the CPU backend (f16, bf16, q8_0).
+/* cpu_quant: element conversions and quantized dot products for the CPU
+ * backend (f16, bf16, q8_0; the ggml block types Q4_0..Q5_1, IQ4_NL and the
+ * K-quants Q2_K..Q6_K).
  *
  * Conversions follow ggml bit for bit where it matters for conformance:
  * f32 -> f16 rounds to nearest even (as F16C does), f32 -> bf16 rounds to
@@ -10,10 +12,28 @@
  * Activations quantized for a q8_0 x q8_0 dot are kept split for aligned SIMD
  * loads: quants qs (n, in) int8 and scales qd (n, in/32) f32 (the f16-rounded
  * scale, widened).
+ *
+ * Quantized weights are never expanded: a matmul quantizes each activation
+ * row to the weight type's "dot type" (q8_0 for Q4_0, Q5_0, IQ4_NL; q8_1 for
+ * Q4_1, Q5_1; q8_K for the K-quants, as ggml does) and cq_dot() multiplies a
+ * weight row by such a row with integer dot products. Kernels exist per CPU
+ * level (scalar, AVX2, AVX-512 VNNI), picked at run time (cq_level_best());
+ * every level gives the same bits as the scalar one for every input:
+ *   - legacy types (32-element blocks): each block's integer products are
+ *     summed in 8 int32 lanes (lane l: elements 4l..4l+3), added to 8 f32
+ *     lanes as fma(dw * dx, lane, acc[l]) block after block, and the lanes are
+ *     reduced in the fixed tree ((0+4)+(2+6)) + ((1+5)+(3+7)); the q8_1 min
+ *     term (Q4_1, Q5_1) is a separate scalar chain fma(m, s, summ) added last;
+ *   - K-quants (256-element blocks): each block's scaled integer total (and
+ *     for Q2_K, Q4_K, Q5_K the integer min total) is exact in int32 and enters
+ *     one f32 chain acc = fma(d * dx, total, acc) (and accm likewise), result
+ *     acc - accm.
+ * A dot depends only on its two rows, so matmuls stay batch invariant.
  */
 #ifndef HELIUM_CPU_QUANT_H
 #define HELIUM_CPU_QUANT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,13 +46,94 @@ typedef struct {
 
 _Static_assert(sizeof(cq_block_q8_0) == 34, "q8_0 block is 34 bytes");
 
+/* ggml block layouts (little-endian, packed). */
+typedef struct { uint16_t d; uint8_t qs[16]; } __attribute__((packed)) cq_block_q4_0;
+typedef struct { uint16_t d, m; uint8_t qs[16]; } __attribute__((packed)) cq_block_q4_1;
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } __attribute__((packed)) cq_block_q5_0;
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } __attribute__((packed)) cq_block_q5_1;
+typedef struct { uint16_t d, s; int8_t qs[32]; } __attribute__((packed)) cq_block_q8_1; /* s = d * sum(qs) */
+typedef struct { uint16_t d; uint8_t qs[16]; } __attribute__((packed)) cq_block_iq4_nl;
+typedef struct {
+    uint8_t scales[16]; /* low nibble scale, high nibble min, per 16 */
+    uint8_t qs[64];     /* 2-bit quants */
+    uint16_t d, dmin;
+} __attribute__((packed)) cq_block_q2_K;
+typedef struct {
+    uint8_t hmask[32];  /* high bit */
+    uint8_t qs[64];     /* low 2 bits */
+    uint8_t scales[12]; /* 16 6-bit scales */
+    uint16_t d;
+} __attribute__((packed)) cq_block_q3_K;
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12]; /* 8 6-bit scales and 8 6-bit mins */
+    uint8_t qs[128];
+} __attribute__((packed)) cq_block_q4_K;
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
+    uint8_t qs[128];
+} __attribute__((packed)) cq_block_q5_K;
+typedef struct {
+    uint8_t ql[128];
+    uint8_t qh[64];
+    int8_t scales[16];
+    uint16_t d;
+} __attribute__((packed)) cq_block_q6_K;
+typedef struct {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16]; /* sums of each 16 quants */
+} __attribute__((packed)) cq_block_q8_K;
+
+_Static_assert(sizeof(cq_block_q4_0) == 18 && sizeof(cq_block_q4_1) == 20, "legacy blocks");
+_Static_assert(sizeof(cq_block_q5_0) == 22 && sizeof(cq_block_q5_1) == 24, "legacy blocks");
+_Static_assert(sizeof(cq_block_q8_1) == 36 && sizeof(cq_block_iq4_nl) == 18, "legacy blocks");
+_Static_assert(sizeof(cq_block_q2_K) == 84 && sizeof(cq_block_q3_K) == 110, "k blocks");
+_Static_assert(sizeof(cq_block_q4_K) == 144 && sizeof(cq_block_q5_K) == 176, "k blocks");
+_Static_assert(sizeof(cq_block_q6_K) == 210 && sizeof(cq_block_q8_K) == 292, "k blocks");
+
+/* The non-linear IQ4_NL code book (ggml's kvalues_iq4nl). */
+extern const int8_t cq_iq4nl_values[16];
+
+/* CPU levels with their own dot kernels, lowest first. */
+typedef enum { CQ_SCALAR = 0, CQ_AVX2 = 1, CQ_AVX512 = 2, CQ_N_LEVELS = 3 } cq_level;
+
+/* The best level this CPU runs (AVX2 needs avx2+fma+f16c; AVX512 also
+ * avx512f/bw/vl/vnni), detected once with __builtin_cpu_supports.
+ * HELIUM_CPU_LEVEL=scalar|avx2|avx512 in the environment caps it. */
+cq_level cq_level_best(void);
+const char *cq_level_name(cq_level l);
+
+/* y (wq) = w (wrow) . x (xq) over n elements: a weight row of type t and an
+ * activation row quantized with cq_quantize_act_row(t, ...). */
+typedef float (*cq_dot_fn)(const void *wrow, const void *xq, int64_t n);
+
+/* True for the block types whose matmul runs through cq_dot (Q4_0, Q4_1,
+ * Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K). */
+bool cq_type_has_dot(ggml_type t);
+/* The activation format type t's dot consumes (Q8_0, Q8_1 or Q8_K). */
+ggml_type cq_dot_type(ggml_type t);
+/* The kernel for type t at level l, or at the highest level below l that
+ * has one; NULL if t has no dot. */
+cq_dot_fn cq_dot(ggml_type t, cq_level l);
+/* Bytes of one activation row of n elements for weights of type t. */
+size_t cq_act_row_bytes(ggml_type t, int64_t n);
+/* Quantizes x (n, a multiple of t's block size) to t's dot type into dst
+ * (cq_act_row_bytes(t, n) bytes). Same bits at every level. */
+void cq_quantize_act_row(ggml_type t, const float *x, void *dst, int64_t n);
+void cq_quantize_row_q8_1(const float *x, cq_block_q8_1 *dst, int64_t n);
+void cq_quantize_row_q8_K(const float *x, cq_block_q8_K *dst, int64_t n);
+
 float cq_f16_to_f32(uint16_t h);
 uint16_t cq_f32_to_f16(float f);
 float cq_bf16_to_f32(uint16_t h);
 uint16_t cq_f32_to_bf16(float f);
 
-/* Dequantizes one row of n elements of type t (n a multiple of 32 for q8_0)
- * into dst (n). Unknown types leave dst untouched. */
+/* Dequantizes one row of n elements of type t (n a multiple of t's block
+ * size) into dst (n), as ggml's dequantize_row_* does. Unknown types leave
+ * dst untouched. */
 void cq_dequant_row(ggml_type t, const void *src, float *dst, int64_t n);
 
 /* Quantizes x (n, n % 32 == 0) to ggml q8_0 blocks (n / 32). */
