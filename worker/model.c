@@ -46,8 +46,8 @@ static int want(const model_t *m, const char *name, int64_t ne0, int64_t ne1, bo
                       "model: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
                       name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
                       (long long)t->ne[3], (long long)ne0, (long long)e1);
-    bool ok = t->type == GGML_T_F32 ||
-              (matrix && (t->type == GGML_T_F16 || t->type == GGML_T_BF16 || t->type == GGML_T_Q8_0));
+    /* matrices: any type the reader accepts; the backend says which it computes */
+    bool ok = t->type == GGML_T_F32 || (matrix && ggml_type_supported(t->type));
     if (!ok)
         return he_set(HE_EUNSUPPORTED, "model: tensor '%s' has unsupported type %s%s", name,
                       ggml_type_name(t->type), matrix ? "" : " (norms and biases must be F32)");

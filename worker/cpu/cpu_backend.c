@@ -47,7 +47,7 @@ typedef struct {
 } cpu_be;
 
 static bool type_ok(ggml_type t) {
-    return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_BF16 || t == GGML_T_Q8_0;
+    return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_BF16 || t == GGML_T_Q8_0 || cq_type_has_dot(t);
 }
 
 static int check_mat(const gguf_tensor *t, int64_t in, int64_t out, const char *what) {
@@ -58,8 +58,9 @@ static int check_mat(const gguf_tensor *t, int64_t in, int64_t out, const char *
     if (t->ne[0] != in || t->ne[1] * t->ne[2] * t->ne[3] != out)
         return he_set(HE_EINVAL, "cpu: tensor %s has shape %lldx%lld, want %lldx%lld", t->name,
                       (long long)t->ne[0], (long long)t->ne[1], (long long)in, (long long)out);
-    if (t->type == GGML_T_Q8_0 && in % QK8_0)
-        return he_set(HE_EINVAL, "cpu: q8_0 tensor %s row %lld", t->name, (long long)in);
+    if (in % ggml_blck_size(t->type))
+        return he_set(HE_EINVAL, "cpu: %s tensor %s row %lld is not a whole number of blocks",
+                      ggml_type_name(t->type), t->name, (long long)in);
     return 0;
 }
 
