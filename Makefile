@@ -5,8 +5,9 @@ JOBS   ?= $(shell nproc)
 BUILD  ?= build
 ABUILD ?= build-asan
 CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build build-asan demo test conformance bench clean
+.PHONY: all deps build build-asan demo test conformance bench fuzz clean
 
 all: build
 
@@ -35,5 +36,10 @@ conformance: build
 bench: build
 	@bash bench/engine $(BUILD)
 
+# libFuzzer targets built with clang in build-fuzz/, each run FUZZ_SECONDS
+# after replaying tests/fuzz/regress and the seed corpora (tests/fuzz/README.md)
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(CURDIR)/build-fuzz FUZZ_JOBS=$(JOBS) bash tests/fuzz/run.sh
+
 clean:
-	rm -rf $(BUILD) $(ABUILD)
+	rm -rf $(BUILD) $(ABUILD) build-fuzz

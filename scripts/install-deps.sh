@@ -5,7 +5,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libcriterion-dev libcurl4-openssl-dev libopenblas-dev libxxhash-dev libcjson-dev
-      libmicrohttpd-dev python3 curl)
+      libmicrohttpd-dev python3 curl
+      clang libclang-rt-14-dev) # clang + libFuzzer runtime: tests/fuzz
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
