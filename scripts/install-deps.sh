@@ -18,6 +18,10 @@ PKGS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-
       libcriterion-dev libcurl4-openssl-dev libopenblas-dev libxxhash-dev libcjson-dev
       libmicrohttpd-dev python3 python3-pip python3-venv curl # pip, venv: scripts/fetch-model.sh, llama-venv.sh
       clang libclang-rt-14-dev) # clang + libFuzzer runtime: tests/fuzz
+if [ $DEPLOY = 1 ]; then
+  PKGS+=(docker.io docker-compose debootstrap)
+  command -v kubectl >/dev/null || PKGS+=(golang-go)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
