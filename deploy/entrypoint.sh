@@ -16,7 +16,10 @@ if [ -n "$model" ] && [ ! -s "$model" ]; then
   if [ -n "${HELIUM_MODEL_FETCH:-}" ]; then
     command -v helium-fetch-model >/dev/null 2>&1 ||
       { echo "helium-entrypoint: HELIUM_MODEL_FETCH set but this image has no helium-fetch-model" >&2; exit 1; }
-    helium-fetch-model "$HELIUM_MODEL_FETCH" "$model"
+    # fetched into the model's folder (checked by sha256 there), then linked
+    dir=$(dirname "$model")
+    got=$(HELIUM_MODEL_CACHE="$dir" helium-fetch-model "$HELIUM_MODEL_FETCH") || exit 1
+    [ "$got" = "$model" ] || ln -sfn "$(basename "$got")" "$model"
   fi
   waited=0
   while [ ! -s "$model" ] && [ "$waited" -lt "${HELIUM_MODEL_WAIT:-0}" ]; do
