@@ -286,6 +286,24 @@ Test(quant, every_simd_level_matches_scalar_bit_for_bit) {
                              cq_level_name((cq_level)l), (long long)n, got, ref);
             }
             free(xq);
+            /* tiles: CQ_TILE rows at once, each with its single dot's bits */
+            size_t xs = cq_act_row_bytes(t, n);
+            uint8_t *xt = malloc(xs * CQ_TILE);
+            float want[CQ_TILE];
+            for (int c = 0; c < CQ_TILE; c++) {
+                for (int e = 0; e < n; e++) x[e] = rng_f() * (c == 2 && e % 5 == 0 ? big : 1.0f);
+                cq_quantize_act_row(t, x, xt + c * xs, n);
+                want[c] = cq_dot(t, CQ_SCALAR)(w, xt + c * xs, n);
+            }
+            for (int l = CQ_AVX2; l <= (int)best; l++) {
+                cq_tile_fn tile = cq_tile(t, (cq_level)l);
+                if (!tile) continue;
+                float got[CQ_TILE];
+                tile(w, xt, xs, n, got);
+                cr_assert_eq(memcmp(got, want, sizeof got), 0, "%s tile at %s", ggml_type_name(t),
+                             cq_level_name((cq_level)l));
+            }
+            free(xt);
         }
     }
 }

@@ -587,11 +587,20 @@ static void mm_rows_scalar(const cpu_mm *j, const cpu_act *a, int64_t r0, int64_
  * every activation row of the block. */
 static void mm_rows_qdot(const cpu_ctx_t *c, const cpu_mm *j, const cpu_act *a, int64_t r0, int64_t r1,
                          int64_t b0, int64_t b1) {
-    const cq_dot_fn dot = cq_dot(j->w->type, c->scalar ? CQ_SCALAR : cq_level_best());
+    const cq_level lvl = c->scalar ? CQ_SCALAR : cq_level_best();
+    const cq_dot_fn dot = cq_dot(j->w->type, lvl);
+    const cq_tile_fn tile = cq_tile(j->w->type, lvl);
     const size_t rb = j->w->row_bytes;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *w = (const uint8_t *)j->w->data + (size_t)r * rb;
-        for (int64_t b = b0; b < b1; b++) {
+        int64_t b = b0;
+        if (tile)
+            for (; b + CQ_TILE <= b1; b += CQ_TILE) {
+                float s[CQ_TILE];
+                tile(w, a->xq + (size_t)b * a->xq_row, a->xq_row, a->in, s);
+                for (int t = 0; t < CQ_TILE; t++) store_tile(j, r, 1, b + t, 1, &s[t]);
+            }
+        for (; b < b1; b++) {
             float s = dot(w, a->xq + (size_t)b * a->xq_row, a->in);
             store_tile(j, r, 1, b, 1, &s);
         }

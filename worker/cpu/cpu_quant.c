@@ -313,6 +313,19 @@ cq_dot_fn cq_dot(ggml_type t, cq_level l) {
 #undef CQ_CASE
 }
 
+cq_tile_fn cq_tile(ggml_type t, cq_level l) {
+#define CQ_CASE(name, type)                                                                \
+    case type: {                                                                           \
+        cq_tile_fn k[CQ_N_LEVELS] = {NULL, cq_tile_##name##_avx2, cq_tile_##name##_avx512}; \
+        return k[l < CQ_N_LEVELS ? l : CQ_N_LEVELS - 1];                                   \
+    }
+    switch (t) {
+        CQ_TILE_TYPES(CQ_CASE)
+    default: return NULL;
+    }
+#undef CQ_CASE
+}
+
 size_t cq_act_row_bytes(ggml_type t, int64_t n) { return ggml_row_size(cq_dot_type(t), n); }
 
 void cq_quantize_act_row(ggml_type t, const float *x, void *dst, int64_t n) {

@@ -118,6 +118,13 @@ ggml_type cq_dot_type(ggml_type t);
 /* The kernel for type t at level l, or at the highest level below l that
  * has one; NULL if t has no dot. */
 cq_dot_fn cq_dot(ggml_type t, cq_level l);
+/* Tiles: the dots of one weight row with CQ_TILE activation rows (x, x + xs,
+ * x + 2 xs, ...) into out (CQ_TILE); out[c] has exactly the bits of the
+ * single dot with row c. Only the SIMD levels have them (cq_tile() is NULL
+ * for the scalar level and for types without one). */
+#define CQ_TILE 4
+typedef void (*cq_tile_fn)(const void *w, const void *x, size_t xs, int64_t n, float *out);
+cq_tile_fn cq_tile(ggml_type t, cq_level l);
 /* Bytes of one activation row of n elements for weights of type t. */
 size_t cq_act_row_bytes(ggml_type t, int64_t n);
 /* Quantizes x (n, a multiple of t's block size) to t's dot type into dst

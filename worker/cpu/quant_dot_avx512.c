@@ -30,6 +30,24 @@ LEGACY_DOT(q5_1, GGML_T_Q5_1, cq_block_q5_1, cq_block_q8_1, lanes_u_vnni, 1, avx
 LEGACY_DOT(q8_0, GGML_T_Q8_0, cq_block_q8_0, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
 LEGACY_DOT(iq4_nl, GGML_T_IQ4_NL, cq_block_iq4_nl, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
 
+LEGACY_TILE(q4_0, GGML_T_Q4_0, cq_block_q4_0, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
+LEGACY_TILE(q4_1, GGML_T_Q4_1, cq_block_q4_1, cq_block_q8_1, lanes_u_vnni, 1, avx512, TGT512)
+LEGACY_TILE(q5_0, GGML_T_Q5_0, cq_block_q5_0, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
+LEGACY_TILE(q5_1, GGML_T_Q5_1, cq_block_q5_1, cq_block_q8_1, lanes_u_vnni, 1, avx512, TGT512)
+LEGACY_TILE(q8_0, GGML_T_Q8_0, cq_block_q8_0, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
+LEGACY_TILE(iq4_nl, GGML_T_IQ4_NL, cq_block_iq4_nl, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
+
+/* K tiles: the AVX2 ones (same bits; the 512-bit single dots serve decode) */
+void cq_tile_q4_K_avx512(const void *w, const void *x, size_t xs, int64_t n, float *out) {
+    cq_tile_q4_K_avx2(w, x, xs, n, out);
+}
+void cq_tile_q5_K_avx512(const void *w, const void *x, size_t xs, int64_t n, float *out) {
+    cq_tile_q5_K_avx2(w, x, xs, n, out);
+}
+void cq_tile_q6_K_avx512(const void *w, const void *x, size_t xs, int64_t n, float *out) {
+    cq_tile_q6_K_avx2(w, x, xs, n, out);
+}
+
 float cq_dot_q2_K_avx512(const void *w, const void *x, int64_t n) { return cq_dot_q2_K_avx2(w, x, n); }
 float cq_dot_q3_K_avx512(const void *w, const void *x, int64_t n) { return cq_dot_q3_K_avx2(w, x, n); }
 

@@ -29,6 +29,15 @@
 CQ_DOT_TYPES(CQ_DECL)
 #undef CQ_DECL
 
+#define CQ_TILE_TYPES(X) \
+    X(q4_0, GGML_T_Q4_0) X(q4_1, GGML_T_Q4_1) X(q5_0, GGML_T_Q5_0) X(q5_1, GGML_T_Q5_1) \
+    X(q8_0, GGML_T_Q8_0) X(iq4_nl, GGML_T_IQ4_NL) X(q4_K, GGML_T_Q4_K) X(q5_K, GGML_T_Q5_K) X(q6_K, GGML_T_Q6_K)
+#define CQ_TILE_DECL(name, t)                                                                     \
+    void cq_tile_##name##_avx2(const void *w, const void *x, size_t xs, int64_t n, float *out);   \
+    void cq_tile_##name##_avx512(const void *w, const void *x, size_t xs, int64_t n, float *out);
+CQ_TILE_TYPES(CQ_TILE_DECL)
+#undef CQ_TILE_DECL
+
 /* The fixed reduction order of 8 f32 lanes: ((0+4)+(2+6)) + ((1+5)+(3+7)),
  * what _mm256 extract/movehl/movehdup adds give. */
 static inline float cq_hsum8_ref(const float l[8]) {

@@ -97,6 +97,35 @@ static inline uint16_t m_of(const void *b, ggml_type t) {
         return HAS_M ? hsum8(acc) + summ : hsum8(acc);                                   \
     }
 
+/* The same dot for CQ_TILE activation rows at once (x, x + xs, ...): each
+ * weight block is unpacked once, and the rows' chains are independent, so
+ * every out[c] has the bits of the single dot of row c. */
+#define LEGACY_TILE(name, T, WT, XT, LANES, HAS_M, SUF, ATTR)                            \
+    ATTR void cq_tile_##name##_##SUF(const void *vw, const void *vx, size_t xs, int64_t n, float *out) { \
+        const WT *w = vw;                                                                \
+        const XT *x[CQ_TILE];                                                            \
+        __m256 acc[CQ_TILE];                                                             \
+        float summ[CQ_TILE];                                                             \
+        _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                      \
+            x[c] = (const XT *)((const char *)vx + (size_t)c * xs);                      \
+            acc[c] = _mm256_setzero_ps();                                                \
+            summ[c] = 0.0f;                                                              \
+        }                                                                                \
+        for (int64_t k = 0; k < n / 32; k++) {                                           \
+            const __m256i q = unpack_##name(&w[k]);                                      \
+            const float dw = h2f(w[k].d);                                                \
+            _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                  \
+                __m256i p = LANES(q, _mm256_loadu_si256((const __m256i *)x[c][k].qs));   \
+                __m256 d = _mm256_set1_ps(dw * h2f(x[c][k].d));                          \
+                acc[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[c]);              \
+                if (HAS_M)                                                               \
+                    summ[c] = fmaf(h2f(m_of(&w[k], T)), h2f(((const cq_block_q8_1 *)&x[c][k])->s), summ[c]); \
+            }                                                                            \
+        }                                                                                \
+        _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++)                        \
+            out[c] = HAS_M ? hsum8(acc[c]) + summ[c] : hsum8(acc[c]);                    \
+    }
+
 /* 16 int16 scales: the low 8 lanes (elements 0..15 of a 32-group) get a, the
  * high 8 get b. */
 static inline TGT __m256i sc2(int a, int b) {
