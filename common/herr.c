@@ -5,17 +5,25 @@
 #include <stdio.h>
 
 static _Thread_local char he_buf[512];
+static _Thread_local char he_subject[128]; /* the failing operator's id, "" if none */
 
 int he_set(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(he_buf, sizeof he_buf, fmt, ap);
     va_end(ap);
+    he_subject[0] = 0;
     return code;
 }
 
 const char *he_msg(void) { return he_buf; }
-void he_clear(void) { he_buf[0] = 0; }
+void he_clear(void) {
+    he_buf[0] = 0;
+    he_subject[0] = 0;
+}
+
+void he_set_op(const char *op_id) { snprintf(he_subject, sizeof he_subject, "%s", op_id ? op_id : ""); }
+const char *he_op(void) { return he_subject; }
 
 const char *he_name(int code) {
     switch (code) {
@@ -36,6 +44,7 @@ const char *he_name(int code) {
     case HE_ETIMEOUT: return "ETIMEOUT";
     case HE_EUNAVAIL: return "EUNAVAIL";
     case HE_ECANCELED: return "ECANCELED";
-    default: return "EUNKNOWN";
+    case HE_EUNKNOWN: return "EUNKNOWN";
+    default: return "E?";
     }
 }

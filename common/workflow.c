@@ -29,6 +29,13 @@ static char *dupn(const char *s, size_t n) {
 
 static int oom(void) { return he_set(HE_ENOMEM, "workflow: out of memory"); }
 
+/* Names op id as the subject of the error rc just recorded, unless an
+ * operator nested in it already is (herr.h he_op). Returns rc. */
+static int op_err(const char *id, int rc) {
+    if (rc && !*he_op()) he_set_op(id);
+    return rc;
+}
+
 /* Grows *v (elements of size sz) so that it can hold need elements. */
 static int grow(void **v, size_t *cap, size_t need, size_t sz) {
     if (need <= *cap) return 0;
@@ -476,7 +483,7 @@ static int check_op(wf_t *wf, size_t i) {
     const char *id = op->id;
     int rc;
     if ((unsigned)op->kind >= WF_KIND_COUNT)
-        return he_set(HE_EINVAL, "op '%s': unknown operator kind %d", id, (int)op->kind);
+        return he_set(HE_EUNKNOWN, "op '%s': unknown operator kind %d", id, (int)op->kind);
     if (op->parent >= 0) {
         if ((size_t)op->parent >= i)
             return he_set(HE_EFORMAT, "op '%s': parent must come before its body ops", id);
@@ -709,8 +716,8 @@ static int report_cycle(const wf_t *wf, const int *indeg) {
                 break;
             }
     } while (c != cur);
-    return he_set(HE_ECYCLE, "op '%s' is on a cycle: %s -> %s (each needs the next)",
-                  wf->ops[cur]->id, path, wf->ops[cur]->id);
+    return op_err(wf->ops[cur]->id, he_set(HE_ECYCLE, "op '%s' is on a cycle: %s -> %s (each needs the next)",
+                                           wf->ops[cur]->id, path, wf->ops[cur]->id));
 }
 
 /* Kahn's algorithm over all ops (edges stay within scopes), then the order is
@@ -794,6 +801,7 @@ out:
 
 int wf_validate(wf_t *wf) {
     if (!wf) return he_set(HE_EINVAL, "wf_validate: NULL workflow");
+    he_set_op(NULL); /* an error below names its operator, if any */
     clear_derived(wf);
     if (wf->n_ops == 0) return he_set(HE_EFORMAT, "workflow has no operators");
     if (wf->n_ops > WF_MAX_OPS)
@@ -824,18 +832,19 @@ int wf_validate(wf_t *wf) {
     int rc = build_index(wf);
     if (rc) return rc;
     for (size_t i = 0; i < wf->n_ops; i++)
-        if ((rc = check_op(wf, i))) return rc;
+        if ((rc = check_op(wf, i))) return op_err(wf->ops[i]->id, rc);
     for (size_t i = 0; i < wf->n_ops; i++) {
         wf_op *op = wf->ops[i];
         if (op->kind == WF_MAP && op->map.body < 0)
-            return he_set(HE_EFORMAT, "map '%s' has no body op", op->id);
+            return op_err(op->id, he_set(HE_EFORMAT, "map '%s' has no body op", op->id));
         if (op->kind == WF_LOOP) {
-            if (op->loop.output < 0) return he_set(HE_EFORMAT, "loop '%s' has no body ops", op->id);
+            if (op->loop.output < 0)
+                return op_err(op->id, he_set(HE_EFORMAT, "loop '%s' has no body ops", op->id));
             if (op->loop.output_id) {
                 int j = find_op(wf, op->loop.output_id);
                 if (j < 0 || wf->ops[j]->parent != (int)i)
-                    return he_set(HE_EREF, "loop '%s': output '%.64s' is not one of its body ops",
-                                  op->id, op->loop.output_id);
+                    return op_err(op->id, he_set(HE_EREF, "loop '%s': output '%.64s' is not one of its body ops",
+                                                 op->id, op->loop.output_id));
                 op->loop.output = j;
             }
         }
@@ -854,6 +863,7 @@ int wf_validate(wf_t *wf) {
         case WF_JOIN: rc = resolve_tmpl(wf, (int)i, &op->join.parts, &E); break;
         default: break;
         }
+        op_err(op->id, rc);
     }
     if (!rc && E.n) {
         qsort(E.v, E.n, sizeof *E.v, edge_cmp);
@@ -1197,13 +1207,14 @@ static int parse_op(wf_t *wf, const cJSON *o, int parent, const char *default_id
     if (!cJSON_IsString(jty)) return he_set(HE_EFORMAT, "op '%s' has no string 'type'", id);
     int kind = wf_kind_from_name(jty->valuestring);
     if (kind < 0)
-        return he_set(HE_EINVAL,
-                      "op '%s': unknown operator type '%.64s' (want llm, tool, map, join "
-                      "or loop)",
-                      id, jty->valuestring);
+        return op_err(id, he_set(HE_EUNKNOWN,
+                                 "op '%s': unknown operator type '%.64s' (want llm, tool, map, join "
+                                 "or loop)",
+                                 id, jty->valuestring));
     int idx = wf_add_op(wf, parent, id, (wf_kind)kind);
     if (idx < 0) return idx;
-    return parse_fields(wf, o, idx, depth);
+    int rc = parse_fields(wf, o, idx, depth);
+    return rc ? op_err(wf->ops[idx]->id, rc) : 0;
 }
 
 static int parse_inputs(wf_t *wf, const cJSON *arr) {
@@ -1245,6 +1256,7 @@ static int parse_inputs(wf_t *wf, const cJSON *arr) {
 int wf_parse_json(const char *text, size_t len, wf_t **out) {
     if (!out) return he_set(HE_EINVAL, "wf_parse_json: NULL out");
     *out = NULL;
+    he_set_op(NULL); /* an error below names its operator, if any */
     if (!text && len) return he_set(HE_EINVAL, "wf_parse_json: NULL text");
     if (len > WF_MAX_JSON_BYTES)
         return he_set(HE_ELIMIT, "workflow JSON is %zu bytes (limit %u)", len, WF_MAX_JSON_BYTES);

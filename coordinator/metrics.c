@@ -1,4 +1,6 @@
-/* metrics: see metrics.h.
+/* metrics: see metrics.h. The HTTP server, the page-building helpers and
+ * the coordinator's page (met_publish_coord), which the loop builds from its
+ * own state (coord_impl.h) and publishes.
  *
  * Shared state: page/page_len guarded by mu (written by the loop's publish,
  * read by the MHD thread's handler); requests is guarded by mu too.
@@ -6,6 +8,7 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -13,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coord_impl.h"
+#include "dir.h"
 #include "herr.h"
 
 struct metrics {
@@ -159,4 +164,152 @@ void met_label(char *buf, size_t cap, const char *key, const char *value) {
     }
     if (n + 1 < cap) buf[n++] = '"';
     buf[n < cap ? n : cap - 1] = 0;
+}
+
+/* ------------------------------------------------ the coordinator's page */
+
+#define OF(f, kv) {#f, offsetof(opt_counters, f), kv}
+const met_opt_field met_opt_fields[MET_N_OPT_FIELDS] = {
+    OF(jobs, false), OF(llm_tasks, false), OF(dispatched, false), OF(prompt_tokens, true),
+    OF(computed_tokens, false), OF(cached_tokens, true), OF(pulled_tokens, true), OF(generated_tokens, true),
+    OF(kv_pulls, true), OF(warm_tasks, false), OF(warm_tokens, false), OF(rcache_lookups, false),
+    OF(rcache_hits, false), OF(dedup_hits, false), OF(ops_pruned, false), OF(ops_merged, false),
+    OF(plan_us, false), OF(pins, false), OF(unpins, false), OF(pin_updates, false), OF(held, false), OF(kv_waits, false),
+    OF(min_prompt_tokens, false),
+};
+#undef OF
+
+uint64_t met_opt_value(const opt_counters *oc, size_t i) {
+    return *(const uint64_t *)((const char *)oc + met_opt_fields[i].off);
+}
+
+void met_opt_total(opt_t *o, opt_counters *tot) {
+    memset(tot, 0, sizeof *tot);
+    for (int p = 0; p < SCHED_N_POLICIES; p++) {
+        const opt_counters *oc = opt_stats(o, (sched_policy)p);
+        for (size_t i = 0; i < MET_N_OPT_FIELDS; i++)
+            *(uint64_t *)((char *)tot + met_opt_fields[i].off) += met_opt_value(oc, i);
+    }
+}
+
+/* The optimizer's counters: totals (those not already among the
+ * coordinator's own) and per policy. */
+static void page_opt(coord_t *c, sbuf *b) {
+    opt_counters tot;
+    met_opt_total(c->opt, &tot);
+    char name[96];
+    for (size_t i = 0; i < MET_N_OPT_FIELDS; i++) {
+        if (met_opt_fields[i].in_kv) continue;
+        snprintf(name, sizeof name, "helium_opt_%s_total", met_opt_fields[i].name);
+        met_head(b, name, "counter", "Optimizer / policy work counter (see coordinator/opt.h), all policies.");
+        met_value(b, name, "", (double)met_opt_value(&tot, i));
+    }
+    for (size_t i = 0; i < MET_N_OPT_FIELDS; i++) {
+        snprintf(name, sizeof name, "helium_policy_%s_total", met_opt_fields[i].name);
+        met_head(b, name, "counter", "Work counter of each scheduling policy (see coordinator/opt.h).");
+        for (int p = 0; p < SCHED_N_POLICIES; p++) {
+            char l[64] = "";
+            met_label(l, sizeof l, "policy", sched_policy_name((sched_policy)p));
+            met_value(b, name, l, (double)met_opt_value(opt_stats(c->opt, (sched_policy)p), i));
+        }
+    }
+}
+
+/* Per-worker gauges. */
+static void page_workers(coord_t *c, sbuf *b) {
+    met_head(b, "helium_worker_alive", "gauge", "1 if the worker is alive.");
+    for (int i = 0; i < wkrs_cap(c->wkrs); i++) {
+        wkr_t *w = wkrs_by_slot(c->wkrs, i);
+        if (!w) continue;
+        char l[160] = "";
+        met_label(l, sizeof l, "worker", w->id);
+        met_value(b, "helium_worker_alive", l, w->alive);
+    }
+    met_head(b, "helium_worker_load_tokens", "gauge", "Outstanding work dispatched to the worker, in tokens.");
+    for (int i = 0; i < wkrs_cap(c->wkrs); i++) {
+        wkr_t *w = wkrs_by_slot(c->wkrs, i);
+        if (!w) continue;
+        char l[160] = "";
+        met_label(l, sizeof l, "worker", w->id);
+        met_value(b, "helium_worker_load_tokens", l, (double)w->load_tokens);
+    }
+    met_head(b, "helium_worker_kv_blocks", "gauge", "KV blocks of the worker by state (last heartbeat).");
+    for (int i = 0; i < wkrs_cap(c->wkrs); i++) {
+        wkr_t *w = wkrs_by_slot(c->wkrs, i);
+        if (!w) continue;
+        static const char *st[] = {"used", "cached", "total"};
+        double v[] = {w->kv_used, w->kv_cached, w->kv_blocks_total};
+        for (int k = 0; k < 3; k++) {
+            char l[200] = "";
+            met_label(l, sizeof l, "worker", w->id);
+            met_label(l, sizeof l, "state", st[k]);
+            met_value(b, "helium_worker_kv_blocks", l, v[k]);
+        }
+    }
+    met_head(b, "helium_worker_prefill_tokens_per_second", "gauge", "Measured forward-pass speed of the worker.");
+    for (int i = 0; i < wkrs_cap(c->wkrs); i++) {
+        wkr_t *w = wkrs_by_slot(c->wkrs, i);
+        if (!w) continue;
+        char l[160] = "";
+        met_label(l, sizeof l, "worker", w->id);
+        met_value(b, "helium_worker_prefill_tokens_per_second", l, w->prefill_tok_s);
+    }
+}
+
+void met_publish_coord(coord_t *c) {
+    if (!c->metrics) return;
+    sbuf b;
+    sb_init(&b, 4u << 20);
+    jobs_counts jc;
+    jobs_get_counts(c->jobs, &jc);
+    sched_counters sc;
+    sched_get_counters(c->sched, &sc);
+    met_head(&b, "helium_jobs", "gauge", "Jobs by state (queued/running now; done/failed/canceled since start).");
+    met_value(&b, "helium_jobs", "state=\"queued\"", (double)jc.queued);
+    met_value(&b, "helium_jobs", "state=\"running\"", (double)jc.running);
+    met_value(&b, "helium_jobs", "state=\"done\"", (double)jc.done);
+    met_value(&b, "helium_jobs", "state=\"failed\"", (double)jc.failed);
+    met_value(&b, "helium_jobs", "state=\"canceled\"", (double)jc.canceled);
+    struct {
+        const char *name, *type, *help;
+        double v;
+    } g[] = {
+        {"helium_jobs_submitted_total", "counter", "Jobs accepted.", (double)jc.submitted},
+        {"helium_queue_depth", "gauge", "Tasks ready and not yet placed on a worker.",
+         (double)jobs_ready_count(c->jobs)},
+        {"helium_prompt_tokens_total", "counter", "Prompt tokens of finished LLM tasks.", (double)c->st.prompt_tokens},
+        {"helium_cached_tokens_total", "counter", "Prompt tokens served from a worker's KV cache (hit rate = cached/prompt).",
+         (double)c->st.cached_tokens},
+        {"helium_pulled_tokens_total", "counter", "Prompt tokens whose KV was pulled from a peer.",
+         (double)c->st.pulled_tokens},
+        {"helium_generated_tokens_total", "counter", "Generated tokens of finished LLM tasks.",
+         (double)c->st.generated_tokens},
+        {"helium_kv_pulls_total", "counter", "Finished tasks that imported KV pages from a peer.", (double)c->st.kv_pulls},
+        {"helium_kv_pull_bytes_total", "counter", "KV bytes pulled between workers.", (double)c->st.kv_pull_bytes},
+        {"helium_route_decisions_total", "counter", "LLM tasks placed.", (double)sc.decisions},
+        {"helium_route_affinity_total", "counter", "Placements on a worker already holding part of the prefix.",
+         (double)sc.affinity},
+        {"helium_route_pulls_total", "counter", "Placements that chose a KV pull.", (double)sc.pulls},
+        {"helium_route_recomputes_total", "counter", "Placements that chose recompute over a considered pull.",
+         (double)sc.recomputes},
+        {"helium_route_imbalance_total", "counter", "Placements decided by the load-imbalance guard.",
+         (double)sc.imbalanced},
+        {"helium_redispatches_total", "counter", "Tasks re-queued after losing their worker.",
+         (double)c->st.redispatches},
+        {"helium_stale_results_total", "counter", "Results of superseded attempts ignored.", (double)c->st.stale_results},
+        {"helium_tool_calls_total", "counter", "Tool HTTP calls started.", (double)c->st.tool_calls},
+        {"helium_directory_blocks", "gauge", "Distinct KV blocks in the prefix directory.", (double)dir_size(c->dir)},
+        {"helium_workers_alive", "gauge", "Workers alive.", (double)wkrs_alive(c->wkrs)},
+    };
+    for (size_t i = 0; i < sizeof g / sizeof *g; i++) {
+        met_head(&b, g[i].name, g[i].type, g[i].help);
+        met_value(&b, g[i].name, "", g[i].v);
+    }
+    page_opt(c, &b);
+    met_head(&b, "helium_bad_frames_total", "counter", "Malformed frames received, by peer kind.");
+    met_value(&b, "helium_bad_frames_total", "peer=\"client\"", (double)c->st.bad_client_frames);
+    met_value(&b, "helium_bad_frames_total", "peer=\"worker\"", (double)c->st.bad_worker_frames);
+    page_workers(c, &b);
+    if (b.p) metrics_publish(c->metrics, b.p, b.len);
+    sb_free(&b);
 }

@@ -8,8 +8,11 @@
 #ifndef HELIUM_COORD_METRICS_H
 #define HELIUM_COORD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "opt.h"
 #include "render.h"
 
 typedef struct metrics metrics_t;
@@ -29,5 +32,25 @@ void met_head(sbuf *b, const char *name, const char *type, const char *help);
 void met_value(sbuf *b, const char *name, const char *labels, double value);
 /* Appends `key="value"` with value escaped (\\, \", \n) to a label buffer. */
 void met_label(char *buf, size_t cap, const char *key, const char *value);
+
+/* ---- the coordinator's page */
+/* The optimizer's counters by name (in_kv: the total is already among the
+ * coordinator's own counters under that name). */
+typedef struct {
+    const char *name;
+    size_t off;     /* offsetof(opt_counters, name) */
+    bool in_kv;
+} met_opt_field;
+#define MET_N_OPT_FIELDS 23
+extern const met_opt_field met_opt_fields[MET_N_OPT_FIELDS];
+/* Field i of oc. */
+uint64_t met_opt_value(const opt_counters *oc, size_t i);
+/* Sum of the optimizer's counters over the policies. */
+void met_opt_total(opt_t *o, opt_counters *tot);
+
+typedef struct coord coord_t;
+/* Builds the coordinator's whole page from its state and publishes it
+ * (nothing if it serves no metrics). Called by the loop only. */
+void met_publish_coord(coord_t *c);
 
 #endif

@@ -103,6 +103,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 }
 
 bool opt_tracks(sched_policy p) { return p == SCHED_KVFLOW || p == SCHED_HELIUM; }
+bool opt_reuses(sched_policy p) { return p == SCHED_HELIUM; }
 
 static ptree_t *tree_of(opt_t *o, int pol) {
     if (!o->have_model) return NULL;

@@ -133,6 +133,9 @@ int opt_set_model(opt_t *o, uint64_t root, int32_t block_size);
 opt_counters *opt_stats(opt_t *o, sched_policy p);
 /* True if policy p uses the prefix tree (kvflow, helium). */
 bool opt_tracks(sched_policy p);
+/* True if policy p answers deterministic calls from the result cache or an
+ * identical call in flight (helium). */
+bool opt_reuses(sched_policy p);
 
 /* ---- job lifecycle */
 

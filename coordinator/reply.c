@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "herr.h"
-#include "wf_proto.h"
 
 void *rep_alloc(rep_arena *a, size_t size) {
     if (a->n == a->cap) {
@@ -55,28 +54,6 @@ void rep_arena_free(rep_arena *a) {
     for (size_t i = 0; i < a->n; i++) free(a->v[i]);
     free(a->v);
     memset(a, 0, sizeof *a);
-}
-
-Helium__ErrorCode rep_code(int he) {
-    /* the workflow converter's map, except that a bad argument here is a bad
-     * request, not an unknown operator type */
-    return he == HE_EINVAL ? HELIUM__ERROR_CODE__ERROR_INVALID : wfp_error_code(he);
-}
-
-char *rep_op_from_msg(rep_arena *a, const char *msg) {
-    static const char *lead[] = {"op '", "map '", "loop '"};
-    if (!msg) return (char *)protobuf_c_empty_string;
-    for (size_t k = 0; k < sizeof lead / sizeof *lead; k++) {
-        size_t n = strlen(lead[k]);
-        if (strncmp(msg, lead[k], n) != 0) continue;
-        const char *s = msg + n, *e = strchr(s, '\'');
-        if (!e || e == s || e - s > 256) break;
-        char *p = rep_alloc(a, (size_t)(e - s) + 1);
-        if (!p) break;
-        memcpy(p, s, (size_t)(e - s));
-        return p;
-    }
-    return (char *)protobuf_c_empty_string;
 }
 
 Helium__Error *rep_error(rep_arena *a, Helium__ErrorCode code, const char *msg, const char *op_id) {

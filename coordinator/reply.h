@@ -30,12 +30,7 @@ char *rep_strdup(rep_arena *a, const char *s);
 char *rep_printf(rep_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rep_arena_free(rep_arena *a);
 
-/* The wire code for an herr code (HE_ELIMIT -> LIMIT, HE_ENOTFOUND -> NOT_FOUND, ...). */
-Helium__ErrorCode rep_code(int he);
-/* The op id in an herr message of the form "op 'ID'..." / "map 'ID'..." /
- * "loop 'ID'...", copied into the arena; "" if none. */
-char *rep_op_from_msg(rep_arena *a, const char *msg);
-
+/* An Error (op_id "" if none; wire/werr.h maps herr codes to code). */
 Helium__Error *rep_error(rep_arena *a, Helium__ErrorCode code, const char *msg, const char *op_id);
 /* outputs: include op output texts; partial chunks with seq > partial_after. */
 Helium__JobStatus *rep_job_status(rep_arena *a, const job_t *j, bool outputs, uint64_t partial_after);

@@ -71,6 +71,7 @@ const char *sched_policy_name(sched_policy p) {
 }
 
 bool sched_cache_aware(sched_policy p) { return p == SCHED_ROUTER || p == SCHED_KVFLOW || p == SCHED_HELIUM; }
+bool sched_shares_cache(sched_policy p) { return p != SCHED_ISOLATED; }
 
 sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
     sched_t *s = calloc(1, sizeof *s);
@@ -460,5 +461,57 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
              sched_policy_name(policy), n, nb, out->worker->id, out->reuse_blocks, out->pull_blocks,
              out->pull_from ? out->pull_from->id : "-", d.t_pull_s, d.t_recompute_s, d.cost,
              (long long)out->worker->load_tokens, d.imbalanced ? " (imbalance override)" : "");
+    return 0;
+}
+
+/* Helium's holder rule, with its KV admission on: under KV pressure a call's
+ * own prefix (three quarters of its prompt or more) is not copied to a
+ * second worker when it is large against that worker's KV (a quarter or
+ * more): the call goes to the worker holding it (or computing it), or waits
+ * for room there, so that each worker's KV holds distinct prefixes. (A
+ * shorter prefix that many groups share, like one document every job reads,
+ * is still routed as usual: every worker needs it; and a worker about to go
+ * idle takes the call anyway, copying or pulling the prefix.) */
+static sched_verdict helium_holder(sched_t *s, const int32_t *ids, int32_t n, uint32_t max_tokens,
+                                   sched_choice *ch) {
+    wkr_t *w = ch->worker;
+    wkr_t *h = ch->holder_slot >= 0 ? wkrs_by_slot(s->ws, ch->holder_slot) : NULL;
+    int32_t extra = ch->holder_run - ch->reuse_blocks;
+    bool idle = w->load_tokens < s->helium_starve_tokens;
+    if (h && !idle && extra >= SCHED_HOLD_MIN_BLOCKS && 4 * (int64_t)extra >= (int64_t)w->kv_blocks_total &&
+        4 * (int64_t)ch->holder_run >= 3 * (int64_t)ch->n_hashes) {
+        sched_choice hc;
+        if (sched_place_on(s, SCHED_HELIUM, ids, n, max_tokens, h->slot, SCHED_DRY, &hc) || !hc.worker || hc.hold)
+            return SCHED_WAIT_KV;
+        *ch = hc;
+    }
+    /* (its worker's working set has room for it: place admits only such
+     * workers, sched_set_helium_fit) */
+    return SCHED_GO;
+}
+
+int sched_decide(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
+                 sched_choice *out, sched_verdict *v) {
+    *v = SCHED_WAIT;
+    int rc = sched_place_ex(s, policy, ids, n, max_tokens, SCHED_DRY, out);
+    if (rc) return rc;
+    bool kv_admit = policy == SCHED_HELIUM && s->helium_fit;
+    if (!out->worker) {
+        /* helium: no worker's working set has room for it (sched_set_helium_fit) */
+        *v = kv_admit ? SCHED_WAIT_KV : SCHED_WAIT;
+        return 0;
+    }
+    if (out->hold) {
+        /* its prefix is being computed on another worker: pull it once it is
+         * committed instead of computing it twice. The pending pages go away
+         * with their task, so the wait is bounded by it. */
+        *v = SCHED_HOLD;
+        return 0;
+    }
+    *v = kv_admit ? helium_holder(s, ids, n, max_tokens, out) : SCHED_GO;
+    /* (a placement that counts on prefix pages the chosen worker itself is
+     * computing goes at once: its engine admits the call when they are
+     * committed, and its serve loop holds it while a sibling's pull brings
+     * them.) */
     return 0;
 }

@@ -5,7 +5,15 @@
  *   "router"   cache-aware: the prompt's block hashes are matched against the
  *              prefix directory (dir.h) and route_pick (route.h) weighs reuse,
  *              KV pulls from peers and load;
- *   "kvflow", "helium"  place exactly as "router";
+ *   "kvflow"   places exactly as "router";
+ *   "helium"   cache-aware like "router" with its own weights (a lighter load
+ *              weight, a starving-worker rule), pulls always allowed, and
+ *              rules of its own (sched_decide): it holds a call whose prefix
+ *              another worker is computing (pull it once committed, or split
+ *              a group of siblings to a lighter worker), and with its KV
+ *              admission on (sched_set_helium_fit) admits a call only where
+ *              the working set has room and keeps a large own prefix on the
+ *              worker holding it;
  *   "prefix"   least-loaded only (no affinity, no pull); workers still reuse
  *              whatever their own caches hold;
  *   "isolated" round robin over eligible workers, no pull.
@@ -150,6 +158,26 @@ void sched_count(sched_t *s, const sched_choice *ch);
 /* sched_place_ex among one worker only (directory slot). */
 int sched_place_on(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int slot,
                    unsigned flags, sched_choice *out);
+
+/* What a policy's rules make of a placement (sched_decide). */
+typedef enum {
+    SCHED_GO = 0,  /* dispatch on out->worker */
+    SCHED_WAIT,    /* no eligible worker can take it now: place it again later */
+    SCHED_WAIT_KV, /* helium: wait for room in a worker's KV working set */
+    SCHED_HOLD     /* helium: its prefix is being computed elsewhere; place it again once those
+                      pages are cached, to pull them (out->hold; out->split: the split rule) */
+} sched_verdict;
+
+/* Places a call (dry: sched_count counts it once the caller dispatches it)
+ * and applies its policy's rules, so that the caller only acts on *v. Every
+ * policy-specific placement rule lives here; the caller never tests the
+ * policy. Returns what sched_place_ex returns (then *v is SCHED_WAIT). */
+int sched_decide(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
+                 sched_choice *out, sched_verdict *v);
+
+/* True if tasks of policy p share the workers' KV caches: false for
+ * "isolated" (its dispatches carry no_cache and publish no pending blocks). */
+bool sched_shares_cache(sched_policy p);
 
 void sched_get_counters(const sched_t *s, sched_counters *out);
 

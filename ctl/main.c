@@ -31,6 +31,7 @@
 #include "herr.h"
 #include "rpc.h"
 #include "show.h"
+#include "werr.h"
 #include "wf_proto.h"
 #include "workflow.h"
 
@@ -121,13 +122,13 @@ static char *read_file(const char *path, size_t max, size_t *len_out) {
 }
 
 /* With --json, an error also goes to stdout as {"error": {code, message, op_id}}. */
-static void json_error(const ctl_opts *o, const char *code, const char *msg) {
+static void json_error(const ctl_opts *o, const char *code, const char *msg, const char *op_id) {
     if (!o->json) return;
     cJSON *j = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(j, "error");
     cJSON_AddStringToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "op_id", "");
+    cJSON_AddStringToObject(e, "op_id", op_id ? op_id : "");
     show_print_json(stdout, j);
     cJSON_Delete(j);
 }
@@ -140,9 +141,8 @@ static int call(const ctl_opts *o, rpc_t *r, Helium__Request *req, Helium__Reply
     int rc = rpc_call(r, req, out);
     if (rc < 0) {
         fprintf(stderr, "heliumctl: %s\n", he_msg());
-        json_error(o,
-                   rc == HE_ETIMEOUT ? "UNAVAILABLE" : rc == HE_EPROTO ? "PROTOCOL" : rc == HE_ECANCELED ? "CANCELED" : "INTERNAL",
-                   he_msg());
+        /* transport failures: no answer in time means the coordinator is unavailable */
+        json_error(o, rc == HE_ETIMEOUT ? "UNAVAILABLE" : show_error_code(werr_code(rc)), he_msg(), "");
         return EXIT_ERR;
     }
     Helium__Reply *rep = *out;
@@ -398,8 +398,8 @@ static int cmd_submit(const ctl_opts *o, rpc_t **rp, int argc, char **argv) {
     int prc = wf_parse_json(text, len, &wf);
     free(text);
     if (prc < 0) {
-        fprintf(stderr, "heliumctl: error %s: %s: %s\n", show_error_code(wfp_error_code(prc)), file, he_msg());
-        json_error(o, show_error_code(wfp_error_code(prc)), he_msg());
+        fprintf(stderr, "heliumctl: error %s: %s: %s\n", show_error_code(werr_code(prc)), file, he_msg());
+        json_error(o, show_error_code(werr_code(prc)), he_msg(), he_op());
         inputs_free(&in);
         return EXIT_ERR;
     }

@@ -144,7 +144,7 @@ static int op_fields(wf_t *wf, const Helium__Operator *pb, int idx, int depth) {
             rc = op_from(wf, l->body[k], idx, NULL, depth + 1);
         return rc;
     }
-    default: return he_set(HE_EINVAL, "op '%s': unknown operator kind", oid);
+    default: return he_set(HE_EUNKNOWN, "op '%s': unknown operator kind", oid);
     }
 }
 
@@ -172,17 +172,22 @@ static int op_from(wf_t *wf, const Helium__Operator *pb, int parent, const char 
         return he_set(HE_EFORMAT, "operator id '%.64s' is not valid (want [A-Za-z0-9_.-]{1,%d})",
                       id, WF_MAX_ID_LEN);
     wf_kind kind = kind_of(pb);
-    if (kind == WF_KIND_COUNT)
-        return he_set(HE_EINVAL, "op '%s': unknown operator kind (unset, or from a newer protocol)",
-                      id);
+    if (kind == WF_KIND_COUNT) {
+        he_set(HE_EUNKNOWN, "op '%s': unknown operator kind (unset, or from a newer protocol)", id);
+        he_set_op(id);
+        return HE_EUNKNOWN;
+    }
     int idx = wf_add_op(wf, parent, id, kind);
     if (idx < 0) return idx;
-    return op_fields(wf, pb, idx, depth);
+    int rc = op_fields(wf, pb, idx, depth);
+    if (rc && !*he_op()) he_set_op(wf->ops[idx]->id); /* the innermost failing op is the subject */
+    return rc;
 }
 
 int wfp_from_proto(const Helium__Workflow *pb, wf_t **out) {
     if (!out) return he_set(HE_EINVAL, "wfp_from_proto: NULL out");
     *out = NULL;
+    he_set_op(NULL); /* an error below names its operator, if any */
     if (!pb) return he_set(HE_EINVAL, "wfp_from_proto: NULL workflow");
     if (pb->protocol_version != 0 && pb->protocol_version != HELIUM__PROTOCOL__PROTOCOL_CURRENT)
         return he_set(HE_EPROTO, "workflow: protocol_version %u is not %d", pb->protocol_version,
@@ -461,25 +466,4 @@ void wfp_free(Helium__Workflow **pb) {
     if (!pb || !*pb) return;
     protobuf_c_message_free_unpacked(&(*pb)->base, NULL);
     *pb = NULL;
-}
-
-Helium__ErrorCode wfp_error_code(int he_code) {
-    switch (he_code) {
-    case HE_OK: return HELIUM__ERROR_CODE__ERROR_OK;
-    case HE_EINVAL: return HELIUM__ERROR_CODE__ERROR_UNKNOWN_OP;
-    case HE_EFORMAT:
-    case HE_ERANGE:
-    case HE_EEMPTY:
-    case HE_EUNSUPPORTED: return HELIUM__ERROR_CODE__ERROR_INVALID;
-    case HE_ECYCLE: return HELIUM__ERROR_CODE__ERROR_CYCLE;
-    case HE_EREF: return HELIUM__ERROR_CODE__ERROR_DANGLING_REF;
-    case HE_ELIMIT: return HELIUM__ERROR_CODE__ERROR_LIMIT;
-    case HE_ECONTEXT: return HELIUM__ERROR_CODE__ERROR_PROMPT_TOO_LONG;
-    case HE_ENOTFOUND: return HELIUM__ERROR_CODE__ERROR_NOT_FOUND;
-    case HE_EUNAVAIL: return HELIUM__ERROR_CODE__ERROR_UNAVAILABLE;
-    case HE_EPROTO: return HELIUM__ERROR_CODE__ERROR_PROTOCOL;
-    case HE_ECANCELED: return HELIUM__ERROR_CODE__ERROR_CANCELED;
-    case HE_ETIMEOUT: return HELIUM__ERROR_CODE__ERROR_TIMEOUT;
-    default: return HELIUM__ERROR_CODE__ERROR_INTERNAL;
-    }
 }

@@ -10,6 +10,9 @@
  * Messages built by wfp_to_proto are malloc'd throughout, exactly like
  * protobuf_c unpacked ones, so wfp_free (protobuf_c_message_free_unpacked)
  * frees either kind.
+ *
+ * Errors: an herr code with he_msg(), and he_op() naming the failing
+ * operator when there is one; wire/werr.h maps the code to helium.ErrorCode.
  */
 #ifndef HELIUM_WF_PROTO_H
 #define HELIUM_WF_PROTO_H
@@ -19,7 +22,7 @@
 
 /* Builds and validates a wf_t from pb. protocol_version must be 0 (embedded in
  * an envelope already checked) or PROTOCOL_CURRENT, else HE_EPROTO. On error
- * *out is NULL and he_msg() names the operator. */
+ * *out is NULL, he_msg() says why and he_op() names the failing operator. */
 int wfp_from_proto(const Helium__Workflow *pb, wf_t **out);
 
 /* Builds a new Helium__Workflow (protocol_version = PROTOCOL_CURRENT) from wf.
@@ -28,10 +31,5 @@ int wfp_to_proto(const wf_t *wf, Helium__Workflow **out);
 
 /* Frees a Workflow from wfp_to_proto or protobuf_c unpack; NULLs *pb. */
 void wfp_free(Helium__Workflow **pb);
-
-/* The wire error code for an herr code returned by wf_parse_json,
- * wf_validate or wfp_from_proto (HE_EINVAL there means an unknown operator
- * type, hence ERROR_UNKNOWN_OP). */
-Helium__ErrorCode wfp_error_code(int he_code);
 
 #endif

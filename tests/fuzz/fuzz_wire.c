@@ -16,6 +16,7 @@
 #include "helium.pb-c.h"
 #include "herr.h"
 #include "pbcheck.h"
+#include "werr.h"
 #include "wf_proto.h"
 #include "workflow.h"
 
@@ -53,7 +54,7 @@ static void check_submit(const Helium__Request *rq) {
     if (rc < 0) {
         fz_check(!wf, "workflow returned with error %d", rc);
         fz_check(he_msg()[0], "error %d without a message", rc);
-        (void)wfp_error_code(rc);
+        (void)werr_code(rc);
         return;
     }
     fz_check(wf && wf->valid, "accepted workflow is not valid");

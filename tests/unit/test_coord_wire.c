@@ -15,6 +15,7 @@
 #include "pbcheck.h"
 #include "reply.h"
 #include "tools.h"
+#include "werr.h"
 #include "wf_proto.h"
 
 /* ------------------------------------------------------------- pbcheck */
@@ -86,32 +87,56 @@ Test(pbcheck, real_request_passes_garbage_fails) {
 
 /* --------------------------------------------------------------- reply */
 
-Test(reply, op_id_from_messages) {
-    rep_arena a = {0};
-    cr_assert_str_eq(rep_op_from_msg(&a, "op 'abc': max_tokens must be at least 1"), "abc");
-    cr_assert_str_eq(rep_op_from_msg(&a, "map 'm1' has no body op"), "m1");
-    cr_assert_str_eq(rep_op_from_msg(&a, "loop 'l' has no body ops"), "l");
-    cr_assert_str_eq(rep_op_from_msg(&a, "workflow: 'ops' must be an array"), "");
-    cr_assert_str_eq(rep_op_from_msg(&a, "op '': odd"), "");
-    cr_assert_str_eq(rep_op_from_msg(&a, NULL), "");
-    rep_arena_free(&a);
-    cr_assert_eq(rep_code(HE_ELIMIT), HELIUM__ERROR_CODE__ERROR_LIMIT);
-    cr_assert_eq(rep_code(HE_ENOTFOUND), HELIUM__ERROR_CODE__ERROR_NOT_FOUND);
-    cr_assert_eq(rep_code(HE_EFORMAT), HELIUM__ERROR_CODE__ERROR_INVALID);
+Test(werr, one_map) {
+    /* the one herr -> wire map (wire/werr.h): a bad argument is INVALID, an
+     * unknown operator type UNKNOWN_OP, everywhere */
+    cr_assert_eq(werr_code(0), HELIUM__ERROR_CODE__ERROR_OK);
+    cr_assert_eq(werr_code(HE_EINVAL), HELIUM__ERROR_CODE__ERROR_INVALID);
+    cr_assert_eq(werr_code(HE_EUNKNOWN), HELIUM__ERROR_CODE__ERROR_UNKNOWN_OP);
+    cr_assert_eq(werr_code(HE_EFORMAT), HELIUM__ERROR_CODE__ERROR_INVALID);
+    cr_assert_eq(werr_code(HE_ERANGE), HELIUM__ERROR_CODE__ERROR_INVALID);
+    cr_assert_eq(werr_code(HE_EEMPTY), HELIUM__ERROR_CODE__ERROR_INVALID);
+    cr_assert_eq(werr_code(HE_ECYCLE), HELIUM__ERROR_CODE__ERROR_CYCLE);
+    cr_assert_eq(werr_code(HE_EREF), HELIUM__ERROR_CODE__ERROR_DANGLING_REF);
+    cr_assert_eq(werr_code(HE_ELIMIT), HELIUM__ERROR_CODE__ERROR_LIMIT);
+    cr_assert_eq(werr_code(HE_ENOTFOUND), HELIUM__ERROR_CODE__ERROR_NOT_FOUND);
+    cr_assert_eq(werr_code(HE_ECONTEXT), HELIUM__ERROR_CODE__ERROR_PROMPT_TOO_LONG);
+    cr_assert_eq(werr_code(HE_EUNAVAIL), HELIUM__ERROR_CODE__ERROR_UNAVAILABLE);
+    cr_assert_eq(werr_code(HE_EPROTO), HELIUM__ERROR_CODE__ERROR_PROTOCOL);
+    cr_assert_eq(werr_code(HE_ENOMEM), HELIUM__ERROR_CODE__ERROR_INTERNAL);
+    cr_assert_eq(werr_code(HE_EIO), HELIUM__ERROR_CODE__ERROR_INTERNAL);
+    cr_assert_eq(werr_code(HE_ECANCELED), HELIUM__ERROR_CODE__ERROR_CANCELED);
+    cr_assert_eq(werr_code(HE_ETIMEOUT), HELIUM__ERROR_CODE__ERROR_TIMEOUT);
 }
 
-Test(reply, error_codes) {
-    /* a request's bad argument is INVALID (a workflow file's is UNKNOWN_OP);
-     * the rest as the workflow converter maps them */
-    cr_assert_eq(rep_code(0), HELIUM__ERROR_CODE__ERROR_OK);
-    cr_assert_eq(rep_code(HE_EINVAL), HELIUM__ERROR_CODE__ERROR_INVALID);
-    cr_assert_eq(wfp_error_code(HE_EINVAL), HELIUM__ERROR_CODE__ERROR_UNKNOWN_OP);
-    cr_assert_eq(rep_code(HE_EFORMAT), HELIUM__ERROR_CODE__ERROR_INVALID);
-    cr_assert_eq(rep_code(HE_ECYCLE), HELIUM__ERROR_CODE__ERROR_CYCLE);
-    cr_assert_eq(rep_code(HE_ECONTEXT), HELIUM__ERROR_CODE__ERROR_PROMPT_TOO_LONG);
-    cr_assert_eq(rep_code(HE_ENOMEM), HELIUM__ERROR_CODE__ERROR_INTERNAL);
-    cr_assert_eq(rep_code(HE_EIO), HELIUM__ERROR_CODE__ERROR_INTERNAL);
-    cr_assert_eq(rep_code(HE_ECANCELED), HELIUM__ERROR_CODE__ERROR_CANCELED);
+/* The failing operator travels as a field (he_op), never parsed out of the
+ * message: the innermost failing op is named, a workflow-level error names
+ * none, and a later error clears it. */
+Test(werr, failing_op_is_a_field) {
+    static const struct {
+        const char *json, *op;
+        int code;
+    } cases[] = {
+        {"{\"ops\":[{\"id\":\"abc\",\"type\":\"llm\",\"prompt\":\"x\",\"max_tokens\":0}]}", "abc", HE_ERANGE},
+        {"{\"ops\":[{\"id\":\"a\",\"type\":\"teleport\"}]}", "a", HE_EUNKNOWN},
+        {"{\"ops\":[{\"id\":\"m1\",\"type\":\"map\",\"over\":\"input.x\",\"body\":"
+         "{\"id\":\"in\",\"type\":\"llm\",\"prompt\":\"{{op.ghost}}\"}}],\"inputs\":[\"x\"]}", "in", HE_EREF},
+        {"{\"ops\":[{\"id\":\"a\",\"type\":\"llm\",\"prompt\":\"{{op.b}}\"},"
+         "{\"id\":\"b\",\"type\":\"llm\",\"prompt\":\"{{op.a}}\"}]}", NULL, HE_ECYCLE},
+        {"{\"ops\": 3}", "", HE_EFORMAT},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        wf_t *wf = NULL;
+        int rc = wf_parse_json(cases[k].json, strlen(cases[k].json), &wf);
+        cr_assert_null(wf);
+        cr_assert_lt(rc, 0, "case %zu parsed", k);
+        if (cases[k].code == HE_ERANGE) cr_assert(rc == HE_ERANGE || rc == HE_EFORMAT, "case %zu: %s", k, he_name(rc));
+        else cr_assert_eq(rc, cases[k].code, "case %zu: %s %s", k, he_name(rc), he_msg());
+        if (cases[k].op) cr_assert_str_eq(he_op(), cases[k].op, "case %zu: %s", k, he_msg());
+        else cr_assert(strcmp(he_op(), "a") == 0 || strcmp(he_op(), "b") == 0, "cycle names one of its ops: %s", he_op());
+    }
+    he_set(HE_EIO, "unrelated");
+    cr_assert_str_eq(he_op(), "", "he_set clears the subject");
 }
 
 Test(reply, job_status_layout_and_pack) {

@@ -1,0 +1,101 @@
+/* coord_impl: the coordinator's state, shared by the files of its loop and
+ * by nothing else (the public header is coord.h).
+ *
+ * The coordinator is one loop (coord.c) whose work is split by job:
+ *   coord.c         the loop, lifecycle, frame sending, the jobs hooks, and
+ *                   the ZeroMQ implementation of the worker send interface;
+ *   client_proto.c  the client protocol: Request frames, SubmitJob (waiters
+ *                   and streams), GetJob/ListJobs/Cancel/ClusterStatus;
+ *   worker_proto.c  the worker protocol: Register, OpResult, OpProgress,
+ *                   CacheEvents, heartbeats, liveness and worker loss;
+ *   place.c         placement and dispatch of ready tasks (tokenize, result
+ *                   reuse, the policy's verdict, Dispatch, tool calls); it
+ *                   reaches workers only through c->send (wsend.h);
+ *   metrics.c       the Prometheus page built from this state.
+ * Each policy's rules live in sched.c (placement) and opt.c (everything else).
+ *
+ * Invariants: a task running on a worker is in that worker's in-flight set
+ * (workers.h); a running tool task holds its tool_call in task->runner; both
+ * are released on completion, on abort (jobs hook) and, for workers, on loss
+ * (the tasks go back to the ready queue with the next attempt number).
+ * Clients waiting on a job (SubmitJob.wait) hang off job->user as a list of
+ * waiters, answered from the job_end hook, so every waiter is gone before its
+ * job can be evicted. Single-threaded: the loop owns everything here.
+ */
+#ifndef HELIUM_COORD_IMPL_H
+#define HELIUM_COORD_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coord.h"
+#include "dir.h"
+#include "helium.pb-c.h"
+#include "jobs.h"
+#include "metrics.h"
+#include "opt.h"
+#include "sched.h"
+#include "tokenizer.h"
+#include "tools.h"
+#include "workers.h"
+#include "wsend.h"
+
+#define COORD_MAX_MSG (64 << 20)    /* largest frame accepted from any peer */
+#define COORD_MAX_DEPTH 24          /* protobuf nesting accepted from peers */
+#define COORD_BATCH 512             /* messages handled per socket per loop turn */
+#define COORD_MAX_WAITERS 256       /* clients waiting on one job */
+#define COORD_METRICS_MS 500
+#define COORD_RETRIES 3             /* attempts of a task whose worker reported an internal error */
+
+typedef struct {
+    uint64_t bad_client_frames, bad_worker_frames, unknown_worker_msgs, stale_results;
+    uint64_t redispatches, resyncs, workers_lost, rejected_workers;
+    uint64_t prompt_tokens, cached_tokens, pulled_tokens, generated_tokens;
+    uint64_t kv_pulls, kv_pull_bytes, tool_calls, tool_errors, requests;
+    uint64_t waits;                 /* SubmitJob.wait requests answered by push (waiters added) */
+} coord_stats;
+
+struct coord {
+    coord_config cfg;
+    void *zctx, *client, *wsock;    /* NULL in a coordinator without sockets (coord_core_new) */
+    wsend_i send;                   /* how placement and the worker protocol reach workers */
+    tok_t *tok;
+    jobs_t *jobs;
+    wkrs_t *wkrs;
+    dir_t *dir;
+    sched_t *sched;
+    opt_t *opt;                     /* workflow optimizer and per-policy counters */
+    tools_t *tools;
+    metrics_t *metrics;
+    int policy;                     /* default sched_policy */
+    bool have_model;                /* the cluster's root and block size are set */
+    uint64_t root;
+    uint32_t block_size;
+    size_t page_bytes;
+    uint64_t next_task_id;
+    bool dirty;                     /* the ready queue may be placeable */
+    job_t **stream_jobs;            /* (n_stream) jobs with new partial output and streaming waiters */
+    size_t n_stream, cap_stream;
+    size_t n_waiters;               /* clients waiting on a job now (all jobs) */
+    int64_t next_liveness_ms, next_metrics_ms;
+    uint64_t started_us;
+    coord_stats st;
+};
+
+/* The coordinator's tables without sockets or metrics server: tokenizer,
+ * jobs, workers, directory, scheduler, optimizer, tools. Workers are reached
+ * through *send (copied). coord_new is this plus the sockets; a simulator can
+ * drive the same modules with simulated workers. NULL with he_msg() set. */
+coord_t *coord_core_new(const coord_config *cfg, const wsend_i *send);
+
+/* ---- frame sending (coord.c) */
+/* Sends ident (+ an empty delimiter if delim) + data on sock without
+ * blocking. Returns 0 or -1 (zmq_errno() says why). */
+int coord_send_frames(void *sock, const void *ident, size_t ident_len, bool delim, const void *data, size_t len);
+/* Packs and sends r to a client (dropped, logged, if it cannot be queued). */
+void coord_send_reply(coord_t *c, const void *ident, size_t ident_len, bool delim, Helium__Reply *r);
+void coord_reply_error(coord_t *c, const void *ident, size_t ident_len, bool delim, uint64_t request_id,
+                       Helium__ErrorCode code, const char *msg, const char *op_id);
+
+#endif
