@@ -28,7 +28,8 @@ ladder after a point whose p99 exceeds 2x the bound or that lost jobs.
 
 Every job's op outputs are compared with the first run's (greedy: they must be
 equal under every policy and arrival pattern). Writes OUT/arrival.json,
-OUT/arrival.md and, when some Python has matplotlib, OUT/arrival_<workload>.png.
+OUT/arrival.md and, when some Python has matplotlib, OUT/arrival_<workload>.png
+(`python3 bench/arrival.py --report OUT/arrival.json OUT` redraws them).
 """
 import datetime
 import json
@@ -239,7 +240,8 @@ def write_md(path, doc, pngs):
         rows = [[p["policy"], WF_fmt(p["offered_wpm"], 1), WF_fmt(p.get("achieved_wpm"), 1),
                  WF_fmt(p.get("latency_p50_s")), WF_fmt(p.get("latency_p99_s")), WF_fmt(p.get("latency_mean_s")),
                  WF_fmt(p.get("computed_tokens")), p.get("outputs_check", "n/a")]
-                for p in doc["points"] if p["workload"] == wl and p["pattern"] == pat]
+                for p in sorted((p for p in doc["points"] if p["workload"] == wl and p["pattern"] == pat),
+                                key=lambda p: (doc["settings"]["policies"].index(p["policy"]), p["offered_wpm"]))]
         s.append(md(hdr, rows))
         sus = ", ".join(f"{p} {'>= ' if p in a.get('not_reached', []) else ''}{WF_fmt(v, 1)}"
                         for p, v in a["sustainable_wpm"].items())
@@ -272,6 +274,7 @@ def plot(doc, outdir):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
     files = []
     for key, a in doc["analysis"].items():
         wl, pat = key.split("|", 1)
@@ -288,6 +291,8 @@ def plot(doc, outdir):
             ax.set_xlabel("offered load (jobs / min)")
             ax.set_ylabel(f"job latency {q.split('_')[1]} (s)")
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.grid(alpha=0.3)
         axes[1].legend(fontsize=8)
         fig.suptitle(f"{wl}, {pat}: {doc['settings']['workers']} CPU workers, {doc['settings']['arrival_jobs']} "
@@ -421,6 +426,11 @@ def run(args, WF):
     return 0
 
 
-if __name__ == "__main__":  # plotting in another Python: arrival.py JSON OUTDIR
-    with open(sys.argv[1]) as f:
-        print(json.dumps(plot(json.load(f), sys.argv[2])))
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--report"]:  # arrival.py --report JSON OUTDIR: rewrite the PNGs and arrival.md
+        with open(sys.argv[2]) as f:
+            d = json.load(f)
+        write_md(os.path.join(sys.argv[3], "arrival.md"), d, make_plots(sys.argv[2], sys.argv[3]))
+    else:  # plotting in another Python: arrival.py JSON OUTDIR
+        with open(sys.argv[1]) as f:
+            print(json.dumps(plot(json.load(f), sys.argv[2])))
