@@ -1,6 +1,8 @@
-/* model: loads a llama/qwen2 GGUF and checks every tensor against the
+/* model: loads a llama/qwen2/gemma3 GGUF and checks every tensor against the
  * hyperparameters (see model.h). After model_load succeeds, every weight has
- * the shape and a supported type the backend expects. */
+ * the shape the backend expects, norms and biases are F32, and matrices have a
+ * type the GGUF reader knows (the backend says which it can multiply). */
+#include <math.h>
 #include "model.h"
 
 #include <stdio.h>
@@ -54,6 +56,33 @@ static int want(const model_t *m, const char *name, int64_t ne0, int64_t ne1, bo
     return 0;
 }
 
+/* gemma3's extra hyperparameters, with llama.cpp's defaults (llama-model.cpp,
+ * gemma3: SWA pattern 6, SWA RoPE base 10000, the 27B model (62 layers)
+ * scales q by 1/sqrt(dim / n_heads) instead of 1/sqrt(head_dim)). */
+static int load_gemma3(const gguf_t *g, const char *arch, model_hparams *hp) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    const char *st;
+    size_t stl;
+    if (gguf_get_str(g, key, &st, &stl) && !(stl == 4 && !memcmp(st, "none", 4)))
+        return he_set(HE_EUNSUPPORTED, "model: gemma3 RoPE scaling '%.*s' not supported", (int)stl, st);
+    float factor = 0;
+    get_f32(g, arch, "rope.scaling.factor", &factor, 0);
+    if (factor != 0 && factor != 1)
+        return he_set(HE_EUNSUPPORTED, "model: gemma3 RoPE scaling factor %g not supported", factor);
+    hp->embd_scale = sqrtf((float)hp->dim);
+    if (hp->n_layers == 62) hp->attn_scale = 1.0f / sqrtf((float)(hp->dim / hp->n_heads));
+    get_f32(g, arch, "final_logit_softcapping", &hp->logit_softcap, 0.0f);
+    get_f32(g, arch, "rope.freq_base_swa", &hp->rope_base_swa, 10000.0f);
+    int rc;
+    if ((rc = get_u32(g, arch, "attention.sliding_window", &hp->swa_window, false, 0)) ||
+        (rc = get_u32(g, arch, "attention.sliding_window_pattern", &hp->swa_pattern, false, 6)))
+        return rc;
+    if (!(hp->rope_base_swa > 0) || !(hp->logit_softcap >= 0))
+        return he_set(HE_ERANGE, "model: bad rope.freq_base_swa or final_logit_softcapping");
+    return 0;
+}
+
 static int load_hparams(model_t *m) {
     const gguf_t *g = m->gguf;
     const char *a;
@@ -71,8 +100,11 @@ static int load_hparams(model_t *m) {
     } else if (!strcmp(arch, "qwen2")) {
         hp->arch = MODEL_ARCH_QWEN2;
         hp->rope_neox = true;
+    } else if (!strcmp(arch, "gemma3")) {
+        hp->arch = MODEL_ARCH_GEMMA3;
+        hp->rope_neox = true;
     } else {
-        return he_set(HE_EUNSUPPORTED, "model: architecture '%s' not supported (llama, qwen2)", arch);
+        return he_set(HE_EUNSUPPORTED, "model: architecture '%s' not supported (llama, qwen2, gemma3)", arch);
     }
     int rc;
     if ((rc = get_u32(g, arch, "embedding_length", &hp->dim, true, 0)) ||
@@ -87,6 +119,15 @@ static int load_hparams(model_t *m) {
     if (hp->n_heads % hp->n_kv_heads)
         return he_set(HE_EFORMAT, "model: heads %d not divisible by kv heads %d", hp->n_heads, hp->n_kv_heads);
     hp->head_dim = hp->dim / hp->n_heads;
+    if (hp->arch == MODEL_ARCH_GEMMA3) {
+        int32_t vlen;
+        if ((rc = get_u32(g, arch, "attention.key_length", &hp->head_dim, false, hp->head_dim)) ||
+            (rc = get_u32(g, arch, "attention.value_length", &vlen, false, hp->head_dim)))
+            return rc;
+        if (vlen != hp->head_dim)
+            return he_set(HE_EUNSUPPORTED, "model: key_length %d != value_length %d not supported", hp->head_dim, vlen);
+    }
+    hp->q_dim = hp->n_heads * hp->head_dim;
     hp->kv_dim = hp->n_kv_heads * hp->head_dim;
     if ((rc = get_u32(g, arch, "rope.dimension_count", &hp->rope_dim, false, hp->head_dim))) return rc;
     if (hp->rope_dim != hp->head_dim || hp->head_dim % 2)
@@ -96,6 +137,10 @@ static int load_hparams(model_t *m) {
     get_f32(g, arch, "attention.layer_norm_rms_epsilon", &hp->norm_eps, 1e-5f);
     if (!(hp->rope_base > 0) || !(hp->norm_eps > 0))
         return he_set(HE_ERANGE, "model: bad rope.freq_base or rms epsilon");
+    hp->embd_scale = 1.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    hp->rope_base_swa = hp->rope_base;
+    if (hp->arch == MODEL_ARCH_GEMMA3) return load_gemma3(g, arch, hp);
     return 0;
 }
 
@@ -122,7 +167,7 @@ int model_load(const char *path, model_t **out) {
         rc = he_set(HE_ENOMEM, "model: out of memory");
         goto fail;
     }
-    bool bias = hp->arch == MODEL_ARCH_QWEN2;
+    bool bias = hp->arch == MODEL_ARCH_QWEN2, gemma = hp->arch == MODEL_ARCH_GEMMA3;
     for (int l = 0; l < hp->n_layers; l++) {
         model_layer *L = &m->layers[l];
         char n[96];
@@ -130,17 +175,29 @@ int model_load(const char *path, model_t **out) {
     snprintf(n, sizeof n, "blk.%d.%s", l, nm);                         \
     if ((rc = want(m, n, a, b, mat, opt, &L->field))) goto fail;
         W(attn_norm, "attn_norm.weight", hp->dim, 0, false, false);
-        W(wq, "attn_q.weight", hp->dim, hp->dim, true, false);
+        W(wq, "attn_q.weight", hp->dim, hp->q_dim, true, false);
         W(wk, "attn_k.weight", hp->dim, hp->kv_dim, true, false);
         W(wv, "attn_v.weight", hp->dim, hp->kv_dim, true, false);
-        W(wo, "attn_output.weight", hp->dim, hp->dim, true, false);
-        W(bq, "attn_q.bias", hp->dim, 0, false, !bias);
+        W(wo, "attn_output.weight", hp->q_dim, hp->dim, true, false);
+        W(bq, "attn_q.bias", hp->q_dim, 0, false, !bias);
         W(bk, "attn_k.bias", hp->kv_dim, 0, false, !bias);
         W(bv, "attn_v.bias", hp->kv_dim, 0, false, !bias);
         W(ffn_norm, "ffn_norm.weight", hp->dim, 0, false, false);
         W(w_gate, "ffn_gate.weight", hp->dim, hp->ffn_dim, true, false);
         W(w_up, "ffn_up.weight", hp->dim, hp->ffn_dim, true, false);
         W(w_down, "ffn_down.weight", hp->ffn_dim, hp->dim, true, false);
+        L->swa_window = 0;
+        L->rope_base = hp->rope_base;
+        if (gemma) {
+            W(q_norm, "attn_q_norm.weight", hp->head_dim, 0, false, false);
+            W(k_norm, "attn_k_norm.weight", hp->head_dim, 0, false, false);
+            W(post_attn_norm, "post_attention_norm.weight", hp->dim, 0, false, false);
+            W(post_ffn_norm, "post_ffw_norm.weight", hp->dim, 0, false, false);
+            if (hp->swa_window > 0 && l % hp->swa_pattern < hp->swa_pattern - 1) {
+                L->swa_window = hp->swa_window;
+                L->rope_base = hp->rope_base_swa;
+            }
+        }
 #undef W
     }
     const char *nm;

@@ -1,7 +1,8 @@
-/* helium-mkmodel: writes small random-weight GGUF models (llama or qwen2
- * architecture) that llama.cpp and Helium can load, for tests and benchmarks.
+/* helium-mkmodel: writes small random-weight GGUF models (llama, qwen2 or
+ * gemma3 architecture) that llama.cpp and Helium can load, for tests and
+ * benchmarks.
  *
- *   helium-mkmodel [--preset tiny|small|medium] [--arch llama|qwen2]
+ *   helium-mkmodel [--preset tiny|small|medium] [--arch llama|qwen2|gemma3]
  *                  [--dtype f32|f16|bf16|q8_0] [--seed N] [--vocab-type bpe|spm]
  *                  [--corpus FILE] -o FILE
  *
@@ -15,6 +16,13 @@
  * dimension): token_embd {dim, vocab}, blk.N.attn_{q,output} {dim, dim},
  * attn_{k,v} {dim, kv_dim}, ffn_{gate,up} {dim, ffn}, ffn_down {ffn, dim},
  * output {dim, vocab}; norms (and qwen2's q/k/v biases) are always F32.
+ *
+ * gemma3 models exercise what sets that architecture apart: head_dim is twice
+ * dim / n_heads (attention.key_length, so attn_q is {dim, 2 dim} and
+ * attn_output {2 dim, dim}), per-head attn_{q,k}_norm {head_dim}, post-
+ * attention and post-FFN norms, a tied output embedding, a sliding window of
+ * GEMMA_WINDOW tokens on every layer but each GEMMA_PATTERN-th, and a final
+ * logit soft-cap of GEMMA_SOFTCAP.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,6 +40,9 @@
 #include "wgen.h"
 
 #define LOGIT_STD 6.0 /* target std of the final logits (see file comment) */
+#define GEMMA_WINDOW 8      /* gemma3 sliding window (tokens): short, so tests cross it */
+#define GEMMA_PATTERN 2     /* gemma3: layers 1, 3, ... are global */
+#define GEMMA_SOFTCAP 30.0f /* gemma3 final_logit_softcapping */
 
 typedef struct {
     const char *name;
@@ -57,9 +68,12 @@ static const dtype_info DTYPES[] = {
     {"q8_0", GGML_T_Q8_0, 7},
 };
 
+typedef enum { ARCH_LLAMA = 0, ARCH_QWEN2, ARCH_GEMMA3 } arch_kind;
+static const char *const ARCH_NAMES[] = {"llama", "qwen2", "gemma3"};
+
 typedef struct {
     const preset *p;
-    bool qwen2;
+    arch_kind arch;
     const dtype_info *dt;
     uint64_t seed;
     vocab_kind vk;
@@ -80,7 +94,7 @@ static const char *prog = "helium-mkmodel";
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: %s [--preset tiny|small|medium] [--arch llama|qwen2] [--dtype f32|f16|bf16|q8_0]\n"
+            "usage: %s [--preset tiny|small|medium] [--arch llama|qwen2|gemma3] [--dtype f32|f16|bf16|q8_0]\n"
             "       [--seed N] [--vocab-type bpe|spm] [--corpus FILE] -o FILE\n"
             "Writes a random-weight GGUF model with a BPE-trained tokenizer.\n"
             "Defaults: --preset tiny --arch llama --dtype f32 --seed 0 --vocab-type bpe;\n"
@@ -116,7 +130,7 @@ static const char *default_corpus(char *buf, size_t cap) {
 }
 
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){&PRESETS[0], false, &DTYPES[0], 0, VOCAB_BPE, NULL, NULL};
+    *o = (options){&PRESETS[0], ARCH_LLAMA, &DTYPES[0], 0, VOCAB_BPE, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -142,11 +156,13 @@ static int parse_args(int argc, char **argv, options *o) {
                 return fail_usage("unknown preset '%s' (tiny, small, medium)", v);
         } else if (!strcmp(a, "--arch")) {
             if (!strcmp(v, "llama"))
-                o->qwen2 = false;
+                o->arch = ARCH_LLAMA;
             else if (!strcmp(v, "qwen2"))
-                o->qwen2 = true;
+                o->arch = ARCH_QWEN2;
+            else if (!strcmp(v, "gemma3"))
+                o->arch = ARCH_GEMMA3;
             else
-                return fail_usage("unknown arch '%s' (llama, qwen2)", v);
+                return fail_usage("unknown arch '%s' (llama, qwen2, gemma3)", v);
         } else if (!strcmp(a, "--dtype")) {
             o->dt = NULL;
             for (size_t k = 0; k < sizeof DTYPES / sizeof *DTYPES; k++)
@@ -248,8 +264,9 @@ static int add_tensor(tensor_sink *s, const char *name, char kind, ggml_type typ
 
 static int add_metadata(gguf_writer_t *w, const options *o, const vocab_t *v, const char *model_name) {
     const preset *p = o->p;
-    const char *arch = o->qwen2 ? "qwen2" : "llama";
-    int64_t head_dim = p->dim / p->n_heads;
+    const char *arch = ARCH_NAMES[o->arch];
+    const bool qwen2 = o->arch == ARCH_QWEN2, gemma = o->arch == ARCH_GEMMA3;
+    int64_t head_dim = p->dim / p->n_heads * (gemma ? 2 : 1);
     char key[128];
     int rc = 0;
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
@@ -264,15 +281,22 @@ static int add_metadata(gguf_writer_t *w, const options *o, const vocab_t *v, co
     TRY(gguf_writer_add_u32(w, KEY("attention.head_count"), (uint32_t)p->n_heads));
     TRY(gguf_writer_add_u32(w, KEY("attention.head_count_kv"), (uint32_t)p->n_kv_heads));
     TRY(gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-5f));
-    TRY(gguf_writer_add_f32(w, KEY("rope.freq_base"), o->qwen2 ? 1000000.0f : 10000.0f));
+    TRY(gguf_writer_add_f32(w, KEY("rope.freq_base"), qwen2 || gemma ? 1000000.0f : 10000.0f));
     TRY(gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)head_dim));
-    if (!o->qwen2)
+    if (!qwen2)
         TRY(gguf_writer_add_u32(w, KEY("vocab_size"), (uint32_t)p->vocab));
+    if (gemma) {
+        TRY(gguf_writer_add_u32(w, KEY("attention.key_length"), (uint32_t)head_dim));
+        TRY(gguf_writer_add_u32(w, KEY("attention.value_length"), (uint32_t)head_dim));
+        TRY(gguf_writer_add_u32(w, KEY("attention.sliding_window"), GEMMA_WINDOW));
+        TRY(gguf_writer_add_u32(w, KEY("attention.sliding_window_pattern"), GEMMA_PATTERN));
+        TRY(gguf_writer_add_f32(w, KEY("final_logit_softcapping"), GEMMA_SOFTCAP));
+    }
 #undef KEY
 
     if (v->kind == VOCAB_BPE) {
         TRY(gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2"));
-        TRY(gguf_writer_add_str(w, "tokenizer.ggml.pre", o->qwen2 ? "qwen2" : "llama-bpe"));
+        TRY(gguf_writer_add_str(w, "tokenizer.ggml.pre", qwen2 ? "qwen2" : "llama-bpe"));
     } else {
         TRY(gguf_writer_add_str(w, "tokenizer.ggml.model", "llama"));
     }
@@ -286,7 +310,7 @@ static int add_metadata(gguf_writer_t *w, const options *o, const vocab_t *v, co
     TRY(gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos));
     if (v->unk >= 0)
         TRY(gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk));
-    TRY(gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", v->kind == VOCAB_SPM || !o->qwen2));
+    TRY(gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", v->kind == VOCAB_SPM || !qwen2));
     TRY(gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", false));
     if (v->kind == VOCAB_SPM)
         TRY(gguf_writer_add_bool(w, "tokenizer.ggml.add_space_prefix", true));
@@ -296,23 +320,32 @@ static int add_metadata(gguf_writer_t *w, const options *o, const vocab_t *v, co
 static int add_tensors(tensor_sink *s, const options *o) {
     const preset *p = o->p;
     ggml_type t = o->dt->type;
-    int64_t dim = p->dim, kv_dim = p->dim / p->n_heads * p->n_kv_heads, ffn = p->ffn;
-    double s_dim = 1.0 / sqrt((double)dim), s_ffn = 1.0 / sqrt((double)ffn);
+    const bool qwen2 = o->arch == ARCH_QWEN2, gemma = o->arch == ARCH_GEMMA3;
+    int64_t head_dim = p->dim / p->n_heads * (gemma ? 2 : 1);
+    int64_t dim = p->dim, q_dim = head_dim * p->n_heads, kv_dim = head_dim * p->n_kv_heads, ffn = p->ffn;
+    double s_dim = 1.0 / sqrt((double)dim), s_ffn = 1.0 / sqrt((double)ffn), s_q = 1.0 / sqrt((double)q_dim);
     char name[96];
     int rc;
-    TRY(add_tensor(s, "token_embd.weight", 'w', t, dim, p->vocab, 1.0));
+    /* gemma3 scales embeddings by sqrt(dim) and ties the output: std LOGIT_STD/sqrt(dim) keeps both O(1) */
+    TRY(add_tensor(s, "token_embd.weight", 'w', t, dim, p->vocab, gemma ? LOGIT_STD * s_dim : 1.0));
     for (int64_t l = 0; l < p->n_layers; l++) {
 #define NAME(suffix) (snprintf(name, sizeof name, "blk.%" PRId64 ".%s", l, suffix), name)
         TRY(add_tensor(s, NAME("attn_norm.weight"), 'n', t, dim, 1, 0));
-        TRY(add_tensor(s, NAME("attn_q.weight"), 'w', t, dim, dim, s_dim));
+        TRY(add_tensor(s, NAME("attn_q.weight"), 'w', t, dim, q_dim, s_dim));
         TRY(add_tensor(s, NAME("attn_k.weight"), 'w', t, dim, kv_dim, s_dim));
         TRY(add_tensor(s, NAME("attn_v.weight"), 'w', t, dim, kv_dim, s_dim));
-        if (o->qwen2) {
+        if (gemma) {
+            TRY(add_tensor(s, NAME("attn_q_norm.weight"), 'n', t, head_dim, 1, 0));
+            TRY(add_tensor(s, NAME("attn_k_norm.weight"), 'n', t, head_dim, 1, 0));
+            TRY(add_tensor(s, NAME("post_attention_norm.weight"), 'n', t, dim, 1, 0));
+            TRY(add_tensor(s, NAME("post_ffw_norm.weight"), 'n', t, dim, 1, 0));
+        }
+        if (qwen2) {
             TRY(add_tensor(s, NAME("attn_q.bias"), 'b', t, dim, 1, 0.02));
             TRY(add_tensor(s, NAME("attn_k.bias"), 'b', t, kv_dim, 1, 0.02));
             TRY(add_tensor(s, NAME("attn_v.bias"), 'b', t, kv_dim, 1, 0.02));
         }
-        TRY(add_tensor(s, NAME("attn_output.weight"), 'w', t, dim, dim, s_dim));
+        TRY(add_tensor(s, NAME("attn_output.weight"), 'w', t, q_dim, dim, s_q));
         TRY(add_tensor(s, NAME("ffn_norm.weight"), 'n', t, dim, 1, 0));
         TRY(add_tensor(s, NAME("ffn_gate.weight"), 'w', t, dim, ffn, s_dim));
         TRY(add_tensor(s, NAME("ffn_up.weight"), 'w', t, dim, ffn, s_dim));
@@ -320,8 +353,10 @@ static int add_tensors(tensor_sink *s, const options *o) {
 #undef NAME
     }
     TRY(add_tensor(s, "output_norm.weight", 'n', t, dim, 1, 0));
-    /* final hidden state is RMS-normalized (norm ~ sqrt(dim)), so this gives logits of std ~ LOGIT_STD */
-    TRY(add_tensor(s, "output.weight", 'w', t, dim, p->vocab, LOGIT_STD * s_dim));
+    /* final hidden state is RMS-normalized (norm ~ sqrt(dim)), so this gives logits of std ~ LOGIT_STD;
+       gemma3 ties the output to token_embd, as the real models do */
+    if (!gemma)
+        TRY(add_tensor(s, "output.weight", 'w', t, dim, p->vocab, LOGIT_STD * s_dim));
     return 0;
 }
 #undef TRY
@@ -335,7 +370,7 @@ static int run(const options *o) {
         corpus = default_corpus(def, sizeof def);
     const preset *p = o->p;
     char model_name[64];
-    snprintf(model_name, sizeof model_name, "helium-%s-%s-%s", p->name, o->qwen2 ? "qwen2" : "llama", o->dt->name);
+    snprintf(model_name, sizeof model_name, "helium-%s-%s-%s", p->name, ARCH_NAMES[o->arch], o->dt->name);
 
     char *text = NULL;
     size_t text_len = 0;
@@ -346,7 +381,7 @@ static int run(const options *o) {
     int rc = read_file(corpus, &text, &text_len);
     if (rc < 0)
         goto done;
-    rc = vocab_build(o->vk, o->qwen2 ? PRETOK_QWEN2 : PRETOK_LLAMA3, text, text_len, (int32_t)p->vocab, &v);
+    rc = vocab_build(o->vk, o->arch == ARCH_QWEN2 ? PRETOK_QWEN2 : PRETOK_LLAMA3, text, text_len, (int32_t)p->vocab, &v);
     if (rc < 0) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", he_msg());
@@ -357,6 +392,8 @@ static int run(const options *o) {
     int64_t max_n = p->vocab * p->dim;
     if (p->ffn * p->dim > max_n)
         max_n = p->ffn * p->dim;
+    if (4 * p->dim * p->dim > max_n) /* gemma3's attn_q / attn_output: dim x 2 dim */
+        max_n = 4 * p->dim * p->dim;
     s.w = w;
     s.seed = o->seed;
     s.f = malloc((size_t)max_n * sizeof *s.f);

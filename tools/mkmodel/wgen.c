@@ -142,6 +142,7 @@ size_t wgen_encode(ggml_type t, const float *x, size_t n, void *out) {
         }
         return n / QK8_0 * (2 + QK8_0);
     }
+    default: /* other types are written by llama.cpp's quantizer from an F32 model */
+        return 0;
     }
-    return 0;
 }

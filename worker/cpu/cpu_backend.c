@@ -12,6 +12,11 @@
  * In the last layer only the rows whose logits are wanted go through
  * attention, Wo and the FFN (llama.cpp does the same from Wo on).
  *
+ * gemma3 (model.h) adds the embedding scale, per-head Q/K norms, a norm on
+ * the attention and FFN outputs before each residual add, GeGLU, sliding-
+ * window layers with their own RoPE base, and the logit soft-cap; the order
+ * of operations follows llama.cpp's gemma3 graph.
+ *
  * Results are batch invariant (cpu_ops.h): a token's logits do not depend on
  * the rest of the batch, on chunking or on the thread count.
  */
@@ -21,6 +26,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu_geglu.h"
 #include "cpu_ops.h"
 #include "cpu_quant.h"
 #include "herr.h"
@@ -38,11 +44,11 @@ typedef struct {
     cpu_act act;
     /* scratch for cap_t tokens */
     int64_t cap_t;
-    float *x, *h, *q, *k, *v, *att; /* (T, dim) except k, v: (T, kv_dim) */
+    float *x, *h, *q, *k, *v, *att; /* (T, dim) except q, att: (T, q_dim), k, v: (T, kv_dim) */
     float *gate, *up;               /* (T, ffn_dim) */
     int32_t *tok_seq;               /* (T) sequence index of each token */
     int64_t cap_o;
-    float *xo, *qo, *atto;          /* (n_out, dim) last-layer rows */
+    float *xo, *qo, *atto;          /* (n_out, dim), qo and atto (n_out, q_dim): last-layer rows */
     int32_t *pos_o, *seq_o;         /* (n_out) */
 } cpu_be;
 
@@ -89,8 +95,8 @@ static int reserve_tokens(cpu_be *B, const model_hparams *hp, int64_t T) {
     int rc = 0;
     B->x = xrealloc(B->x, fd * hp->dim, &rc);
     B->h = xrealloc(B->h, fd * hp->dim, &rc);
-    B->q = xrealloc(B->q, fd * hp->dim, &rc);
-    B->att = xrealloc(B->att, fd * hp->dim, &rc);
+    B->q = xrealloc(B->q, fd * hp->q_dim, &rc);
+    B->att = xrealloc(B->att, fd * hp->q_dim, &rc);
     B->k = xrealloc(B->k, fd * hp->kv_dim, &rc);
     B->v = xrealloc(B->v, fd * hp->kv_dim, &rc);
     B->gate = xrealloc(B->gate, fd * hp->ffn_dim, &rc);
@@ -105,8 +111,8 @@ static int reserve_out(cpu_be *B, const model_hparams *hp, int64_t n) {
     int64_t cap = n + 8;
     int rc = 0;
     B->xo = xrealloc(B->xo, sizeof(float) * (size_t)cap * hp->dim, &rc);
-    B->atto = xrealloc(B->atto, sizeof(float) * (size_t)cap * hp->dim, &rc);
-    B->qo = xrealloc(B->qo, sizeof(float) * (size_t)cap * hp->dim, &rc);
+    B->atto = xrealloc(B->atto, sizeof(float) * (size_t)cap * hp->q_dim, &rc);
+    B->qo = xrealloc(B->qo, sizeof(float) * (size_t)cap * hp->q_dim, &rc);
     B->pos_o = xrealloc(B->pos_o, sizeof(int32_t) * (size_t)cap, &rc);
     B->seq_o = xrealloc(B->seq_o, sizeof(int32_t) * (size_t)cap, &rc);
     if (!rc) B->cap_o = cap;
@@ -174,11 +180,81 @@ static int check_batch(be_t *be, cpu_be *B, const be_batch *b) {
     return 0;
 }
 
+/* Q, K, V of the batch's T tokens for layer l from x: Q/K norms (gemma3),
+ * RoPE with the layer's base (the table is rebuilt only when the base
+ * changes), q scaled by attn_scale (gemma3 scales q, not the scores), and K/V
+ * written to their pages. */
+static int layer_qkv(be_t *be, cpu_be *B, const be_batch *b, int32_t l, const cpu_kv_layer *L, float *rope_base) {
+    const model_t *m = be->model;
+    const model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[l];
+    const cpu_mat *W = B->mats + (size_t)l * M_N;
+    const int64_t T = b->n_tokens, dim = hp->dim;
+    cpu_rmsnorm(B->ctx, B->x, f32_data(ly->attn_norm), B->h, T, dim, hp->norm_eps);
+    cpu_mm qkv[3] = {
+        {&W[M_Q], B->q, hp->q_dim, f32_data(ly->bq), false},
+        {&W[M_K], B->k, hp->kv_dim, f32_data(ly->bk), false},
+        {&W[M_V], B->v, hp->kv_dim, f32_data(ly->bv), false},
+    };
+    int rc = run_mm(B, B->h, T, dim, qkv, 3);
+    if (rc) return rc;
+    if (ly->q_norm) {
+        cpu_rmsnorm(B->ctx, B->q, f32_data(ly->q_norm), B->q, T * hp->n_heads, hp->head_dim, hp->norm_eps);
+        cpu_rmsnorm(B->ctx, B->k, f32_data(ly->k_norm), B->k, T * hp->n_kv_heads, hp->head_dim, hp->norm_eps);
+    }
+    if (ly->rope_base != *rope_base) {
+        if ((rc = cpu_rope_prepare(B->ctx, b->pos, T, hp->rope_dim, ly->rope_base))) return rc;
+        *rope_base = ly->rope_base;
+    }
+    cpu_rope(B->ctx, B->q, T, hp->n_heads, hp->head_dim, hp->rope_neox);
+    cpu_rope(B->ctx, B->k, T, hp->n_kv_heads, hp->head_dim, hp->rope_neox);
+    if (hp->arch == MODEL_ARCH_GEMMA3) {
+        const int64_t nq = T * hp->q_dim;
+        for (int64_t i = 0; i < nq; i++) B->q[i] *= hp->attn_scale;
+    }
+    cpu_kv_store(B->ctx, L, b->block_table, B->k, B->v, b->pos, B->tok_seq, T);
+    return 0;
+}
+
+/* x (n, dim) += the layer's output projection of att (n, q_dim) and its FFN.
+ * With post norms (gemma3) each branch is normed into h before its add. */
+static int layer_tail(const model_t *m, cpu_be *B, int32_t l, float *x, const float *att, int64_t n) {
+    const model_hparams *hp = &m->hp;
+    const model_layer *ly = &m->layers[l];
+    const cpu_mat *W = B->mats + (size_t)l * M_N;
+    const int64_t dim = hp->dim, ffn = hp->ffn_dim;
+    const bool post = ly->post_attn_norm != NULL;
+    int rc;
+    cpu_mm o = {&W[M_O], post ? B->h : x, dim, NULL, !post};
+    if ((rc = run_mm(B, att, n, hp->q_dim, &o, 1))) return rc;
+    if (post) {
+        cpu_rmsnorm(B->ctx, B->h, f32_data(ly->post_attn_norm), B->h, n, dim, hp->norm_eps);
+        for (int64_t i = 0; i < n * dim; i++) x[i] = B->h[i] + x[i];
+    }
+    cpu_rmsnorm(B->ctx, x, f32_data(ly->ffn_norm), B->h, n, dim, hp->norm_eps);
+    cpu_mm gu[2] = {
+        {&W[M_GATE], B->gate, ffn, NULL, false},
+        {&W[M_UP], B->up, ffn, NULL, false},
+    };
+    if ((rc = run_mm(B, B->h, n, dim, gu, 2))) return rc;
+    if (hp->arch == MODEL_ARCH_GEMMA3)
+        cpu_geglu(B->ctx, B->gate, B->up, B->gate, n, ffn);
+    else
+        cpu_swiglu(B->ctx, B->gate, B->up, B->gate, n, ffn);
+    cpu_mm d = {&W[M_DOWN], post ? B->h : x, dim, NULL, !post};
+    if ((rc = run_mm(B, B->gate, n, ffn, &d, 1))) return rc;
+    if (post) {
+        cpu_rmsnorm(B->ctx, B->h, f32_data(ly->post_ffn_norm), B->h, n, dim, hp->norm_eps);
+        for (int64_t i = 0; i < n * dim; i++) x[i] = B->h[i] + x[i];
+    }
+    return 0;
+}
+
 static int cpu_forward(be_t *be, const be_batch *b, float *logits) {
     cpu_be *B = be->impl;
     const model_t *m = be->model;
     const model_hparams *hp = &m->hp;
-    const int64_t T = b->n_tokens, dim = hp->dim, kvd = hp->kv_dim, ffn = hp->ffn_dim;
+    const int64_t T = b->n_tokens, dim = hp->dim, kvd = hp->kv_dim, qd = hp->q_dim;
     if (T <= 0) {
         if (b->n_out > 0) return he_set(HE_EINVAL, "cpu: logits wanted from an empty batch");
         return 0;
@@ -189,29 +265,23 @@ static int cpu_forward(be_t *be, const be_batch *b, float *logits) {
     if (rc) return rc;
     if ((rc = check_batch(be, B, b))) return rc;
 
-    /* embeddings */
+    /* embeddings (gemma3: times sqrt(dim)) */
     const gguf_tensor *emb = m->tok_embd;
     const size_t erb = ggml_row_size(emb->type, dim);
-    for (int64_t i = 0; i < T; i++)
-        cq_dequant_row(emb->type, (const uint8_t *)emb->data + (size_t)b->tokens[i] * erb, B->x + i * dim, dim);
+    for (int64_t i = 0; i < T; i++) {
+        float *xi = B->x + i * dim;
+        cq_dequant_row(emb->type, (const uint8_t *)emb->data + (size_t)b->tokens[i] * erb, xi, dim);
+        if (hp->embd_scale != 1.0f)
+            for (int64_t k = 0; k < dim; k++) xi[k] *= hp->embd_scale;
+    }
 
-    if ((rc = cpu_rope_prepare(B->ctx, b->pos, T, hp->rope_dim, hp->rope_base))) return rc;
-    const float scale = 1.0f / sqrtf((float)hp->head_dim);
+    float rope_base = 0; /* base of the prepared RoPE table; none yet */
+    /* gemma3 scales q itself and attends with scale 1, as llama.cpp does */
+    const float scale = hp->arch == MODEL_ARCH_GEMMA3 ? 1.0f : hp->attn_scale;
     const int64_t n_out = b->n_out;
 
     for (int32_t l = 0; l < hp->n_layers; l++) {
-        const model_layer *ly = &m->layers[l];
-        const cpu_mat *W = B->mats + (size_t)l * M_N;
         const bool last = l == hp->n_layers - 1;
-        cpu_rmsnorm(B->ctx, B->x, f32_data(ly->attn_norm), B->h, T, dim, hp->norm_eps);
-        cpu_mm qkv[3] = {
-            {&W[M_Q], B->q, dim, f32_data(ly->bq), false},
-            {&W[M_K], B->k, kvd, f32_data(ly->bk), false},
-            {&W[M_V], B->v, kvd, f32_data(ly->bv), false},
-        };
-        if ((rc = run_mm(B, B->h, T, dim, qkv, 3))) return rc;
-        cpu_rope(B->ctx, B->q, T, hp->n_heads, hp->head_dim, hp->rope_neox);
-        cpu_rope(B->ctx, B->k, T, hp->n_kv_heads, hp->head_dim, hp->rope_neox);
         cpu_kv_layer L = {
             .kv = B->kv,
             .page_floats = B->page_stride,
@@ -219,8 +289,9 @@ static int cpu_forward(be_t *be, const be_batch *b, float *logits) {
             .v_off = ((size_t)l * 2 + 1) * be->block_size * kvd,
             .block_size = be->block_size,
             .kv_dim = hp->kv_dim,
+            .window = m->layers[l].swa_window,
         };
-        cpu_kv_store(B->ctx, &L, b->block_table, B->k, B->v, b->pos, B->tok_seq, T);
+        if ((rc = layer_qkv(be, B, b, l, &L, &rope_base))) return rc;
 
         /* rows that continue past attention: all, or in the last layer only the output rows */
         float *x = B->x, *att = B->att;
@@ -230,7 +301,7 @@ static int cpu_forward(be_t *be, const be_batch *b, float *logits) {
             for (int64_t o = 0; o < n_out; o++) {
                 int32_t i = b->out_idx[o];
                 memcpy(B->xo + o * dim, B->x + (int64_t)i * dim, sizeof(float) * dim);
-                memcpy(B->qo + o * dim, B->q + (int64_t)i * dim, sizeof(float) * dim);
+                memcpy(B->qo + o * qd, B->q + (int64_t)i * qd, sizeof(float) * qd);
                 B->pos_o[o] = b->pos[i];
                 B->seq_o[o] = B->tok_seq[i];
             }
@@ -243,19 +314,7 @@ static int cpu_forward(be_t *be, const be_batch *b, float *logits) {
             rc = cpu_attention(B->ctx, &L, b->block_table, B->q, att, b->pos, B->tok_seq, n, hp->n_heads,
                                hp->n_kv_heads, hp->head_dim, scale);
         }
-        if (rc) return rc;
-        cpu_mm o = {&W[M_O], x, dim, NULL, true};
-        if ((rc = run_mm(B, att, n, dim, &o, 1))) return rc;
-
-        cpu_rmsnorm(B->ctx, x, f32_data(ly->ffn_norm), B->h, n, dim, hp->norm_eps);
-        cpu_mm gu[2] = {
-            {&W[M_GATE], B->gate, ffn, NULL, false},
-            {&W[M_UP], B->up, ffn, NULL, false},
-        };
-        if ((rc = run_mm(B, B->h, n, dim, gu, 2))) return rc;
-        cpu_swiglu(B->ctx, B->gate, B->up, B->gate, n, ffn);
-        cpu_mm d = {&W[M_DOWN], x, dim, NULL, true};
-        if ((rc = run_mm(B, B->gate, n, ffn, &d, 1))) return rc;
+        if (rc || (rc = layer_tail(m, B, l, x, att, n))) return rc;
     }
     if (n_out == 0) return 0;
     if (hp->n_layers == 0)
@@ -263,7 +322,9 @@ static int cpu_forward(be_t *be, const be_batch *b, float *logits) {
             memcpy(B->xo + o * dim, B->x + (int64_t)b->out_idx[o] * dim, sizeof(float) * dim);
     cpu_rmsnorm(B->ctx, B->xo, f32_data(m->out_norm), B->xo, n_out, dim, hp->norm_eps);
     cpu_mm lo = {&B->out, logits, hp->n_vocab, NULL, false};
-    return run_mm(B, B->xo, n_out, dim, &lo, 1);
+    if ((rc = run_mm(B, B->xo, n_out, dim, &lo, 1))) return rc;
+    if (hp->logit_softcap > 0) cpu_softcap(logits, n_out * (int64_t)hp->n_vocab, hp->logit_softcap);
+    return 0;
 }
 
 static int cpu_kv_export(be_t *be, int32_t block, void *dst) {
@@ -321,7 +382,7 @@ static int check_model(const model_t *m) {
     const model_hparams *hp = &m->hp;
     if (hp->dim <= 0 || hp->n_layers < 0 || hp->n_heads <= 0 || hp->n_kv_heads <= 0 || hp->head_dim <= 0 ||
         hp->ffn_dim <= 0 || hp->n_vocab <= 0 || hp->n_heads % hp->n_kv_heads ||
-        hp->n_heads * hp->head_dim != hp->dim || hp->n_kv_heads * hp->head_dim != hp->kv_dim ||
+        hp->n_heads * hp->head_dim != hp->q_dim || hp->n_kv_heads * hp->head_dim != hp->kv_dim ||
         hp->rope_dim < 2 || hp->rope_dim % 2 || hp->rope_dim > hp->head_dim)
         return he_set(HE_EINVAL, "cpu: inconsistent hyperparameters");
     int rc;
@@ -333,13 +394,19 @@ static int check_model(const model_t *m) {
         const model_layer *L = &m->layers[l];
         if (!L->attn_norm || !L->ffn_norm) return he_set(HE_EINVAL, "cpu: layer %d lacks a norm", l);
         if ((rc = check_vec(L->attn_norm, hp->dim, "attn_norm")) || (rc = check_vec(L->ffn_norm, hp->dim, "ffn_norm")) ||
-            (rc = check_vec(L->bq, hp->dim, "bq")) || (rc = check_vec(L->bk, hp->kv_dim, "bk")) ||
-            (rc = check_vec(L->bv, hp->kv_dim, "bv")) || (rc = check_mat(L->wq, hp->dim, hp->dim, "wq")) ||
+            (rc = check_vec(L->bq, hp->q_dim, "bq")) || (rc = check_vec(L->bk, hp->kv_dim, "bk")) ||
+            (rc = check_vec(L->bv, hp->kv_dim, "bv")) || (rc = check_mat(L->wq, hp->dim, hp->q_dim, "wq")) ||
             (rc = check_mat(L->wk, hp->dim, hp->kv_dim, "wk")) || (rc = check_mat(L->wv, hp->dim, hp->kv_dim, "wv")) ||
-            (rc = check_mat(L->wo, hp->dim, hp->dim, "wo")) || (rc = check_mat(L->w_gate, hp->dim, hp->ffn_dim, "w_gate")) ||
+            (rc = check_mat(L->wo, hp->q_dim, hp->dim, "wo")) || (rc = check_mat(L->w_gate, hp->dim, hp->ffn_dim, "w_gate")) ||
             (rc = check_mat(L->w_up, hp->dim, hp->ffn_dim, "w_up")) ||
-            (rc = check_mat(L->w_down, hp->ffn_dim, hp->dim, "w_down")))
+            (rc = check_mat(L->w_down, hp->ffn_dim, hp->dim, "w_down")) ||
+            (rc = check_vec(L->q_norm, hp->head_dim, "attn_q_norm")) ||
+            (rc = check_vec(L->k_norm, hp->head_dim, "attn_k_norm")) ||
+            (rc = check_vec(L->post_attn_norm, hp->dim, "post_attention_norm")) ||
+            (rc = check_vec(L->post_ffn_norm, hp->dim, "post_ffw_norm")))
             return rc;
+        if ((L->q_norm == NULL) != (L->k_norm == NULL) || (L->post_attn_norm == NULL) != (L->post_ffn_norm == NULL))
+            return he_set(HE_EINVAL, "cpu: layer %d has only some of the gemma3 norms", l);
     }
     return 0;
 }
