@@ -326,12 +326,31 @@ cq_tile_fn cq_tile(ggml_type t, cq_level l) {
 #undef CQ_CASE
 }
 
-size_t cq_act_row_bytes(ggml_type t, int64_t n) { return ggml_row_size(cq_dot_type(t), n); }
+size_t cq_act_row_bytes(ggml_type t, int64_t n) {
+    ggml_type dt = cq_dot_type(t);
+    size_t b = (ggml_row_size(dt, n) + 63) & ~(size_t)63;
+    if (dt == GGML_T_Q8_0) b += (size_t)(n / 32) * sizeof(float);
+    if (dt == GGML_T_Q8_1) b += (size_t)(n / 32) * 2 * sizeof(float);
+    return (b + 63) & ~(size_t)63;
+}
 
 void cq_quantize_act_row(ggml_type t, const float *x, void *dst, int64_t n) {
+    int64_t nb = n / 32;
     switch (cq_dot_type(t)) {
-    case GGML_T_Q8_1: cq_quantize_row_q8_1(x, dst, n); break;
+    case GGML_T_Q8_1: {
+        cq_block_q8_1 *b = dst;
+        cq_quantize_row_q8_1(x, b, n);
+        float *d = (float *)cq_act_scales(dst, n, sizeof *b), *s = d + nb;
+        for (int64_t k = 0; k < nb; k++) d[k] = cq_f16_to_f32(b[k].d), s[k] = cq_f16_to_f32(b[k].s);
+        break;
+    }
     case GGML_T_Q8_K: cq_quantize_row_q8_K(x, dst, n); break;
-    default: cq_quantize_row_q8_0(x, dst, n); break;
+    default: {
+        cq_block_q8_0 *b = dst;
+        cq_quantize_row_q8_0(x, b, n);
+        float *d = (float *)cq_act_scales(dst, n, sizeof *b);
+        for (int64_t k = 0; k < nb; k++) d[k] = cq_f16_to_f32(b[k].d);
+        break;
+    }
     }
 }

@@ -125,10 +125,20 @@ cq_dot_fn cq_dot(ggml_type t, cq_level l);
 #define CQ_TILE 4
 typedef void (*cq_tile_fn)(const void *w, const void *x, size_t xs, int64_t n, float *out);
 cq_tile_fn cq_tile(ggml_type t, cq_level l);
-/* Bytes of one activation row of n elements for weights of type t. */
+/* An activation row for weights of type t (cq_quantize_act_row): the dot
+ * type's blocks, padded to 64 bytes; for q8_0 / q8_1 then the f32 value of
+ * each block's scale d (n / 32), and for q8_1 the f32 s (n / 32), which the
+ * tiles read instead of converting f16 per block (the same values). Rows
+ * start 64-byte aligned when the buffer does. */
 size_t cq_act_row_bytes(ggml_type t, int64_t n);
+/* The f32 scales of an activation row of n elements of dot type Q8_0 / Q8_1
+ * (s follow at + n / 32 for Q8_1). */
+static inline const float *cq_act_scales(const void *row, int64_t n, size_t block_bytes) {
+    size_t b = (size_t)(n / 32) * block_bytes;
+    return (const float *)((const uint8_t *)row + ((b + 63) & ~(size_t)63));
+}
 /* Quantizes x (n, a multiple of t's block size) to t's dot type into dst
- * (cq_act_row_bytes(t, n) bytes). Same bits at every level. */
+ * (cq_act_row_bytes(t, n) bytes, 4-byte aligned). Same bits at every level. */
 void cq_quantize_act_row(ggml_type t, const float *x, void *dst, int64_t n);
 void cq_quantize_row_q8_1(const float *x, cq_block_q8_1 *dst, int64_t n);
 void cq_quantize_row_q8_K(const float *x, cq_block_q8_K *dst, int64_t n);

@@ -104,22 +104,25 @@ static inline uint16_t m_of(const void *b, ggml_type t) {
     ATTR void cq_tile_##name##_##SUF(const void *vw, const void *vx, size_t xs, int64_t n, float *out) { \
         const WT *w = vw;                                                                \
         const XT *x[CQ_TILE];                                                            \
+        const float *xd[CQ_TILE], *xsum[CQ_TILE];                                        \
         __m256 acc[CQ_TILE];                                                             \
         float summ[CQ_TILE];                                                             \
         _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                      \
             x[c] = (const XT *)((const char *)vx + (size_t)c * xs);                      \
+            xd[c] = cq_act_scales(x[c], n, sizeof(XT));                                  \
+            xsum[c] = xd[c] + n / 32;                                                    \
             acc[c] = _mm256_setzero_ps();                                                \
             summ[c] = 0.0f;                                                              \
         }                                                                                \
         for (int64_t k = 0; k < n / 32; k++) {                                           \
             const __m256i q = unpack_##name(&w[k]);                                      \
-            const float dw = h2f(w[k].d);                                                \
+            const __m256 dw = _mm256_set1_ps(h2f(w[k].d));                               \
+            const float mw = HAS_M ? h2f(m_of(&w[k], T)) : 0.0f;                         \
             _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                  \
                 __m256i p = LANES(q, _mm256_loadu_si256((const __m256i *)x[c][k].qs));   \
-                __m256 d = _mm256_set1_ps(dw * h2f(x[c][k].d));                          \
+                __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&xd[c][k]));            \
                 acc[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[c]);              \
-                if (HAS_M)                                                               \
-                    summ[c] = fmaf(h2f(m_of(&w[k], T)), h2f(((const cq_block_q8_1 *)&x[c][k])->s), summ[c]); \
+                if (HAS_M) summ[c] = fmaf(mw, xsum[c][k], summ[c]);                      \
             }                                                                            \
         }                                                                                \
         _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++)                        \
