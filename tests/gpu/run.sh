@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh: the GPU checks in one command (see docs/gpu.md).
+#
+#   tests/gpu/run.sh pack   on a build machine (CUDA toolkit, no GPU needed):
+#                           Release build with CUDA into build-gpu/, then the test
+#                           programs, helium-mkmodel, helium-worker and every shared
+#                           library ldd names that a bare CUDA machine lacks (not the
+#                           CUDA libraries, not glibc / libstdc++) into .gpu-pack/
+#                           (git-ignored through .git/info/exclude).
+#   tests/gpu/run.sh run    on the GPU machine, from the repository root, with
+#                           .gpu-pack carried along: runs every GPU program, prints
+#                           one line per check and a summary; logs under $OUT (or
+#                           /tmp/helium-gpu). Needs no compiler, no package.
+#   tests/gpu/run.sh        pack, then run (a machine that has both).
+#
+# For the device tool: pack here, then
+#   run(command="bash tests/gpu/run.sh run", carry=[".gpu-pack"], timeout_s=540)
+# Budget: the whole run is meant to finish in under 8 minutes on an H100/H200
+# (each program is capped by `timeout`).
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PACK=$ROOT/.gpu-pack
+MODE=${1:-all}
+
+pack() {
+  set -e
+  local B=$ROOT/build-gpu
+  cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release -DHELIUM_CUDA=ON -DHELIUM_NATIVE=OFF >/dev/null
+  cmake --build "$B" -j "${JOBS:-2}" --target gpu_kernels gpu_attention gpu_model gpu_nccl helium-mkmodel helium-worker
+  rm -rf "$PACK" && mkdir -p "$PACK/bin" "$PACK/lib"
+  cp "$B"/gpu/gpu_* "$B/bin/helium-mkmodel" "$B/bin/helium-worker" "$PACK/bin/"
+  strip "$PACK"/bin/* 2>/dev/null || true
+  # libraries a CUDA image lacks: everything ldd resolves except the CUDA
+  # libraries (the GPU machine's own) and the C/C++ runtime
+  for b in "$PACK"/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u | while read -r lib; do
+    case $(basename "$lib") in
+      libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) ;;
+      libcuda.so*|libcudart.so*|libcublas*|libnccl*|libnvidia*) ;;
+      *) cp -L "$lib" "$PACK/lib/" ;;
+    esac
+  done
+  grep -qxF '/.gpu-pack/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.gpu-pack/' >> "$ROOT/.git/info/exclude"
+  grep -qxF '/build-gpu/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/build-gpu/' >> "$ROOT/.git/info/exclude"
+  du -sh "$PACK"
+  echo "packed: carry .gpu-pack and run 'bash tests/gpu/run.sh run' on the GPU machine"
+  set +e
+}
+
+# A directory holding lib$1*.so* on the GPU machine: the CUDA toolkit's, else
+# the one PyTorch's nvidia-* wheels install.
+find_libdir() {
+  local name=$1 mod=$2 d
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+    ls "$d"/lib"$name".so* >/dev/null 2>&1 && { echo "$d"; return; }
+  done
+  python3 - "$mod" <<'PY' 2>/dev/null
+import importlib, os, sys
+m = importlib.import_module(sys.argv[1])
+for p in list(getattr(m, "__path__", [])):
+    if os.path.isdir(os.path.join(p, "lib")): print(os.path.join(p, "lib")); break
+PY
+}
+
+run() {
+  [[ -d $PACK/bin ]] || { echo "run.sh: no $PACK (run 'tests/gpu/run.sh pack' on a build machine)"; exit 2; }
+  local LOG=${OUT:-/tmp/helium-gpu}
+  mkdir -p "$LOG"
+  nvidia-smi -L || { echo "run.sh: no GPU (nvidia-smi failed)"; exit 2; }
+  local cublas nccl
+  cublas=$(find_libdir cublas nvidia.cublas)
+  nccl=$(find_libdir nccl nvidia.nccl)
+  echo "cuBLAS from: ${cublas:-not found}; NCCL from: ${nccl:-not found}"
+  export LD_LIBRARY_PATH=$PACK/lib:${cublas}:${nccl}:${LD_LIBRARY_PATH:-}
+  export HELIUM_BIN=$PACK/bin
+  local fails=0 t0=$SECONDS
+  for prog in gpu_kernels gpu_attention gpu_model gpu_nccl; do
+    local t=$SECONDS
+    echo "=== $prog"
+    timeout 150 "$PACK/bin/$prog" 2>&1 | tee "$LOG/$prog.log"
+    local rc=${PIPESTATUS[0]}
+    echo "=== $prog rc=$rc ($((SECONDS - t)) s)"
+    [[ $rc == 0 ]] || fails=$((fails + 1))
+  done
+  echo "--- summary ($((SECONDS - t0)) s)"
+  grep -h -E '^(ok|FAIL) ' "$LOG"/gpu_*.log | awk '{n[$1]++} END {printf "checks: %d ok, %d FAIL\n", n["ok"], n["FAIL"]}'
+  grep -h '^FAIL ' "$LOG"/gpu_*.log || true
+  grep -h 'checks passed' "$LOG"/gpu_*.log
+  [[ $fails == 0 ]] && echo "ALL GPU TESTS PASSED" || echo "GPU TESTS FAILED: $fails program(s)"
+  return $((fails > 0))
+}
+
+case $MODE in
+  pack) pack ;;
+  run) run ;;
+  all) pack && run ;;
+  *) echo "usage: $0 [pack|run]"; exit 2 ;;
+esac
