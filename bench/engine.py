@@ -13,10 +13,15 @@ same), and only the forward calls are timed. llama.cpp runs on the CPU with an
 F32 KV cache and flash attention off unless told otherwise (the configuration
 tests/conformance checks against).
 
-Writes OUT/engine.json (every figure plus the machine and settings) and
-OUT/engine.md (a table with helium/llama.cpp ratios and the batch-8/batch-1
-decode ratio), and prints the table. Targets: >= 0.8x llama.cpp at batch 1
-for prefill and decode; batch-8 decode >= 4x batch-1.
+With --models NAME,... it runs real models instead, fetched by
+scripts/fetch-model.sh (e.g. smollm2-135m-instruct, its requantizations such
+as smollm2-135m-instruct-q4_k_m, gemma3-270m); bench/engine-real does that.
+
+Writes OUT/<name>.json (every figure plus the machine and settings; name is
+engine, or --name) and OUT/<name>.md (a table with helium/llama.cpp ratios and
+the batch-8/batch-1 decode ratio), and prints the table. Targets: >= 0.8x
+llama.cpp at batch 1 for prefill and decode on generated models (1.0x on real
+ones, --target); batch-8 decode >= 4x batch-1.
 """
 import argparse
 import ctypes
@@ -181,6 +186,7 @@ def fmt(x, nd=1):
 
 
 def main():
+    global TARGET_RATIO
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="directory holding helium-worker and helium-mkmodel")
     ap.add_argument("--out", required=True, help="directory for engine.json and engine.md")
@@ -194,6 +200,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure both engines this many times, alternating, and keep each one's best "
                          "(helps on a busy machine)")
+    ap.add_argument("--models", default="", help="real models by scripts/fetch-model.sh name, instead of presets")
+    ap.add_argument("--name", default="engine", help="result file name (OUT/NAME.json, OUT/NAME.md)")
+    ap.add_argument("--target", type=float, default=0.8, help="helium/llama.cpp target at batch 1")
     ap.add_argument("--llama-kv", choices=("f32", "f16"), default="f32")
     ap.add_argument("--llama-flash-attn", choices=("off", "on", "auto"), default="off")
     a = ap.parse_args()
@@ -208,7 +217,19 @@ def main():
     info = machine()
     rows = []
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="helium-bench-") as tmp:
+    TARGET_RATIO = a.target
+    src = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+    def models(tmp):
+        """(name, path, preset, dtype, generated) for each model to run."""
+        if a.models:
+            for m in a.models.split(","):
+                r = subprocess.run([os.path.join(src, "scripts", "fetch-model.sh"), m], capture_output=True,
+                                   text=True)
+                if r.returncode != 0:
+                    raise SystemExit(f"bench/engine: cannot fetch {m}: {r.stderr.strip()}")
+                yield m, r.stdout.strip(), "real", m.rsplit("-", 1)[-1], False
+            return
         for preset in a.presets.split(","):
             for dt in a.dtypes.split(","):
                 name = f"{preset}-{a.arch}-{dt}"
@@ -218,36 +239,52 @@ def main():
                 subprocess.run([os.path.join(a.bin, "helium-mkmodel"), "--preset", preset, "--arch", a.arch,
                                 "--dtype", dt, "--seed", str(SEED), "-o", path], check=True, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                he, ll = {}, {}
-                for rnd in range(max(1, a.rounds)):
-                    print(f"{name}: helium (round {rnd + 1}) ...", file=sys.stderr, flush=True)
+                yield name, path, preset, dt, True
+
+    with tempfile.TemporaryDirectory(prefix="helium-bench-") as tmp:
+        for name, path, preset, dt, generated in models(tmp):
+            he, ll = {}, {}
+            skip = None
+            for rnd in range(max(1, a.rounds)):
+                print(f"{name}: helium (round {rnd + 1}) ...", file=sys.stderr, flush=True)
+                try:
                     best_of(he, helium_bench(os.path.join(a.bin, "helium-worker"), path, a.threads,
                                              a.prompt_tokens, a.gen_tokens, batches, a.reps))
-                    print(f"{name}: llama.cpp (round {rnd + 1}) ...", file=sys.stderr, flush=True)
-                    lb = LlamaBench(path, a.threads, kv, fa)
-                    lr = {"prefill": a.prompt_tokens / lb.prefill(a.prompt_tokens, a.reps)}
-                    for B in batches:
-                        lr[f"decode_b{B}"] = a.gen_tokens * B / lb.decode(B, a.gen_tokens, a.reps)
-                    lb.close()
-                    best_of(ll, lr)
-                size = os.path.getsize(path)
+                except RuntimeError as e:
+                    if generated:
+                        raise
+                    skip = str(e)  # e.g. an architecture this build does not run yet
+                    break
+                print(f"{name}: llama.cpp (round {rnd + 1}) ...", file=sys.stderr, flush=True)
+                lb = LlamaBench(path, a.threads, kv, fa)
+                lr = {"prefill": a.prompt_tokens / lb.prefill(a.prompt_tokens, a.reps)}
+                for B in batches:
+                    lr[f"decode_b{B}"] = a.gen_tokens * B / lb.decode(B, a.gen_tokens, a.reps)
+                lb.close()
+                best_of(ll, lr)
+            if skip:
+                print(f"{name}: skipped, helium failed: {skip}", file=sys.stderr, flush=True)
+                info.setdefault("skipped", {})[name] = skip
+                continue
+            size = os.path.getsize(path)
+            if generated:
                 os.unlink(path)
-                row = {"model": name, "preset": preset, "dtype": dt, "size_bytes": size,
-                       "helium": he, "llama_cpp": ll, "ratio": {}, "b8_over_b1": {}}
-                for k in ll:
-                    if he.get(k):
-                        row["ratio"][k] = he[k] / ll[k]
-                for eng, d in (("helium", he), ("llama_cpp", ll)):
-                    if d.get("decode_b1") and d.get("decode_b8"):
-                        row["b8_over_b1"][eng] = d["decode_b8"] / d["decode_b1"]
-                r = row["ratio"]
-                row["targets"] = {
-                    "prefill_ge_0.8x": r.get("prefill", 0) >= TARGET_RATIO,
-                    "decode_b1_ge_0.8x": r.get("decode_b1", 0) >= TARGET_RATIO,
-                    "b8_ge_4x_b1": row["b8_over_b1"].get("helium", 0) >= TARGET_B8,
-                }
-                rows.append(row)
-                print(f"{name}: done", file=sys.stderr, flush=True)
+            row = {"model": name, "preset": preset, "dtype": dt, "size_bytes": size,
+                   "helium": he, "llama_cpp": ll, "ratio": {}, "b8_over_b1": {}}
+            for k in ll:
+                if he.get(k):
+                    row["ratio"][k] = he[k] / ll[k]
+            for eng, d in (("helium", he), ("llama_cpp", ll)):
+                if d.get("decode_b1") and d.get("decode_b8"):
+                    row["b8_over_b1"][eng] = d["decode_b8"] / d["decode_b1"]
+            r = row["ratio"]
+            row["targets"] = {
+                "prefill_ge_target": r.get("prefill", 0) >= TARGET_RATIO,
+                "decode_b1_ge_target": r.get("decode_b1", 0) >= TARGET_RATIO,
+                "b8_ge_4x_b1": row["b8_over_b1"].get("helium", 0) >= TARGET_B8,
+            }
+            rows.append(row)
+            print(f"{name}: done", file=sys.stderr, flush=True)
 
     info["loadavg_end"] = list(os.getloadavg())
     result = {
@@ -263,7 +300,7 @@ def main():
         "results": rows,
     }
     os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "engine.json"), "w") as f:
+    with open(os.path.join(a.out, a.name + ".json"), "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")
 
@@ -287,16 +324,18 @@ def main():
     md.append("")
     md.append(f"Targets: helium/llama.cpp >= {TARGET_RATIO} at batch 1 (prefill, decode); "
               f"Helium batch-8 decode >= {TARGET_B8}x batch 1.\n")
-    md.append("| model | prefill >= 0.8x | decode b1 >= 0.8x | b8 >= 4x b1 |")
+    md.append(f"| model | prefill >= {TARGET_RATIO}x | decode b1 >= {TARGET_RATIO}x | b8 >= 4x b1 |")
     md.append("|---|---|---|---|")
     for row in rows:
         t = row["targets"]
         yn = lambda v: "met" if v else "NOT met"
-        md.append(f"| {row['model']} | {yn(t['prefill_ge_0.8x'])} | {yn(t['decode_b1_ge_0.8x'])} "
+        md.append(f"| {row['model']} | {yn(t['prefill_ge_target'])} | {yn(t['decode_b1_ge_target'])} "
                   f"| {yn(t['b8_ge_4x_b1'])} |")
     md.append("")
+    for name, why in info.get("skipped", {}).items():
+        md.append(f"Skipped {name}: Helium failed ({why}).\n")
     text = "\n".join(md)
-    with open(os.path.join(a.out, "engine.md"), "w") as f:
+    with open(os.path.join(a.out, a.name + ".md"), "w") as f:
         f.write(text)
     print(text)
     L.llama_backend_free()

@@ -128,14 +128,21 @@ cq_tile_fn cq_tile(ggml_type t, cq_level l);
 /* An activation row for weights of type t (cq_quantize_act_row): the dot
  * type's blocks, padded to 64 bytes; for q8_0 / q8_1 then the f32 value of
  * each block's scale d (n / 32), and for q8_1 the f32 s (n / 32), which the
- * tiles read instead of converting f16 per block (the same values). Rows
- * start 64-byte aligned when the buffer does. */
+ * tiles read instead of converting f16 per block (the same values); for
+ * Q4_0, Q5_0 and IQ4_NL weights then corr (n / 4 int32): -o * (the sum of
+ * each 4 quants), o the offset that makes the weights unsigned (8, 16, 128),
+ * so a VNNI tile computes sum (w + o) x + corr = sum w x with one vpdpbusd.
+ * Rows start 64-byte aligned when the buffer does. */
 size_t cq_act_row_bytes(ggml_type t, int64_t n);
 /* The f32 scales of an activation row of n elements of dot type Q8_0 / Q8_1
- * (s follow at + n / 32 for Q8_1). */
+ * (s follow at + n / 32 for Q8_1; corr at + n / 32 for Q8_0). */
 static inline const float *cq_act_scales(const void *row, int64_t n, size_t block_bytes) {
     size_t b = (size_t)(n / 32) * block_bytes;
     return (const float *)((const uint8_t *)row + ((b + 63) & ~(size_t)63));
+}
+/* The weight offset o of the corr array for type t, 0 if t has none. */
+static inline int cq_act_corr_offset(ggml_type t) {
+    return t == GGML_T_Q4_0 ? 8 : t == GGML_T_Q5_0 ? 16 : t == GGML_T_IQ4_NL ? 128 : 0;
 }
 /* Quantizes x (n, a multiple of t's block size) to t's dot type into dst
  * (cq_act_row_bytes(t, n) bytes, 4-byte aligned). Same bits at every level. */

@@ -10,6 +10,8 @@
  *     split and with it the bits.)
  *   - Q4_K, Q5_K, Q6_K: two 32-element groups per 512-bit vpmaddubsw /
  *     vpmaddwd; the block total is an exact int32 whatever the width.
+ *   - Q4_0, Q5_0, IQ4_NL tiles take the weights unsigned (w + o) and start
+ *     vpdpbusd from the activation row's corr = -o * (sum of 4 quants).
  *   - Q2_K, Q3_K: the AVX2 kernels (rare in files; not worth a copy).
  */
 #include "quant_x86.h"
@@ -30,12 +32,48 @@ LEGACY_DOT(q5_1, GGML_T_Q5_1, cq_block_q5_1, cq_block_q8_1, lanes_u_vnni, 1, avx
 LEGACY_DOT(q8_0, GGML_T_Q8_0, cq_block_q8_0, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
 LEGACY_DOT(iq4_nl, GGML_T_IQ4_NL, cq_block_iq4_nl, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
 
-LEGACY_TILE(q4_0, GGML_T_Q4_0, cq_block_q4_0, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
+/* Q4_0, Q5_0, IQ4_NL tiles: unsigned weights (w + o) and the activation's
+ * corr as the vpdpbusd start value, so no sign trick per block and column;
+ * the int32 lanes are the same integers. */
+static inline TGT512 __m256i unpack_u_q4_0(const cq_block_q4_0 *b) { return nib32(b->qs); }
+static inline TGT512 __m256i unpack_u_q5_0(const cq_block_q5_0 *b) {
+    return _mm256_or_si256(nib32(b->qs), bits32_x10(b->qh));
+}
+static inline TGT512 __m256i unpack_u_iq4_nl(const cq_block_iq4_nl *b) {
+    const __m128i t = _mm_xor_si128(_mm_loadu_si128((const __m128i *)cq_iq4nl_values), _mm_set1_epi8((char)0x80));
+    return _mm256_shuffle_epi8(_mm256_set_m128i(t, t), nib32(b->qs));
+}
+#define CORR_TILE(name, WT)                                                                        \
+    TGT512 void cq_tile_##name##_avx512(const void *vw, const void *vx, size_t xs, int64_t n, float *out) { \
+        const WT *w = vw;                                                                          \
+        const cq_block_q8_0 *x[CQ_TILE];                                                           \
+        const float *xd[CQ_TILE];                                                                  \
+        const int32_t *xc[CQ_TILE];                                                                \
+        __m256 acc[CQ_TILE];                                                                       \
+        _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                                \
+            x[c] = (const cq_block_q8_0 *)((const char *)vx + (size_t)c * xs);                     \
+            xd[c] = cq_act_scales(x[c], n, sizeof(cq_block_q8_0));                                 \
+            xc[c] = (const int32_t *)(xd[c] + n / 32);                                             \
+            acc[c] = _mm256_setzero_ps();                                                          \
+        }                                                                                          \
+        for (int64_t k = 0; k < n / 32; k++) {                                                     \
+            const __m256i q = unpack_u_##name(&w[k]);                                              \
+            const __m256 dw = _mm256_set1_ps(h2f(w[k].d));                                         \
+            _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                            \
+                __m256i p = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(xc[c] + 8 * k)), q, \
+                                                _mm256_loadu_si256((const __m256i *)x[c][k].qs)); \
+                __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&xd[c][k]));                      \
+                acc[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[c]);                        \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) out[c] = hsum8(acc[c]);          \
+    }
+CORR_TILE(q4_0, cq_block_q4_0)
+CORR_TILE(q5_0, cq_block_q5_0)
+CORR_TILE(iq4_nl, cq_block_iq4_nl)
 LEGACY_TILE(q4_1, GGML_T_Q4_1, cq_block_q4_1, cq_block_q8_1, lanes_u_vnni, 1, avx512, TGT512)
-LEGACY_TILE(q5_0, GGML_T_Q5_0, cq_block_q5_0, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
 LEGACY_TILE(q5_1, GGML_T_Q5_1, cq_block_q5_1, cq_block_q8_1, lanes_u_vnni, 1, avx512, TGT512)
 LEGACY_TILE(q8_0, GGML_T_Q8_0, cq_block_q8_0, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
-LEGACY_TILE(iq4_nl, GGML_T_IQ4_NL, cq_block_iq4_nl, cq_block_q8_0, lanes_s_vnni, 0, avx512, TGT512)
 
 /* K tiles: the AVX2 ones (same bits; the 512-bit single dots serve decode) */
 void cq_tile_q4_K_avx512(const void *w, const void *x, size_t xs, int64_t n, float *out) {
