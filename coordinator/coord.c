@@ -149,6 +149,9 @@ static void hook_job_end(void *ctx, job_t *j) {
     coord_t *c = ctx;
     opt_job_end(c->opt, j);
     uint64_t ms = (j->finished_us - j->submitted_us) / 1000;
+    double sec = (double)(j->finished_us - j->submitted_us) / 1e6;
+    c->st.job_seconds[met_bucket(met_job_bounds, MET_JOB_BUCKETS, sec)]++;
+    c->st.job_seconds_sum += sec;
     if (j->state == HELIUM__JOB_STATE__JOB_DONE)
         clog_msg(CLOG_INFO, "%s done in %" PRIu64 " ms", j->id, ms);
     else if (j->state == HELIUM__JOB_STATE__JOB_FAILED)
@@ -407,6 +410,7 @@ int coord_run(coord_t *c, volatile sig_atomic_t *stop) {
         if (items[0].revents & ZMQ_POLLIN) clients_readable(c);
         tools_perform(c->tools, items + 2, nt);
     }
+    metrics_set_ready(c->metrics, false, "stopping");
     clog_msg(CLOG_INFO, "shutting down");
     return 0;
 }

@@ -54,6 +54,8 @@ typedef struct {
     uint64_t prompt_tokens, cached_tokens, pulled_tokens, generated_tokens;
     uint64_t kv_pulls, kv_pull_bytes, tool_calls, tool_errors, requests;
     uint64_t waits;                 /* SubmitJob.wait requests answered by push (waiters added) */
+    uint64_t job_seconds[MET_JOB_BUCKETS + 1]; /* ended jobs by duration bucket (met_job_bounds) */
+    double job_seconds_sum;
 } coord_stats;
 
 struct coord {

@@ -6,6 +6,8 @@
  *       [--policy router|prefix|isolated|kvflow|helium] [--allow-host HOST]... [--keep-jobs 1000]
  *       [--stream] [--log-level error|warn|info|debug]
  *
+ * Every option may also come from the environment as HELIUM_COORD_<OPTION>
+ * (--metrics-port: HELIUM_COORD_METRICS_PORT); the command line wins.
  * Parses arguments, installs SIGINT/SIGTERM handlers (they only set a flag;
  * the loop notices within 250 ms) and runs coord (coord.h). Exit status: 0
  * after a signal, 1 on a runtime failure, 2 on bad usage.
@@ -64,7 +66,33 @@ static void usage(FILE *f) {
             "                          llm-d and KVFlow, which bench/workflows.py compares against)\n");
 }
 
+/* Every option is also settable as HELIUM_COORD_<OPTION> (common/args.h;
+ * the table is in docs/deploy.md). Keep in step with usage():
+ * tests/deploy/lint.sh checks that every option there is here. */
+static const args_env_opt ENV_OPTS[] = {
+    {"model", true}, {"listen", true}, {"workers", true}, {"metrics-port", true}, {"metrics-host", true},
+    {"heartbeat-ms", true}, {"worker-timeout-ms", true}, {"policy", true}, {"allow-host", true},
+    {"keep-jobs", true}, {"stream", false}, {"log-level", true}, {"imbalance-abs", true},
+    {"imbalance-rel", true}, {"helium-load-weight", true}, {"helium-starve", true}, {"helium-kv-admit", true},
+    {"helium-hold-idle", true}, {"helium-split", true}, {"baseline-pulls", true},
+};
+
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv) {
+    int ac;
+    char **av, err[256];
+    if (args_env_merge("HELIUM_COORD", ENV_OPTS, sizeof ENV_OPTS / sizeof ENV_OPTS[0], argc, argv, 1, &ac, &av, err,
+                       sizeof err)) {
+        fprintf(stderr, "helium-coordinator: %s\n", err);
+        return 2;
+    }
+    int rc = run(ac, av);
+    args_env_free(&av);
+    return rc;
+}
+
+static int run(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
                         .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,
                         .baseline_pulls = -1,

@@ -3,7 +3,8 @@
  * own state (coord_impl.h) and publishes.
  *
  * Shared state: page/page_len guarded by mu (written by the loop's publish,
- * read by the MHD thread's handler); requests is guarded by mu too.
+ * read by the MHD thread's handler); requests, published_ms, ready and why
+ * are guarded by mu too.
  */
 #include "metrics.h"
 
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "coord_impl.h"
 #include "dir.h"
 #include "herr.h"
@@ -26,7 +28,29 @@ struct metrics {
     char *page;               /* guarded by mu */
     size_t page_len;          /* guarded by mu */
     unsigned long requests;   /* guarded by mu */
+    int64_t published_ms;     /* guarded by mu: clock_mono_ms() of the last publish */
+    bool ready;               /* guarded by mu */
+    char why[160];            /* guarded by mu: why not ready */
 };
+
+/* The probe answer for url (/healthz or /readyz) into text; its HTTP code. */
+static unsigned probe(metrics_t *m, const char *url, char *text, size_t cap) {
+    int64_t age = clock_mono_ms() - m->published_ms; /* caller holds mu */
+    if (age > METRICS_STALL_MS) {
+        snprintf(text, cap, "stalled: the loop last published %lld ms ago\n", (long long)age);
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+    }
+    if (!strcmp(url, "/healthz")) {
+        snprintf(text, cap, "ok\n");
+        return MHD_HTTP_OK;
+    }
+    if (m->ready) {
+        snprintf(text, cap, "ready\n");
+        return MHD_HTTP_OK;
+    }
+    snprintf(text, cap, "not ready: %s\n", m->why);
+    return MHD_HTTP_SERVICE_UNAVAILABLE;
+}
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                const char *version, const char *upload_data, size_t *upload_data_size,
@@ -48,8 +72,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         pthread_mutex_unlock(&m->mu);
         if (r) MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
         code = MHD_HTTP_OK;
+    } else if (strcmp(method, "GET") == 0 && (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0)) {
+        char text[256];
+        pthread_mutex_lock(&m->mu);
+        code = probe(m, url, text, sizeof text);
+        m->requests++;
+        pthread_mutex_unlock(&m->mu);
+        r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_COPY);
+        if (r) MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
     } else {
-        static char nf[] = "not found: try /metrics\n";
+        static char nf[] = "not found: try /metrics, /healthz or /readyz\n";
         r = MHD_create_response_from_buffer(sizeof nf - 1, nf, MHD_RESPMEM_PERSISTENT);
         code = MHD_HTTP_NOT_FOUND;
     }
@@ -78,6 +110,8 @@ metrics_t *metrics_new(const char *host, int port) {
         return NULL;
     }
     pthread_mutex_init(&m->mu, NULL);
+    m->published_ms = clock_mono_ms();
+    snprintf(m->why, sizeof m->why, "starting");
     m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
                             handler, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
@@ -111,8 +145,17 @@ void metrics_publish(metrics_t *m, const char *text, size_t len) {
     char *old = m->page;
     m->page = p;
     m->page_len = len;
+    m->published_ms = clock_mono_ms();
     pthread_mutex_unlock(&m->mu);
     free(old);
+}
+
+void metrics_set_ready(metrics_t *m, bool ready, const char *why) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    m->ready = ready;
+    snprintf(m->why, sizeof m->why, "%s", why ? why : "");
+    pthread_mutex_unlock(&m->mu);
 }
 
 unsigned long metrics_requests(metrics_t *m) {
@@ -149,6 +192,32 @@ void met_value(sbuf *b, const char *name, const char *labels, double value) {
     sb_adds(b, " ");
     sb_adds(b, num);
     sb_adds(b, "\n");
+}
+
+void met_histogram(sbuf *b, const char *name, const char *help, const double *bounds, const uint64_t *counts,
+                   size_t n, double sum) {
+    char series[128], le[64];
+    uint64_t cum = 0;
+    met_head(b, name, "histogram", help);
+    snprintf(series, sizeof series, "%s_bucket", name);
+    for (size_t i = 0; i <= n; i++) {
+        cum += counts[i];
+        if (i < n) snprintf(le, sizeof le, "le=\"%g\"", bounds[i]);
+        else snprintf(le, sizeof le, "le=\"+Inf\"");
+        met_value(b, series, le, (double)cum);
+    }
+    snprintf(series, sizeof series, "%s_sum", name);
+    met_value(b, series, "", sum);
+    snprintf(series, sizeof series, "%s_count", name);
+    met_value(b, series, "", (double)cum);
+}
+
+const double met_job_bounds[MET_JOB_BUCKETS] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300, 900};
+
+size_t met_bucket(const double *bounds, size_t n, double v) {
+    size_t i = 0;
+    while (i < n && v > bounds[i]) i++;
+    return i;
 }
 
 void met_label(char *buf, size_t cap, const char *key, const char *value) {
@@ -305,11 +374,20 @@ void met_publish_coord(coord_t *c) {
         met_head(&b, g[i].name, g[i].type, g[i].help);
         met_value(&b, g[i].name, "", g[i].v);
     }
+    met_histogram(&b, "helium_job_seconds", "Submit to finish of ended jobs (done, failed or canceled), seconds.",
+                  met_job_bounds, c->st.job_seconds, MET_JOB_BUCKETS, c->st.job_seconds_sum);
     page_opt(c, &b);
     met_head(&b, "helium_bad_frames_total", "counter", "Malformed frames received, by peer kind.");
     met_value(&b, "helium_bad_frames_total", "peer=\"client\"", (double)c->st.bad_client_frames);
     met_value(&b, "helium_bad_frames_total", "peer=\"worker\"", (double)c->st.bad_worker_frames);
     page_workers(c, &b);
     if (b.p) metrics_publish(c->metrics, b.p, b.len);
+    /* ready: some worker takes work (the journal, once there is one, adds its own condition) */
+    int takers = 0;
+    for (int i = 0; i < wkrs_cap(c->wkrs); i++) {
+        wkr_t *w = wkrs_by_slot(c->wkrs, i);
+        takers += w && w->alive && !w->draining;
+    }
+    metrics_set_ready(c->metrics, takers > 0, takers > 0 ? "" : "no worker registered, alive and taking work");
     sb_free(&b);
 }

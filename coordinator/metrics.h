@@ -3,7 +3,14 @@
  * libmicrohttpd serves it from its own thread. The coordinator's loop builds
  * the whole page (met_* helpers below) and publishes it with metrics_publish;
  * the HTTP thread only copies the last published page under a mutex, so it
- * never touches loop state. Any other path is 404.
+ * never touches loop state. The same port answers the probes:
+ *   GET /healthz  200 while the loop keeps publishing (it does every
+ *                 COORD_METRICS_MS); 503 once it has been silent for
+ *                 METRICS_STALL_MS (a stuck loop);
+ *   GET /readyz   200 when the loop last said ready (metrics_set_ready: a
+ *                 worker is registered and alive, and the coordinator is not
+ *                 stopping), 503 with the reason otherwise.
+ * Any other path is 404.
  */
 #ifndef HELIUM_COORD_METRICS_H
 #define HELIUM_COORD_METRICS_H
@@ -24,12 +31,25 @@ void metrics_destroy(metrics_t **self_p);
 void metrics_publish(metrics_t *m, const char *text, size_t len);
 /* Requests served so far. */
 unsigned long metrics_requests(metrics_t *m);
+#define METRICS_STALL_MS 15000
+/* What /readyz answers from now on: ready, or not with a reason (copied). */
+void metrics_set_ready(metrics_t *m, bool ready, const char *why);
 
 /* ---- page building */
 /* "# HELP name help\n# TYPE name type\n" */
 void met_head(sbuf *b, const char *name, const char *type, const char *help);
 /* "name{labels} value\n"; labels is "" or `k="v",...` (values escaped with met_label). */
 void met_value(sbuf *b, const char *name, const char *labels, double value);
+/* A histogram: name_bucket{le=...} for each bound (cumulative counts),
+ * le="+Inf", name_sum and name_count. counts[i] counts observations in
+ * (bounds[i-1], bounds[i]]; counts[n] those above the last bound. */
+void met_histogram(sbuf *b, const char *name, const char *help, const double *bounds, const uint64_t *counts,
+                   size_t n, double sum);
+/* Index of the bucket of v: the first i with v <= bounds[i], n above all. */
+size_t met_bucket(const double *bounds, size_t n, double v);
+/* Bounds of helium_job_seconds (submit to finish of a job), seconds. */
+#define MET_JOB_BUCKETS 13
+extern const double met_job_bounds[MET_JOB_BUCKETS];
 /* Appends `key="value"` with value escaped (\\, \", \n) to a label buffer. */
 void met_label(char *buf, size_t cap, const char *key, const char *value);
 

@@ -297,33 +297,159 @@ static int32_t shared_pages(const int32_t *pend, int slot, int32_t pages) {
 }
 
 /* only >= 0: consider that slot alone. */
-static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int only,
-                 unsigned flags, sched_choice *out) {
-    memset(out, 0, sizeof *out);
-    out->holder_slot = -1;
-    route_worker rw[DIR_MAX_WORKERS];
-    wkr_t *wk[DIR_MAX_WORKERS];
-    int nw = 0, n_alive = 0;
+/* The workers one placement weighs, and the prompt's runs on each (by slot). */
+typedef struct {
+    route_worker rw[DIR_MAX_WORKERS]; /* (nw) eligible workers */
+    wkr_t *wk[DIR_MAX_WORKERS];       /* (nw) */
+    int nw;
+    int32_t real[DIR_MAX_WORKERS];    /* runs the real directory shows (pull sources) */
+    int32_t pend[DIR_MAX_WORKERS];    /* runs of blocks being computed by dispatched tasks */
+    int32_t runs[DIR_MAX_WORKERS];    /* the larger of the two */
+} cands;
+
+/* Gathers the eligible workers (alive, same model, context holds n + 1;
+ * only >= 0: that slot alone) into c. Returns 0, HE_EUNAVAIL or
+ * HE_ECONTEXT; *max_pool is the largest eligible KV pool. */
+static int gather(sched_t *s, int32_t n, int only, cands *c, int32_t *max_pool) {
+    int n_alive = 0;
     uint32_t max_ctx = 0;
-    int32_t max_pool = 0;
+    c->nw = 0;
+    *max_pool = 0;
     for (int i = 0; i < wkrs_cap(s->ws); i++) {
         wkr_t *w = wkrs_by_slot(s->ws, i);
-        if (!w || !w->alive || !same_model(s, w)) continue;
+        if (!w || !w->alive || w->draining || !same_model(s, w)) continue;
         n_alive++;
         if (only >= 0 && i != only) continue;
         if (w->n_ctx > max_ctx) max_ctx = w->n_ctx;
         if ((int64_t)n + 1 > (int64_t)w->n_ctx) continue;
-        if ((int32_t)w->kv_blocks_total > max_pool) max_pool = (int32_t)w->kv_blocks_total;
-        wk[nw] = w;
-        rw[nw] = (route_worker){.slot = w->slot, .alive = true, .kv_blocks_avail = wkr_kv_avail(w),
-                                .load_tokens = w->load_tokens, .prefill_tok_s = w->prefill_tok_s,
-                                .link_bytes_s = w->link_bytes_s};
-        nw++;
+        if ((int32_t)w->kv_blocks_total > *max_pool) *max_pool = (int32_t)w->kv_blocks_total;
+        c->wk[c->nw] = w;
+        c->rw[c->nw] = (route_worker){.slot = w->slot, .alive = true, .kv_blocks_avail = wkr_kv_avail(w),
+                                      .load_tokens = w->load_tokens, .prefill_tok_s = w->prefill_tok_s,
+                                      .link_bytes_s = w->link_bytes_s};
+        c->nw++;
     }
     if (n_alive == 0) return he_set(HE_EUNAVAIL, "no worker is alive");
-    if (nw == 0)
+    if (c->nw == 0)
         return he_set(HE_ECONTEXT, "the prompt has %d tokens; with one generated token it does not fit the "
                       "context of %u tokens", n, max_ctx);
+    return 0;
+}
+
+/* Cache-aware and cache-blind (prefix) placement: matches the prompt's nb
+ * block hashes against both directories, adjusts each worker's room, and
+ * lets route_pick_src decide (*d); for helium also its hold and split rules
+ * (out->hold, out->split). Returns the pick's index in c, or -1. */
+static int pick_routed(sched_t *s, sched_policy policy, int32_t n, int32_t nb, int32_t pages, uint32_t max_tokens,
+                       cands *c, route_decision *d, sched_choice *out) {
+    bool aware = sched_cache_aware(policy);
+    int32_t bs = (int32_t)s->block_size;
+    int nw = c->nw;
+    if (aware && nb) {
+        dir_match(s->dir, s->hashes, nb, c->real);
+        dir_match(s->pending, s->hashes, nb, c->pend);
+        for (int w = 0; w < DIR_MAX_WORKERS; w++) c->runs[w] = c->real[w] > c->pend[w] ? c->real[w] : c->pend[w];
+    }
+    /* The leading blocks that calls in flight on a worker already hold
+     * (their pages are in use there, or reserved by them) are shared,
+     * not allocated again: a worker needs room only for the rest. */
+    for (int k = 0; k < nw; k++) {
+        /* helium's admission knows which pages are its own pinned
+         * prefixes (this call's among them) and which can go */
+        if (policy == SCHED_HELIUM && s->helium_fit)
+            c->rw[k].kv_blocks_avail = s->helium_fit(s->helium_fit_ctx, c->wk[k], s->hashes, nb, pages) ? pages : 0;
+        else
+            c->rw[k].kv_blocks_avail += shared_pages(c->pend, c->wk[k]->slot, pages);
+    }
+    route_config rc = s->rc;
+    rc.cache_aware = aware;
+    rc.allow_pull = aware && rc.page_bytes > 0 && (policy == SCHED_HELIUM || s->baseline_pulls);
+    if (policy == SCHED_HELIUM) {
+        rc.load_weight = s->helium_load_weight;
+        rc.starve_tokens = s->helium_starve_tokens;
+        /* A pull's measured rate includes the time the request waits for
+         * the busy source's current step; a worker with other work in
+         * flight keeps computing meanwhile, so for it only the transfer
+         * itself costs throughput: judge its pulls at the nominal link
+         * rate (route_config default) rather than the measured one. */
+        for (int k = 0; k < nw; k++)
+            if (c->rw[k].load_tokens >= rc.starve_tokens && c->rw[k].link_bytes_s < rc.default_link_bytes_s)
+                c->rw[k].link_bytes_s = rc.default_link_bytes_s;
+    }
+    route_pick_src(&rc, c->rw, nw, c->runs, c->real, n, bs, pages, d);
+    int pick = d->worker;
+    if (policy == SCHED_HELIUM && pick >= 0) {
+        /* Would the pick recompute prefix pages that another worker is
+         * computing right now, half of what it would compute or more? If pulling them
+         * once they are committed beats recomputing, the call waits
+         * (out->hold) and is placed again when they are: then the
+         * idle-worker rule sends it to the idle worker with a pull, or
+         * affinity sends it to the holder. */
+        int32_t cap = n > 0 ? (n - 1) / bs : 0;
+        const int32_t pe = pending_elsewhere(c->wk, nw, pick, c->real, c->pend, cap);
+        if (pe >= have_after(d) + SCHED_HOLD_MIN_BLOCKS && 2 * (pe - have_after(d)) >= cap - have_after(d)) {
+            double t_pull, t_rec;
+            route_pull_times(&rc, &c->rw[pick], pe - have_after(d), bs, &t_pull, &t_rec);
+            bool idle = rc.starve_tokens > 0 && c->rw[pick].load_tokens < rc.starve_tokens;
+            if (rc.page_bytes > 0 && t_pull < t_rec && (s->helium_hold_idle || !idle)) out->hold = true;
+        }
+        if (!out->hold && s->helium_split &&
+            split_pays(s, &rc, c->rw, nw, pick, c->runs, c->real, c->pend, c->wk, n, pages, max_tokens))
+            out->hold = out->split = true;
+    }
+    return pick;
+}
+
+/* Fills the rest of out for the pick (holder, reserve, reuse, pull, load). */
+static void fill_choice(sched_t *s, sched_policy policy, int32_t n, int32_t nb, int32_t pages, uint32_t max_tokens,
+                        const cands *c, int pick, const route_decision *d, sched_choice *out) {
+    bool aware = sched_cache_aware(policy);
+    int32_t bs = (int32_t)s->block_size;
+    const int32_t *real = c->real, *pend = c->pend;
+    wkr_t *const *wk = c->wk;
+    out->d = *d;
+    out->worker = wk[pick];
+    if (aware)
+        for (int k = 0; k < c->nw; k++) {
+            int sl = wk[k]->slot;
+            int32_t r = real[sl] > pend[sl] ? real[sl] : pend[sl];
+            if (k != pick && r > out->holder_run) {
+                out->holder_run = r;
+                out->holder_slot = sl;
+            }
+        }
+    out->reserve_pages = aware ? pages - shared_pages(pend, wk[pick]->slot, pages) : pages;
+    out->reuse_blocks = policy == SCHED_ISOLATED ? 0 : d->reuse_blocks;
+    out->real_blocks = aware ? real[wk[pick]->slot] : 0;
+    if (out->real_blocks > out->reuse_blocks) out->real_blocks = out->reuse_blocks;
+    if (aware && d->pull_from >= 0 && d->pull_from < c->nw && d->pull_blocks > 0 && *wk[d->pull_from]->endpoint) {
+        /* pull only what the source really holds */
+        int32_t end = d->reuse_blocks + d->pull_blocks, have = real[wk[d->pull_from]->slot];
+        if (end > have) end = have;
+        if (end > nb) end = nb;
+        if (end > d->reuse_blocks) {
+            out->pull_from = wk[d->pull_from];
+            out->pull_first = d->reuse_blocks;
+            out->pull_blocks = end - d->reuse_blocks;
+        }
+    }
+    out->planned_blocks = out->reuse_blocks + (d->pull_from >= 0 ? d->pull_blocks : 0);
+    int64_t reuse_tok = (int64_t)(out->reuse_blocks + out->pull_blocks) * bs;
+    if (reuse_tok > n - 1) reuse_tok = n > 0 ? n - 1 : 0;
+    out->load_tokens = (int64_t)n - reuse_tok + max_tokens;
+}
+
+static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int only,
+                 unsigned flags, sched_choice *out) {
+    memset(out, 0, sizeof *out);
+    out->holder_slot = -1;
+    cands c;
+    memset(c.real, 0, sizeof c.real);
+    memset(c.pend, 0, sizeof c.pend);
+    memset(c.runs, 0, sizeof c.runs);
+    int32_t max_pool;
+    int rc = gather(s, n, only, &c, &max_pool);
+    if (rc) return rc;
 
     int32_t bs = (int32_t)s->block_size;
     int64_t need_tok = (int64_t)n + max_tokens;
@@ -343,77 +469,20 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
     out->hashes = s->hashes;
     out->n_hashes = nb;
 
-    bool aware = sched_cache_aware(policy);
     int pick = -1;
     route_decision d = {.worker = -1, .pull_from = -1};
-    int32_t real[DIR_MAX_WORKERS]; /* runs the real directory shows (pull sources) */
-    int32_t pend[DIR_MAX_WORKERS]; /* runs of blocks being computed by dispatched tasks */
     if (policy == SCHED_ISOLATED) {
         /* round robin over eligible workers with room, starting after the last pick */
-        for (int k = 0; k < nw && pick < 0; k++) {
-            int i = (int)((s->rr + (uint32_t)k) % (uint32_t)nw);
-            if (rw[i].kv_blocks_avail >= pages) pick = i;
+        for (int k = 0; k < c.nw && pick < 0; k++) {
+            int i = (int)((s->rr + (uint32_t)k) % (uint32_t)c.nw);
+            if (c.rw[i].kv_blocks_avail >= pages) pick = i;
         }
         if (pick >= 0) s->rr = (uint32_t)(pick + 1);
         d.worker = pick;
     } else {
-        int32_t runs[DIR_MAX_WORKERS];
-        memset(runs, 0, sizeof runs);
-        memset(real, 0, sizeof real);
-        memset(pend, 0, sizeof pend);
-        if (aware && nb) {
-            dir_match(s->dir, s->hashes, nb, real);
-            dir_match(s->pending, s->hashes, nb, pend);
-            for (int w = 0; w < DIR_MAX_WORKERS; w++) runs[w] = real[w] > pend[w] ? real[w] : pend[w];
-        }
-        /* The leading blocks that calls in flight on a worker already hold
-         * (their pages are in use there, or reserved by them) are shared,
-         * not allocated again: a worker needs room only for the rest. */
-        for (int k = 0; k < nw; k++) {
-            /* helium's admission knows which pages are its own pinned
-             * prefixes (this call's among them) and which can go */
-            if (policy == SCHED_HELIUM && s->helium_fit)
-                rw[k].kv_blocks_avail = s->helium_fit(s->helium_fit_ctx, wk[k], s->hashes, nb, pages) ? pages : 0;
-            else
-                rw[k].kv_blocks_avail += shared_pages(pend, wk[k]->slot, pages);
-        }
-        route_config rc = s->rc;
-        rc.cache_aware = aware;
-        rc.allow_pull = aware && rc.page_bytes > 0 && (policy == SCHED_HELIUM || s->baseline_pulls);
-        if (policy == SCHED_HELIUM) {
-            rc.load_weight = s->helium_load_weight;
-            rc.starve_tokens = s->helium_starve_tokens;
-            /* A pull's measured rate includes the time the request waits for
-             * the busy source's current step; a worker with other work in
-             * flight keeps computing meanwhile, so for it only the transfer
-             * itself costs throughput: judge its pulls at the nominal link
-             * rate (route_config default) rather than the measured one. */
-            for (int k = 0; k < nw; k++)
-                if (rw[k].load_tokens >= rc.starve_tokens && rw[k].link_bytes_s < rc.default_link_bytes_s)
-                    rw[k].link_bytes_s = rc.default_link_bytes_s;
-        }
-        route_pick_src(&rc, rw, nw, runs, real, n, bs, pages, &d);
-        pick = d.worker;
-        if (policy == SCHED_HELIUM && pick >= 0) {
-            /* Would the pick recompute prefix pages that another worker is
-             * computing right now, half of what it would compute or more? If pulling them
-             * once they are committed beats recomputing, the call waits
-             * (out->hold) and is placed again when they are: then the
-             * idle-worker rule sends it to the idle worker with a pull, or
-             * affinity sends it to the holder. */
-            int32_t cap = n > 0 ? (n - 1) / bs : 0;
-            const int32_t pe = pending_elsewhere(wk, nw, pick, real, pend, cap);
-            if (pe >= have_after(&d) + SCHED_HOLD_MIN_BLOCKS && 2 * (pe - have_after(&d)) >= cap - have_after(&d)) {
-                double t_pull, t_rec;
-                route_pull_times(&rc, &rw[pick], pe - have_after(&d), bs, &t_pull, &t_rec);
-                bool idle = rc.starve_tokens > 0 && rw[pick].load_tokens < rc.starve_tokens;
-                if (rc.page_bytes > 0 && t_pull < t_rec && (s->helium_hold_idle || !idle)) out->hold = true;
-            }
-            if (!out->hold && s->helium_split && split_pays(s, &rc, rw, nw, pick, runs, real, pend, wk, n, pages, max_tokens))
-                out->hold = out->split = true;
-        }
+        pick = pick_routed(s, policy, n, nb, pages, max_tokens, &c, &d, out);
     }
-    if (pick < 0 || pick >= nw) {
+    if (pick < 0 || pick >= c.nw) {
         if (policy == SCHED_HELIUM && s->helium_fit)
             clog_msg(CLOG_DEBUG, "route: %d-token prompt waits (no worker's working set has room for %d pages)", n,
                      pages);
@@ -421,37 +490,7 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
             clog_msg(CLOG_DEBUG, "route: %d-token prompt waits (no eligible worker has %d free pages)", n, pages);
         return 0;
     }
-    out->d = d;
-    out->worker = wk[pick];
-    if (aware)
-        for (int k = 0; k < nw; k++) {
-            int sl = wk[k]->slot;
-            int32_t r = real[sl] > pend[sl] ? real[sl] : pend[sl];
-            if (k != pick && r > out->holder_run) {
-                out->holder_run = r;
-                out->holder_slot = sl;
-            }
-        }
-    out->reserve_pages = aware ? pages - shared_pages(pend, wk[pick]->slot, pages) : pages;
-    out->reuse_blocks = policy == SCHED_ISOLATED ? 0 : d.reuse_blocks;
-    out->real_blocks = aware ? real[wk[pick]->slot] : 0;
-    if (out->real_blocks > out->reuse_blocks) out->real_blocks = out->reuse_blocks;
-    if (aware && d.pull_from >= 0 && d.pull_from < nw && d.pull_blocks > 0 &&
-        *wk[d.pull_from]->endpoint) {
-        /* pull only what the source really holds */
-        int32_t end = d.reuse_blocks + d.pull_blocks, have = real[wk[d.pull_from]->slot];
-        if (end > have) end = have;
-        if (end > nb) end = nb;
-        if (end > d.reuse_blocks) {
-            out->pull_from = wk[d.pull_from];
-            out->pull_first = d.reuse_blocks;
-            out->pull_blocks = end - d.reuse_blocks;
-        }
-    }
-    out->planned_blocks = out->reuse_blocks + (d.pull_from >= 0 ? d.pull_blocks : 0);
-    int64_t reuse_tok = (int64_t)(out->reuse_blocks + out->pull_blocks) * bs;
-    if (reuse_tok > n - 1) reuse_tok = n > 0 ? n - 1 : 0;
-    out->load_tokens = (int64_t)n - reuse_tok + max_tokens;
+    fill_choice(s, policy, n, nb, pages, max_tokens, &c, pick, &d, out);
 
     if (!(flags & SCHED_DRY)) sched_count(s, out);
     if (clog_on(CLOG_DEBUG))

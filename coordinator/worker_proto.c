@@ -279,6 +279,16 @@ void wp_on_frame(coord_t *c, const uint8_t *ident, size_t ident_len, const uint8
     switch (m->body_case) {
     case HELIUM__WORKER_MSG__BODY_HEARTBEAT:
         wkr_heartbeat(w, m->heartbeat, clock_wall_us());
+        if (wkr_counter_get(w, "leaving")) { /* drained (or out of time): what it still holds goes elsewhere */
+            wp_worker_lost(c, w, "left after draining");
+            break;
+        }
+        if ((wkr_counter_get(w, "draining") != 0) != w->draining) {
+            w->draining = !w->draining;
+            clog_msg(CLOG_INFO, "worker %s %s", w->id,
+                     w->draining ? "is draining: nothing more is placed on it" : "takes work again");
+            c->dirty = true;
+        }
         if (!w->resync_pending && m->heartbeat->cache_seq > w->cache_seq) {
             clog_msg(CLOG_INFO, "worker %s: heartbeat reports cache seq %" PRIu64 ", applied %" PRIu64 ": resyncing",
                  w->id, m->heartbeat->cache_seq, w->cache_seq);

@@ -83,6 +83,7 @@ int wkrs_add(wkrs_t *t, const void *ident, size_t len, wkr_t **out) {
 static void copy_str(char *dst, size_t cap, const char *s) { snprintf(dst, cap, "%s", s ? s : ""); }
 
 void wkr_register(wkr_t *w, const Helium__Register *reg, uint64_t now_us) {
+    w->draining = false;
     if (reg->worker_id && *reg->worker_id) {
         copy_str(w->id, sizeof w->id, reg->worker_id);
     } else {

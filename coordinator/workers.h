@@ -37,6 +37,7 @@ typedef struct wkr {
     uint8_t ident[WKR_IDENT_MAX];
     size_t ident_len;         /* routing id: ident[0..ident_len) */
     bool alive;
+    bool draining;            /* its heartbeat says "draining" (SIGTERM): nothing more is placed on it */
     int64_t last_seen_ms;     /* monotonic time of the last message */
     uint64_t last_hb_us;      /* wall time of the last heartbeat */
     uint64_t registered_us;
