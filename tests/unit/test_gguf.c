@@ -454,7 +454,8 @@ Test(gguf, row_size_and_names) {
     cr_assert_eq(ggml_row_size(GGML_T_BF16, 10), 20);
     cr_assert_eq(ggml_row_size(GGML_T_Q8_0, 64), 68);
     cr_assert_eq(ggml_row_size(GGML_T_Q8_0, 48), 0);
-    cr_assert_eq(ggml_row_size((ggml_type)12, 256), 0);
+    cr_assert_eq(ggml_row_size((ggml_type)12, 256), 144);
+    cr_assert_eq(ggml_row_size((ggml_type)16, 256), 0); /* IQ2_XXS: not in the table */
     cr_assert_eq(ggml_row_size(GGML_T_F32, -1), 0);
     cr_assert_str_eq(ggml_type_name(GGML_T_Q8_0), "Q8_0");
     cr_assert_str_eq(ggml_type_name(GGML_T_BF16), "BF16");
@@ -635,10 +636,12 @@ Test(gguf, tensor_shapes_and_types) {
     bb b = {0};
     one_tensor(&b, "w", 1, (uint64_t[]){32}, 999, 0, 128);
     expect_err(&b, HE_EUNSUPPORTED, "tensor 'w' has unknown type id 999");
-    one_tensor(&b, "blk.0.ffn_up.weight", 1, (uint64_t[]){256}, 12, 0, 1024);
-    expect_err(&b, HE_EUNSUPPORTED, "'blk.0.ffn_up.weight' has type Q4_K");
+    one_tensor(&b, "blk.0.ffn_up.weight", 1, (uint64_t[]){256}, 16, 0, 1024);
+    expect_err(&b, HE_EUNSUPPORTED, "'blk.0.ffn_up.weight' has type IQ2_XXS");
+    one_tensor(&b, "w", 1, (uint64_t[]){256}, GGML_T_Q8_K, 0, 1024);
+    expect_err(&b, HE_EUNSUPPORTED, "has type Q8_K"); /* an activation format, never in files */
     one_tensor(&b, "w", 1, (uint64_t[]){40}, GGML_T_Q8_0, 0, 128);
-    expect_err(&b, HE_EFORMAT, "multiple of 32");
+    expect_err(&b, HE_EFORMAT, "multiple of its block size 32");
     one_tensor(&b, "w", 2, (uint64_t[]){8, 0}, GGML_T_F32, 0, 64);
     expect_err(&b, HE_EFORMAT, "bad size 0");
     one_tensor(&b, "w", 1, (uint64_t[]){1ull << 63}, GGML_T_F32, 0, 64);
@@ -703,4 +706,39 @@ Test(gguf, random_corruption) {
     cr_assert_lt(ok, 1500, "corruption was never detected");
     free(q);
     free(p);
+}
+
+/* Every quantized type: the byte size per block, a row that is not a whole
+ * number of blocks (typed EFORMAT naming the type) and a tensor cut short
+ * (ERANGE), read back through gguf_open. */
+Test(gguf, quantized_types) {
+    static const struct { ggml_type t; int64_t blck; size_t bytes; const char *name; } q[] = {
+        {GGML_T_Q4_0, 32, 18, "Q4_0"},   {GGML_T_Q4_1, 32, 20, "Q4_1"},   {GGML_T_Q5_0, 32, 22, "Q5_0"},
+        {GGML_T_Q5_1, 32, 24, "Q5_1"},   {GGML_T_Q8_0, 32, 34, "Q8_0"},   {GGML_T_IQ4_NL, 32, 18, "IQ4_NL"},
+        {GGML_T_Q2_K, 256, 84, "Q2_K"},  {GGML_T_Q3_K, 256, 110, "Q3_K"}, {GGML_T_Q4_K, 256, 144, "Q4_K"},
+        {GGML_T_Q5_K, 256, 176, "Q5_K"}, {GGML_T_Q6_K, 256, 210, "Q6_K"},
+    };
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        cr_assert(ggml_type_supported(q[i].t));
+        cr_assert_eq(ggml_blck_size(q[i].t), q[i].blck);
+        cr_assert_eq(ggml_type_size(q[i].t), q[i].bytes);
+        cr_assert_str_eq(ggml_type_name(q[i].t), q[i].name);
+        cr_assert_eq(ggml_row_size(q[i].t, 3 * q[i].blck), 3 * q[i].bytes);
+        cr_assert_eq(ggml_row_size(q[i].t, 3 * q[i].blck + 16), 0);
+        size_t bytes = 2 * 2 * q[i].bytes; /* (2 blocks, 2 rows) */
+        bb b = {0};
+        uint64_t ne[2] = {(uint64_t)(2 * q[i].blck), 2};
+        one_tensor(&b, "blk.0.ffn_down.weight", 2, ne, q[i].t, 0, bytes);
+        gguf_t *g = NULL;
+        cr_assert_eq(open_bytes(b.p, b.n, &g), 0, "%s: %s", q[i].name, he_msg());
+        cr_assert_eq(gguf_find_tensor(g, "blk.0.ffn_down.weight")->nbytes, bytes);
+        gguf_destroy(&g);
+        free(b.p);
+        memset(&b, 0, sizeof b);
+        one_tensor(&b, "blk.0.ffn_down.weight", 2, ne, q[i].t, 0, bytes - 1);
+        expect_err(&b, HE_ERANGE, "past end of file");
+        ne[0] = (uint64_t)(q[i].blck + 16);
+        one_tensor(&b, "blk.0.ffn_down.weight", 2, ne, q[i].t, 0, bytes);
+        expect_err(&b, HE_EFORMAT, q[i].name);
+    }
 }
