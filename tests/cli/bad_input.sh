@@ -63,12 +63,15 @@ o = rstr(o); nd, = struct.unpack_from('<I', b, o); o += 4 + 8 * nd
 type_pos, off_pos = o, o + 4
 x = bytearray(b); struct.pack_into('<Q', x, off_pos, 1 << 40); open(out + '/offset.gguf', 'wb').write(x)
 x = bytearray(b); struct.pack_into('<I', x, type_pos, 77); open(out + '/type.gguf', 'wb').write(x)
+x = bytearray(b); struct.pack_into('<I', x, type_pos, 16); open(out + '/iq2.gguf', 'wb').write(x)
 x = bytearray(b); struct.pack_into('<I', x, type_pos, 12); open(out + '/q4k.gguf', 'wb').write(x)
 x = bytearray(b); struct.pack_into('<Q', x, 8, 1 << 60); open(out + '/count.gguf', 'wb').write(x)
 PY
 check offset_past_end 1 "past end" gen "$T/offset.gguf"
 check unknown_type 1 "type" gen "$T/type.gguf"
-check unsupported_type 1 "not supported" gen "$T/q4k.gguf"
+check unsupported_type 1 "not supported" gen "$T/iq2.gguf"
+# Q4_K is supported, but the first tensor's rows are not whole 256-element blocks
+check quant_row_not_whole_blocks 1 "block size" gen "$T/q4k.gguf"
 check absurd_count 1 "error" gen "$T/count.gguf"
 
 # bad prompts
