@@ -85,6 +85,17 @@ static const be_ops cu_ops_table = {
     .destroy = cu_destroy,
 };
 
+const be_ops *cu_ops_of(void) { return &cu_ops_table; }
+
+int be_cuda_pool(be_t *be, void **pool, int *kv_type, int64_t *page_elems) {
+    if (!be || be->ops != &cu_ops_table) return he_set(HE_EINVAL, "not a CUDA backend");
+    const cu_be *C = be->impl;
+    *pool = C->pool;
+    *kv_type = C->kv_type;
+    *page_elems = C->page_elems;
+    return 0;
+}
+
 be_cuda_stats be_cuda_get_stats(const be_t *be) {
     be_cuda_stats z = {0};
     if (!be || be->ops != &cu_ops_table) return z;

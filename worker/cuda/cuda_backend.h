@@ -48,6 +48,11 @@ int be_cuda_probe(int device);
  * HE_EUNSUPPORTED for a weight type or shape the kernels lack, HE_ENOMEM). */
 be_t *be_cuda_new(const model_t *m, const be_cuda_config *cfg);
 
+/* The device KV pool of a backend made by be_cuda_new: base pointer, element
+ * type (kvw_type), elements per page (pages are contiguous). For transports
+ * and tests; HE_EINVAL for any other backend. */
+int be_cuda_pool(be_t *be, void **pool, int *kv_type, int64_t *page_elems);
+
 /* Counters of a backend made by be_cuda_new (zeros for any other). */
 be_cuda_stats be_cuda_get_stats(const be_t *be);
 

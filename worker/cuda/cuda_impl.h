@@ -80,5 +80,7 @@ int cu_upload_weights(be_t *be, cu_be *C);
 /* cuda_forward.c */
 int cu_forward(be_t *be, const be_batch *b, float *logits);
 void cu_graphs_free(cu_be *C);
+/* cuda_backend.c: the CUDA backend's ops table (to recognize its be_t). */
+const be_ops *cu_ops_of(void);
 
 #endif
