@@ -26,9 +26,9 @@ pack() {
   set -e
   local B=$ROOT/build-gpu
   cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release -DHELIUM_CUDA=ON -DHELIUM_NATIVE=OFF >/dev/null
-  cmake --build "$B" -j "${JOBS:-2}" --target gpu_kernels gpu_attention gpu_model gpu_nccl helium-mkmodel helium-worker
+  cmake --build "$B" -j "${JOBS:-2}" --target gpu_kernels gpu_attention gpu_model gpu_nccl bench_gpu_kernels helium-mkmodel helium-worker
   rm -rf "$PACK" && mkdir -p "$PACK/bin" "$PACK/lib"
-  cp "$B"/gpu/gpu_* "$B/bin/helium-mkmodel" "$B/bin/helium-worker" "$PACK/bin/"
+  cp "$B"/gpu/gpu_* "$B"/gpu/bench_gpu_kernels "$B/bin/helium-mkmodel" "$B/bin/helium-worker" "$PACK/bin/"
   strip "$PACK"/bin/* 2>/dev/null || true
   # libraries a CUDA image lacks: everything ldd resolves except the CUDA
   # libraries (the GPU machine's own) and the C/C++ runtime
@@ -61,17 +61,22 @@ for p in list(getattr(m, "__path__", [])):
 PY
 }
 
-run() {
-  [[ -d $PACK/bin ]] || { echo "run.sh: no $PACK (run 'tests/gpu/run.sh pack' on a build machine)"; exit 2; }
-  local LOG=${OUT:-/tmp/helium-gpu}
-  mkdir -p "$LOG"
-  nvidia-smi -L || { echo "run.sh: no GPU (nvidia-smi failed)"; exit 2; }
+# The packed libraries, then cuBLAS and NCCL of the GPU machine.
+setup_libs() {
   local cublas nccl
   cublas=$(find_libdir cublas nvidia.cublas)
   nccl=$(find_libdir nccl nvidia.nccl)
   echo "cuBLAS from: ${cublas:-not found}; NCCL from: ${nccl:-not found}"
   export LD_LIBRARY_PATH=$PACK/lib:${cublas}:${nccl}:${LD_LIBRARY_PATH:-}
   export HELIUM_BIN=$PACK/bin
+}
+
+run() {
+  [[ -d $PACK/bin ]] || { echo "run.sh: no $PACK (run 'tests/gpu/run.sh pack' on a build machine)"; exit 2; }
+  local LOG=${OUT:-/tmp/helium-gpu}
+  mkdir -p "$LOG"
+  nvidia-smi -L || { echo "run.sh: no GPU (nvidia-smi failed)"; exit 2; }
+  setup_libs
   local fails=0 t0=$SECONDS
   for prog in gpu_kernels gpu_attention gpu_model gpu_nccl; do
     local t=$SECONDS
@@ -90,6 +95,7 @@ run() {
 }
 
 case $MODE in
+  libs) setup_libs; return 0 2>/dev/null || exit 0 ;;  # sourced by bench/gpu/run.sh
   pack) pack ;;
   run) run ;;
   all) pack && run ;;
