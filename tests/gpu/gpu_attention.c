@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cpu_ops.h"
+#include "herr.h"
 #include "hk_attn.h"
 #include "hk_kvpage.h"
 #include "kvwire.h"
@@ -84,10 +85,16 @@ static void run_case(const att_case *c) {
     const float scale = 1.0f / sqrtf((float)D);
     cpu_kv_layer L = {.kv = pool, .page_floats = page_elems, .k_off = 0, .v_off = (size_t)bs * kvd,
                       .block_size = bs, .kv_dim = kvd};
-    cpu_attention(g_cpu, &L, (const int32_t *const *)tables, q, ref, pos, seq, T, c->n_heads, c->n_kv_heads, D, scale);
+    int crc = cpu_attention(g_cpu, &L, (const int32_t *const *)tables, q, ref, pos, seq, T, c->n_heads,
+                            c->n_kv_heads, D, scale);
     L.kv = pool_r;
-    cpu_attention(g_cpu, &L, (const int32_t *const *)tables, q, ref_r, pos, seq, T, c->n_heads, c->n_kv_heads, D,
-                  scale);
+    if (!crc)
+        crc = cpu_attention(g_cpu, &L, (const int32_t *const *)tables, q, ref_r, pos, seq, T, c->n_heads,
+                            c->n_kv_heads, D, scale);
+    if (crc) {
+        fprintf(stderr, "FATAL: cpu_attention: %s\n", he_msg());
+        exit(2);
+    }
 
     void *dpool = gu_to_dev(wire, pool_elems * eb);
     int32_t *dbt = gu_to_dev(bt, (size_t)c->n_seqs * max_pages * 4), *dpos = gu_to_dev(pos, T * 4),
