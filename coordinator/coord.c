@@ -47,7 +47,9 @@ void coord_send_reply(coord_t *c, const void *ident, size_t ident_len, bool deli
         clog_msg(CLOG_ERROR, "cannot pack a reply: %s", he_msg());
         return;
     }
-    if (coord_send_frames(c->client, ident, ident_len, delim, buf, len))
+    if (jrec_holding(c->jrec)) /* an ack leaves once what it acknowledges is durable */
+        jrec_hold_reply(c->jrec, c->client, ident, ident_len, delim, buf, len);
+    else if (coord_send_frames(c->client, ident, ident_len, delim, buf, len))
         clog_msg(CLOG_DEBUG, "reply to a client dropped: %s", zmq_strerror(zmq_errno()));
     free(buf);
 }
@@ -139,6 +141,11 @@ static void zs_register_ack(void *ctx, const uint8_t *ident, size_t ident_len, c
 static void hook_task_abort(void *ctx, job_task *t) { place_task_abort(ctx, t); }
 static void hook_task_new(void *ctx, job_task *t) { place_task_new(ctx, t); }
 static void hook_job_progress(void *ctx, job_t *j) { cp_job_progress(ctx, j); }
+static void hook_job_new(void *ctx, job_t *j) { jrec_job_new(((coord_t *)ctx)->jrec, j); }
+static void hook_task_end(void *ctx, const job_task *t, const job_result *r, Helium__ErrorCode code,
+                          const char *msg) {
+    jrec_task_end(((coord_t *)ctx)->jrec, t, r, code, msg);
+}
 
 static void hook_op_done(void *ctx, job_t *j, int i) {
     coord_t *c = ctx;
@@ -159,6 +166,7 @@ static void hook_job_end(void *ctx, job_t *j) {
                  j->err_op ? j->err_op : "-");
     else
         clog_msg(CLOG_INFO, "%s canceled after %" PRIu64 " ms", j->id, ms);
+    jrec_job_end(c->jrec, j);
     cp_job_end(c, j);
     c->dirty = true;
     c->next_metrics_ms = clock_mono_ms(); /* publish the new counts at the next turn */
@@ -283,7 +291,8 @@ coord_t *coord_core_new(const coord_config *cfg, const wsend_i *send) {
 
     jobs_config jc = {.keep_finished = c->cfg.keep_jobs};
     jobs_hooks hk = {.ctx = c, .task_abort = hook_task_abort, .job_end = hook_job_end,
-                     .job_progress = hook_job_progress, .task_new = hook_task_new, .op_done = hook_op_done};
+                     .job_progress = hook_job_progress, .task_new = hook_task_new, .op_done = hook_op_done,
+                     .job_new = hook_job_new, .task_end = hook_task_end};
     static const char *const default_hosts[] = {"127.0.0.1", "localhost"};
     const char *const *hosts = c->cfg.n_allow_hosts ? c->cfg.allow_hosts : default_hosts;
     size_t n_hosts = c->cfg.n_allow_hosts ? c->cfg.n_allow_hosts : 2;
@@ -328,6 +337,14 @@ coord_t *coord_new(const coord_config *cfg) {
     if (!(c->client = bind_router(c, c->cfg.listen, false))) goto fail;
     if (!(c->wsock = bind_router(c, c->cfg.workers, true))) goto fail;
     if (c->cfg.metrics_port > 0 && !(c->metrics = metrics_new(c->cfg.metrics_host, c->cfg.metrics_port))) goto fail;
+    if (c->cfg.journal_dir) {
+        /* replay before the first client or worker is read; task ids start
+         * past any a previous run could have given workers still running */
+        jrec_config jc = {.dir = c->cfg.journal_dir, .mode = (jnl_fsync)c->cfg.journal_fsync,
+                          .compact_bytes = c->cfg.journal_compact_bytes};
+        if (jrec_open(c, &jc, &c->jrec)) goto fail;
+        c->next_task_id = clock_wall_us();
+    }
     met_publish_coord(c);
     clog_msg(CLOG_INFO, "listening: clients %s, workers %s, metrics %s%s%d; policy %s; heartbeat %d ms, timeout %d ms",
          c->cfg.listen, c->cfg.workers, c->metrics ? (c->cfg.metrics_host ? c->cfg.metrics_host : "127.0.0.1") : "off",
@@ -347,6 +364,7 @@ void coord_destroy(coord_t **self_p) {
     metrics_destroy(&c->metrics); /* first: its thread must stop before anything else goes */
     if (c->jobs) jobs_each_newest(c->jobs, SIZE_MAX, true, free_waiters_of, c);
     tools_destroy(&c->tools);
+    jrec_destroy(&c->jrec); /* before the jobs: replies it holds go nowhere now */
     jobs_destroy(&c->jobs);
     opt_destroy(&c->opt); /* after the jobs: it holds (and never follows) task pointers */
     sched_destroy(&c->sched);
@@ -378,6 +396,8 @@ int coord_run(coord_t *c, volatile sig_atomic_t *stop) {
         opt_sweep(c->opt);
         if (c->dirty && jobs_ready_count(c->jobs)) place_dispatch_ready(c);
         if (c->n_stream) cp_flush_streams(c);
+        if (c->jrec && jrec_before_sleep(c->jrec, c)) /* sync, then release the acks it held */
+            return he_set(HE_EIO, "the journal failed: %s", he_msg());
 
         int64_t now = clock_mono_ms();
         if (now >= c->next_liveness_ms) {

@@ -43,6 +43,10 @@ typedef struct {
     int baseline_pulls;          /* 0: router and kvflow never pull KV between workers (< 0: default 1) */
     int helium_hold_idle;        /* 0: an idle worker recomputes instead of waiting to pull (< 0: default 1) */
     int helium_kv_admit;         /* 0: helium dispatches without its KV working-set admission (< 0: default 1) */
+    /* journal (jrec.h, docs/journal.md): NULL dir = none */
+    const char *journal_dir;     /* folder of the journal file */
+    int journal_fsync;           /* jnl_fsync: 0 always, 1 batch, 2 off */
+    unsigned long long journal_compact_bytes; /* compact past this size (0 = 64 MiB) */
 } coord_config;
 
 /* Loads the tokenizer, binds both endpoints and starts the metrics server.

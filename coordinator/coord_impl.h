@@ -33,6 +33,7 @@
 #include "dir.h"
 #include "helium.pb-c.h"
 #include "jobs.h"
+#include "jrec.h"
 #include "metrics.h"
 #include "opt.h"
 #include "sched.h"
@@ -76,6 +77,7 @@ struct coord {
     uint32_t block_size;
     size_t page_bytes;
     uint64_t next_task_id;
+    jrec_t *jrec;                   /* the journal, NULL without --journal */
     bool dirty;                     /* the ready queue may be placeable */
     job_t **stream_jobs;            /* (n_stream) jobs with new partial output and streaming waiters */
     size_t n_stream, cap_stream;

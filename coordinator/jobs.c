@@ -784,6 +784,7 @@ int jobs_submit_planned(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, 
     js->counts.submitted++;
     js->counts.queued++;
     *out = j;
+    if (js->hooks.job_new) js->hooks.job_new(js->hooks.ctx, j);
     pump(j);
     return 0;
 }
@@ -857,6 +858,7 @@ void jobs_task_progress(jobs_t *js, job_task *t, const char *text, size_t len) {
 
 void jobs_task_done(jobs_t *js, job_task *t, const job_result *r) {
     job_t *j = t->job;
+    if (js->hooks.task_end) js->hooks.task_end(js->hooks.ctx, t, r, HELIUM__ERROR_CODE__ERROR_OK, NULL);
     q_remove(js, t);
     task_detach(j, t);
     job_op *o = owner_rec(j, t);
@@ -894,6 +896,7 @@ void jobs_task_done(jobs_t *js, job_task *t, const job_result *r) {
 
 void jobs_task_fail(jobs_t *js, job_task *t, Helium__ErrorCode code, const char *msg) {
     job_t *j = t->job;
+    if (js->hooks.task_end) js->hooks.task_end(js->hooks.ctx, t, NULL, code, msg);
     q_remove(js, t);
     task_detach(j, t);
     int op = t->op;
@@ -903,6 +906,21 @@ void jobs_task_fail(jobs_t *js, job_task *t, Helium__ErrorCode code, const char 
 
 job_t *jobs_by_num(jobs_t *js, uint64_t num) {
     return num >= 1 && num <= js->last_num ? js->by_num[num - 1] : NULL;
+}
+
+int jobs_skip_to(jobs_t *js, uint64_t num) {
+    if (num <= js->last_num) return he_set(HE_EINVAL, "job number %" PRIu64 " was handed out already", num);
+    if (num - 1 > js->cap_num) {
+        size_t c = js->cap_num ? js->cap_num : 64;
+        while (c < num - 1) c *= 2;
+        job_t **v = realloc(js->by_num, c * sizeof *v);
+        if (!v) return he_set(HE_ENOMEM, "out of memory");
+        js->by_num = v;
+        js->cap_num = c;
+    }
+    for (uint64_t k = js->last_num; k < num - 1; k++) js->by_num[k] = NULL;
+    js->last_num = num - 1;
+    return 0;
 }
 
 job_task *jobs_task_of(jobs_t *js, uint64_t num, int op, uint32_t item) {

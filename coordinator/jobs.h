@@ -55,6 +55,7 @@
 typedef struct job job_t;
 typedef struct job_task job_task;
 typedef struct jobs jobs_t;
+typedef struct job_result job_result;
 
 typedef enum { JT_LLM = 1, JT_TOOL = 2 } job_task_kind;
 
@@ -174,6 +175,11 @@ typedef struct {
     void (*task_new)(void *ctx, job_task *t);
     /* Op i of j became DONE (its output is readable). May be NULL. */
     void (*op_done)(void *ctx, job_t *j, int i);
+    /* j was accepted (numbered, its inputs set, nothing run yet). May be NULL. */
+    void (*job_new)(void *ctx, job_t *j);
+    /* t finishes: r is its result (jobs_task_done), or r is NULL and code/msg
+     * its failure (jobs_task_fail); t is still intact. May be NULL. */
+    void (*task_end)(void *ctx, const job_task *t, const job_result *r, Helium__ErrorCode code, const char *msg);
 } jobs_hooks;
 
 /* A plan for one job: what the optimizer decided before it starts. Every
@@ -198,13 +204,13 @@ typedef struct {
 } jobs_counts;
 
 /* A finished task's outcome (llm or tool). */
-typedef struct {
+struct job_result {
     const char *text;
     size_t len;
     uint32_t prompt_tokens, cached_tokens, pulled_tokens, generated_tokens;
     const char *worker;     /* id of the worker that ran it (NULL for tools) */
     uint64_t first_token_us; /* 0 if unknown */
-} job_result;
+};
 
 jobs_t *jobs_new(const jobs_config *cfg, const jobs_hooks *hooks);
 /* Aborts nothing remotely: hooks are not called. Frees every job and task. */
@@ -251,6 +257,9 @@ job_task *jobs_find_task(jobs_t *js, const char *job_id, const char *op_id, uint
 job_task *jobs_task_of(jobs_t *js, uint64_t num, int op, uint32_t item);
 /* The job with number N, or NULL. */
 job_t *jobs_by_num(jobs_t *js, uint64_t num);
+/* The next job submitted gets number num (> every number handed out so far;
+ * HE_EINVAL otherwise): a restarted coordinator keeps its jobs' ids. */
+int jobs_skip_to(jobs_t *js, uint64_t num);
 
 /* Op i's output text (a map's items joined with "\n"); "" (len 0) for an op
  * without output yet. Valid until the job changes. */

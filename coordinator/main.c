@@ -5,6 +5,7 @@
  *       [--metrics-host 127.0.0.1] [--heartbeat-ms 500] [--worker-timeout-ms 3000]
  *       [--policy router|prefix|isolated|kvflow|helium] [--allow-host HOST]... [--keep-jobs 1000]
  *       [--stream] [--log-level error|warn|info|debug]
+ *       [--journal DIR [--fsync always|batch|off] [--journal-compact-mb 64]]
  *
  * Every option may also come from the environment as HELIUM_COORD_<OPTION>
  * (--metrics-port: HELIUM_COORD_METRICS_PORT); the command line wins.
@@ -20,6 +21,7 @@
 #include "args.h"
 #include "coord.h"
 #include "herr.h"
+#include "journal.h"
 #include "log.h"
 
 #define MAX_ALLOW 64
@@ -46,6 +48,13 @@ static void usage(FILE *f) {
             "                          127.0.0.1 and localhost)\n"
             "  --keep-jobs N           finished jobs kept for queries (default 1000)\n"
             "  --stream                workers stream partial text of every job\n"
+            "  --journal DIR           journal accepted jobs and finished calls in DIR/journal and\n"
+            "                          replay them on start (docs/journal.md; default: none, and a\n"
+            "                          restart loses every job)\n"
+            "  --fsync MODE            with --journal: always (sync each record), batch (default: one\n"
+            "                          sync per loop turn, before acks) or off (never: a crash of the\n"
+            "                          machine, not of the process, may lose acknowledged jobs)\n"
+            "  --journal-compact-mb N  rewrite the journal without evicted jobs past N MiB (default 64)\n"
             "  --log-level L           error, warn, info (default) or debug\n"
             "  --imbalance-abs N       load guard: tokens of outstanding work between the most and\n"
             "                          the least loaded worker before affinity is ignored (default 4096)\n"
@@ -74,7 +83,8 @@ static const args_env_opt ENV_OPTS[] = {
     {"heartbeat-ms", true}, {"worker-timeout-ms", true}, {"policy", true}, {"allow-host", true},
     {"keep-jobs", true}, {"stream", false}, {"log-level", true}, {"imbalance-abs", true},
     {"imbalance-rel", true}, {"helium-load-weight", true}, {"helium-starve", true}, {"helium-kv-admit", true},
-    {"helium-hold-idle", true}, {"helium-split", true}, {"baseline-pulls", true},
+    {"helium-hold-idle", true}, {"helium-split", true}, {"baseline-pulls", true}, {"journal", true},
+    {"fsync", true}, {"journal-compact-mb", true},
 };
 
 static int run(int argc, char **argv);
@@ -96,7 +106,7 @@ static int run(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
                         .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,
                         .baseline_pulls = -1,
-                        .helium_kv_admit = -1};
+                        .helium_kv_admit = -1, .journal_fsync = JNL_FSYNC_BATCH};
     const char *allow[MAX_ALLOW];
     size_t n_allow = 0;
     for (int i = 1; i < argc; i++) {
@@ -193,6 +203,19 @@ static int run(int argc, char **argv) {
             NEED_VALUE();
             if (!args_long(v, 0, 1L << 40, &n)) BAD_VALUE();
             cfg.helium_starve_tokens = n;
+        } else if (!strcmp(a, "--journal")) {
+            NEED_VALUE();
+            cfg.journal_dir = v;
+        } else if (!strcmp(a, "--fsync")) {
+            NEED_VALUE();
+            jnl_fsync m;
+            if (jnl_fsync_parse(v, &m)) BAD_VALUE();
+            cfg.journal_fsync = (int)m;
+        } else if (!strcmp(a, "--journal-compact-mb")) {
+            NEED_VALUE();
+            double x;
+            if (!args_double(v, 0.001, 1e6, &x)) BAD_VALUE();
+            cfg.journal_compact_bytes = (unsigned long long)(x * 1048576.0);
         } else if (!strcmp(a, "--log-level")) {
             NEED_VALUE();
             int l = clog_level_from_name(v);
