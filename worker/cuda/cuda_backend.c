@@ -187,6 +187,20 @@ static int alloc_pool(be_t *be, cu_be *C, const be_cuda_config *cfg) {
     return 0;
 }
 
+/* Device, streams, cuBLAS handle and its fixed workspace (cuBLAS calls may be
+ * captured in graphs, so it must not allocate while capturing). */
+static int make_handles(cu_be *C) {
+    const size_t blas_ws = (size_t)32 << 20;
+    CUDA_CHECK(cudaSetDevice(C->device));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&C->st, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&C->copy_st, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&C->blas));
+    CUBLAS_CHECK(cublasSetStream(C->blas, C->st));
+    CUDA_CHECK(cudaMalloc(&C->blas_ws, blas_ws));
+    CUBLAS_CHECK(cublasSetWorkspace(C->blas, C->blas_ws, blas_ws));
+    return 0;
+}
+
 be_t *be_cuda_new(const model_t *m, const be_cuda_config *cfg) {
     if (!m || !cfg) {
         he_set(HE_EINVAL, "cuda: no model or configuration");
@@ -221,25 +235,7 @@ be_t *be_cuda_new(const model_t *m, const be_cuda_config *cfg) {
     C->graphs_on = !cfg->no_graphs;
     C->tile_rows = hk_attn_tile_rows(m->hp.n_heads / (m->hp.n_kv_heads > 0 ? m->hp.n_kv_heads : 1));
     int rc = 0;
-    if (cudaSetDevice(C->device) != cudaSuccess) {
-        he_set(HE_EUNAVAIL, "cuda: cannot select device %d", C->device);
-        goto fail;
-    }
-    if (cudaStreamCreateWithFlags(&C->st, cudaStreamNonBlocking) != cudaSuccess ||
-        cudaStreamCreateWithFlags(&C->copy_st, cudaStreamNonBlocking) != cudaSuccess) {
-        he_set(HE_EIO, "cuda: cannot create streams");
-        goto fail;
-    }
-    if (cublasCreate(&C->blas) != CUBLAS_STATUS_SUCCESS || cublasSetStream(C->blas, C->st) != CUBLAS_STATUS_SUCCESS) {
-        he_set(HE_EIO, "cuda: cannot create a cuBLAS handle");
-        goto fail;
-    }
-    const size_t blas_ws = (size_t)32 << 20; /* a fixed workspace: cuBLAS calls may be captured in graphs */
-    if ((rc = dalloc(&C->blas_ws, blas_ws))) goto fail;
-    if (cublasSetWorkspace(C->blas, C->blas_ws, blas_ws) != CUBLAS_STATUS_SUCCESS) {
-        he_set(HE_EIO, "cuda: cannot set the cuBLAS workspace");
-        goto fail;
-    }
+    if ((rc = make_handles(C))) goto fail;
     if ((rc = cu_upload_weights(be, C)) || (rc = alloc_scratch(be, C)) || (rc = alloc_pool(be, C, cfg))) goto fail;
     return be;
 fail:

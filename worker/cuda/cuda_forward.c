@@ -66,9 +66,12 @@ static int mm(cu_be *C, const cu_mat *W, const float *x, int64_t R, float *y, in
     int rc = hk_gemm(C->blas, W->d, W->type, W->in, W->out, x, R, y, ldy, acc, C->xs, C->wscratch, C->wscratch_bytes,
                      C->st);
     if (rc <= -1000)
-        return he_set(HE_EIO, "cuBLAS error %s in a %lldx%lld product of %lld rows", cublasGetStatusString(-rc - 1000),
-                      (long long)W->out, (long long)W->in, (long long)R);
-    if (rc) return he_set(HE_EIO, "CUDA launch error %s in a product", cudaGetErrorString((cudaError_t)-rc));
+        return he_set(HE_EIO, "cuBLAS error %s in hk_gemm (%lldx%lld, %lld rows) at %s:%d",
+                      cublasGetStatusString((cublasStatus_t)(-rc - 1000)), (long long)W->out, (long long)W->in,
+                      (long long)R, __FILE__, __LINE__);
+    if (rc)
+        return he_set(HE_EIO, "CUDA launch error %s in hk_gemm at %s:%d", cudaGetErrorString((cudaError_t)-rc),
+                      __FILE__, __LINE__);
     return 0;
 }
 
