@@ -29,7 +29,8 @@ ladder after a point whose p99 exceeds 2x the bound or that lost jobs.
 Every job's op outputs are compared with the first run's (greedy: they must be
 equal under every policy and arrival pattern). Writes OUT/arrival.json,
 OUT/arrival.md and, when some Python has matplotlib, OUT/arrival_<workload>.png
-(`python3 bench/arrival.py --report OUT/arrival.json OUT` redraws them).
+(`python3 bench/arrival.py --report OUT/arrival.json OUT [BOUND_S]` redoes the
+analysis, with another p99 bound if given, and redraws them).
 """
 import datetime
 import json
@@ -324,6 +325,28 @@ def make_plots(json_path, outdir):
     return []
 
 
+def reanalyse(doc, bound_s=0.0, factor=3.0):
+    """Recomputes doc["analysis"] from its points (a given bound, or factor x
+    the lowest baseline p50 at the lowest load of each workload and pattern)."""
+    pols = doc["settings"]["policies"]
+    doc["analysis"] = {}
+    keys = []
+    for p in doc["points"]:
+        if (p["workload"], p["pattern"]) not in keys:
+            keys.append((p["workload"], p["pattern"]))
+    for wl, pat in keys:
+        pts = [p for p in doc["points"] if p["workload"] == wl and p["pattern"] == pat]
+        curves = {pol: sorted((p for p in pts if p["policy"] == pol), key=lambda p: p["offered_wpm"]) for pol in pols}
+        low = min(p["offered_wpm"] for p in pts)
+        p50s = [p["latency_p50_s"] for p in pts if p["policy"] != "helium" and p["offered_wpm"] == low
+                and p.get("latency_p50_s")]
+        bound = bound_s or (factor * min(p50s) if p50s else None)
+        if bound:
+            doc["analysis"][f"{wl}|{pat}"] = analyse(curves, pols, bound)
+    doc["settings"]["bound_rule"] = (f"{bound_s:g} s (given)" if bound_s else
+                                     f"{factor:g} x the lowest p50 of any baseline at the lowest load")
+
+
 # ---------------------------------------------------------------- driver
 
 def run(args, WF):
@@ -427,10 +450,17 @@ def run(args, WF):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--report"]:  # arrival.py --report JSON OUTDIR: rewrite the PNGs and arrival.md
+    if sys.argv[1:2] == ["--report"]:
+        # arrival.py --report JSON OUTDIR [BOUND_S]: the analysis again (with a
+        # given p99 bound, or the default rule), then the JSON, PNGs and arrival.md
         with open(sys.argv[2]) as f:
             d = json.load(f)
-        write_md(os.path.join(sys.argv[3], "arrival.md"), d, make_plots(sys.argv[2], sys.argv[3]))
+        reanalyse(d, float(sys.argv[4]) if len(sys.argv) > 4 else 0.0)
+        jp = os.path.join(sys.argv[3], "arrival.json")
+        with open(jp, "w") as f:
+            json.dump(d, f, indent=1)
+            f.write("\n")
+        write_md(os.path.join(sys.argv[3], "arrival.md"), d, make_plots(jp, sys.argv[3]))
     else:  # plotting in another Python: arrival.py JSON OUTDIR
         with open(sys.argv[1]) as f:
             print(json.dumps(plot(json.load(f), sys.argv[2])))
