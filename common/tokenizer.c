@@ -827,6 +827,17 @@ done:
     return rc;
 }
 
+int tok_encode_prompt(const tok_t *t, const char *text, size_t len, bool special, int32_t *out, int max_out) {
+    if (!t) return he_set(HE_EINVAL, "tokenizer: NULL");
+    bool bos = tok_add_bos_default(t);
+    if (bos && special && text) {
+        size_t bl = 0;
+        const char *b = tok_token_text(t, t->bos, &bl);
+        if (b && bl && len >= bl && !memcmp(text, b, bl)) bos = false;
+    }
+    return tok_encode(t, text, len, bos, special, out, max_out);
+}
+
 /* ------------------------------------------------------------------ decode */
 
 int tok_decode_piece(const tok_t *t, int32_t id, bool render_special, char *buf, int buflen) {

@@ -43,6 +43,14 @@ bool tok_is_eog(const tok_t *t, int32_t id);
 int tok_encode(const tok_t *t, const char *text, size_t len, bool add_bos, bool parse_special,
                int32_t *out, int max_out);
 
+/* Encodes a prompt as Helium sends it to a model: parse_special = special,
+ * and BOS first iff the model adds one (tok_add_bos_default) and the text
+ * does not already start with the BOS token's text while special is on (a
+ * rendered chat template often writes bos_token itself; this gives one BOS,
+ * as transformers' apply_chat_template does, where llama.cpp would warn and
+ * add a second). Returns as tok_encode. */
+int tok_encode_prompt(const tok_t *t, const char *text, size_t len, bool special, int32_t *out, int max_out);
+
 /* Writes the bytes that token id stands for (byte-level decoded for BPE,
  * '\xe2\x96\x81' -> ' ' and <0xXX> -> byte for SPM; control tokens give their
  * text only if render_special). Returns the byte count (may exceed buflen: the

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "herr.h"
+#include "wfmsg.h"
 
 /* ------------------------------------------------------------------ basics */
 
@@ -96,6 +97,7 @@ static void op_free(wf_op *op) {
     free(op->id);
     free(op->description);
     tmpl_free(&op->llm.prompt);
+    wfmsg_free(op);
     free(op->llm.model);
     for (size_t i = 0; i < op->llm.n_stop; i++) free(op->llm.stop[i]);
     free(op->llm.stop);
@@ -509,7 +511,10 @@ static int check_op(wf_t *wf, size_t i) {
     switch (op->kind) {
     case WF_LLM: {
         const wf_sampling *s = &op->llm.sampling;
-        if ((rc = check_tmpl(&op->llm.prompt, id, "prompt", true))) return rc;
+        if ((rc = wfmsg_derive(op))) return rc;
+        for (size_t k = 0; k < op->llm.n_messages; k++)
+            if ((rc = check_tmpl(&op->llm.messages[k].content, id, "a message's content", false))) return rc;
+        if ((rc = check_tmpl(&op->llm.prompt, id, op->llm.n_messages ? "messages" : "prompt", true))) return rc;
         if (op->llm.max_tokens == 0)
             return he_set(HE_EFORMAT, "op '%s': max_tokens must be at least 1", id);
         if (op->llm.max_tokens > WF_MAX_TOKENS)
@@ -902,6 +907,8 @@ enum {
     F_TOPP,
     F_SEED,
     F_STOP,
+    F_MESSAGES,
+    F_SPECIAL,
     F_METHOD,
     F_URL,
     F_BODY,
@@ -936,6 +943,8 @@ static const struct {
     [F_TOPP] = {"top_p", K(WF_LLM)},
     [F_SEED] = {"seed", K(WF_LLM)},
     [F_STOP] = {"stop", K(WF_LLM)},
+    [F_MESSAGES] = {"messages", K(WF_LLM)},
+    [F_SPECIAL] = {"special_tokens", K(WF_LLM)},
     [F_METHOD] = {"method", K(WF_TOOL)},
     [F_URL] = {"url", K(WF_TOOL)},
     [F_BODY] = {"body", K(WF_TOOL) | K(WF_MAP) | K(WF_LOOP)},
@@ -1023,9 +1032,23 @@ static int j_ref(const char *s, wf_part_kind *kind, const char **name) {
 static int parse_op(wf_t *wf, const cJSON *o, int parent, const char *default_id, int depth,
                     size_t pos);
 
+/* "messages": [{"role": ROLE, "content": TEMPLATE}, ...] */
+static int parse_messages(wf_op *op, const cJSON *it) {
+    if (!cJSON_IsArray(it) || !it->child)
+        return he_set(HE_EFORMAT, "op '%s': 'messages' must be a non-empty array of {role, content}", op->id);
+    int rc = 0;
+    for (const cJSON *m = it->child; m && !rc; m = m->next) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "role"), *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsObject(m) || !cJSON_IsString(r) || !cJSON_IsString(c) || cJSON_GetArraySize(m) != 2)
+            return he_set(HE_EFORMAT, "op '%s': each message must be {\"role\": string, \"content\": string}", op->id);
+        rc = wfmsg_add(op, r->valuestring, c->valuestring, strlen(c->valuestring));
+    }
+    return rc;
+}
+
 static int parse_fields(wf_t *wf, const cJSON *o, int idx, int depth) {
     wf_op *op = wf->ops[idx];
-    const char *oid = op->id, *s;
+    const char *oid = op->id, *s = NULL;
     const cJSON *refs = NULL, *parts = NULL;
     uint64_t seen = 0;
     int rc = 0;
@@ -1068,6 +1091,11 @@ static int parse_fields(wf_t *wf, const cJSON *o, int idx, int depth) {
             } else {
                 rc = he_set(HE_EFORMAT, "op '%s': 'stop' must be a string or an array", oid);
             }
+            break;
+        case F_MESSAGES: rc = parse_messages(op, it); break;
+        case F_SPECIAL:
+            if (!cJSON_IsBool(it)) rc = he_set(HE_EFORMAT, "op '%s': 'special_tokens' must be true or false", oid);
+            else op->llm.no_special = cJSON_IsFalse(it);
             break;
         case F_METHOD:
             if (!(rc = j_str(it, oid, &s))) {

@@ -95,6 +95,13 @@ typedef struct {
     char *key, *value;
 } wf_kv;
 
+/* One chat message of an llm op: role (system, user, assistant or tool) and
+ * content, a template like a prompt. */
+typedef struct {
+    char *role;
+    wf_tmpl content;
+} wf_msg;
+
 typedef struct wf_op {
     char *id;
     wf_kind kind;
@@ -102,7 +109,18 @@ typedef struct wf_op {
     char *description; /* may be NULL */
 
     struct { /* WF_LLM */
+        /* Either prompt or messages is given. With messages, prompt is derived
+         * (wfmsg_derive): every content's parts in order, each message opened
+         * by "\x1e" ROLE "\x1f", so deps, hashes and plans see the chat; the
+         * coordinator may replace it by the chat as the model's template
+         * renders it (coordinator/render.h rnd_chat_lower), and tasks render
+         * the messages through that template. */
         wf_tmpl prompt;
+        wf_msg *messages; /* (n_messages) */
+        size_t n_messages;
+        bool prompt_derived; /* derived: prompt was built from messages */
+        bool no_special;     /* true: control-token text in the prompt stays text
+                                (untrusted input); default false: parsed as the tokens */
         char *model; /* NULL = default model */
         wf_sampling sampling;
         uint32_t max_tokens;

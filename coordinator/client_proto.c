@@ -13,6 +13,7 @@
 #include "herr.h"
 #include "log.h"
 #include "pbcheck.h"
+#include "render.h"
 #include "reply.h"
 #include "werr.h"
 #include "wf_proto.h"
@@ -129,6 +130,7 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
     }
     wf_t *wf = NULL;
     int rc = wfp_from_proto(sj->workflow, &wf);
+    if (!rc && (rc = rnd_chat_lower(c->chat, wf))) wf_destroy(&wf); /* messages -> the planner's prompt */
     if (rc) {
         const char *msg = he_msg();
         r->error = rep_error(a, werr_code(rc), msg, he_op());

@@ -273,7 +273,7 @@ coord_t *coord_core_new(const coord_config *cfg, const wsend_i *send) {
     if (!c->cfg.workers) c->cfg.workers = "tcp://127.0.0.1:7701";
     if (c->cfg.heartbeat_ms <= 0) c->cfg.heartbeat_ms = 500;
     if (c->cfg.worker_timeout_ms <= 0) c->cfg.worker_timeout_ms = 3000;
-    c->policy = sched_policy_from_name(c->cfg.policy ? c->cfg.policy : "router");
+    c->policy = sched_policy_from_name(c->cfg.policy ? c->cfg.policy : "helium");
     if (c->policy < 0) {
         he_set(HE_EINVAL, "unknown policy '%s' (want " SCHED_POLICY_NAMES ")", c->cfg.policy);
         goto fail;
@@ -286,10 +286,15 @@ coord_t *coord_core_new(const coord_config *cfg, const wsend_i *send) {
     int rc = gguf_open(c->cfg.model_path, &g);
     if (rc) goto fail;
     c->tok = tok_new_from_gguf(g);
+    if (c->tok) { /* no template of its own is fine until a `messages` op comes (render.h) */
+        rc = chat_new(g, c->tok, c->cfg.chat_template, &c->chat);
+        if (rc == HE_ENOTFOUND && !c->cfg.chat_template) rc = 0;
+        if (rc) tok_destroy(&c->tok);
+    }
     gguf_destroy(&g);
     if (!c->tok) goto fail;
 
-    jobs_config jc = {.keep_finished = c->cfg.keep_jobs};
+    jobs_config jc = {.keep_finished = c->cfg.keep_jobs, .chat = c->chat};
     jobs_hooks hk = {.ctx = c, .task_abort = hook_task_abort, .job_end = hook_job_end,
                      .job_progress = hook_job_progress, .task_new = hook_task_new, .op_done = hook_op_done,
                      .job_new = hook_job_new, .task_end = hook_task_end};
@@ -371,6 +376,7 @@ void coord_destroy(coord_t **self_p) {
     dir_destroy(&c->dir);
     wkrs_destroy(&c->wkrs);
     tok_destroy(&c->tok);
+    chat_destroy(&c->chat);
     if (c->client) zmq_close(c->client);
     if (c->wsock) zmq_close(c->wsock);
     if (c->zctx) zmq_ctx_term(c->zctx);

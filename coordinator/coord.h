@@ -29,7 +29,9 @@ typedef struct {
     const char *metrics_host;    /* IPv4 address to serve metrics on (default 127.0.0.1) */
     int heartbeat_ms;            /* told to workers (default 500) */
     int worker_timeout_ms;       /* silence after which a worker is dead (default 3000) */
-    const char *policy;          /* default scheduling policy (default "router") */
+    const char *policy;          /* default scheduling policy (default "helium") */
+    const char *chat_template;   /* chat template for `messages` ops: NULL = the model's own
+                                    (common/chat.h names the built-in ones) */
     const char *const *allow_hosts; /* tool hosts (n_allow_hosts; none = 127.0.0.1, localhost) */
     size_t n_allow_hosts;
     size_t keep_jobs;            /* finished jobs kept (default 1000) */

@@ -64,6 +64,7 @@ struct coord {
     void *zctx, *client, *wsock;    /* NULL in a coordinator without sockets (coord_core_new) */
     wsend_i send;                   /* how placement and the worker protocol reach workers */
     tok_t *tok;
+    chat_t *chat; /* renders `messages` ops; NULL if the model has no template and none was named */
     jobs_t *jobs;
     wkrs_t *wkrs;
     dir_t *dir;

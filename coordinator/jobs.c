@@ -349,7 +349,12 @@ static int make_task(job_t *j, int i, int m, uint32_t item, const char *item_val
     if (op->kind == WF_LLM) {
         t->kind = JT_LLM;
         t->seed = op->llm.sampling.seed + item;
-        rc = render(j, i, &op->llm.prompt, item_val, &t->text, &t->text_len);
+        if (op->llm.n_messages) { /* the chat through the model's template */
+            render_ctx c = {.j = j, .op = i, .item = item_val, .sep = "\n"};
+            rc = rnd_chat(j->owner->cfg.chat, op, render_value, &c, JOBS_MAX_TEXT, &t->text, &t->text_len);
+        } else {
+            rc = render(j, i, &op->llm.prompt, item_val, &t->text, &t->text_len);
+        }
     } else {
         t->kind = JT_TOOL;
         size_t ul;

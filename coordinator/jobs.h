@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat.h"
 #include "helium.pb-c.h"
 #include "workflow.h"
 
@@ -195,6 +196,7 @@ typedef struct {
 
 typedef struct {
     size_t keep_finished;   /* finished jobs kept (default 1000; at least 1) */
+    const chat_t *chat;     /* renders llm ops given as messages (render.h rnd_chat); may be NULL */
 } jobs_config;
 
 typedef struct {

@@ -3,7 +3,7 @@
  *   helium-coordinator --model FILE [--listen tcp://127.0.0.1:7700]
  *       [--workers tcp://127.0.0.1:7701] [--metrics-port 7702 (0 = off)]
  *       [--metrics-host 127.0.0.1] [--heartbeat-ms 500] [--worker-timeout-ms 3000]
- *       [--policy router|prefix|isolated|kvflow|helium] [--allow-host HOST]... [--keep-jobs 1000]
+ *       [--policy router|prefix|isolated|kvflow|helium] [--chat-template NAME] [--allow-host HOST]... [--keep-jobs 1000]
  *       [--stream] [--log-level error|warn|info|debug]
  *       [--journal DIR [--fsync always|batch|off] [--journal-compact-mb 64]]
  *
@@ -43,7 +43,9 @@ static void usage(FILE *f) {
             "  --metrics-host ADDR     IPv4 address for /metrics (default 127.0.0.1)\n"
             "  --heartbeat-ms N        worker heartbeat period (default 500)\n"
             "  --worker-timeout-ms N   a silent worker is dead after N ms (default 3000)\n"
-            "  --policy P              isolated, prefix, router (default), kvflow or helium\n"
+            "  --policy P              isolated, prefix, router, kvflow or helium (default)\n"
+            "  --chat-template NAME    how `messages` ops render: model (the GGUF's own, default), chatml,\n"
+            "                          smollm2, llama3, llama2, mistral, gemma or phi3\n"
             "  --allow-host HOST       tool ops may call HOST[:PORT] (repeatable; default\n"
             "                          127.0.0.1 and localhost)\n"
             "  --keep-jobs N           finished jobs kept for queries (default 1000)\n"
@@ -84,7 +86,7 @@ static const args_env_opt ENV_OPTS[] = {
     {"keep-jobs", true}, {"stream", false}, {"log-level", true}, {"imbalance-abs", true},
     {"imbalance-rel", true}, {"helium-load-weight", true}, {"helium-starve", true}, {"helium-kv-admit", true},
     {"helium-hold-idle", true}, {"helium-split", true}, {"baseline-pulls", true}, {"journal", true},
-    {"fsync", true}, {"journal-compact-mb", true},
+    {"fsync", true}, {"journal-compact-mb", true}, {"chat-template", true},
 };
 
 static int run(int argc, char **argv);
@@ -103,7 +105,7 @@ int main(int argc, char **argv) {
 }
 
 static int run(int argc, char **argv) {
-    coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "router",
+    coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "helium",
                         .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,
                         .baseline_pulls = -1,
                         .helium_kv_admit = -1, .journal_fsync = JNL_FSYNC_BATCH};
@@ -156,6 +158,9 @@ static int run(int argc, char **argv) {
         } else if (!strcmp(a, "--policy")) {
             NEED_VALUE();
             cfg.policy = v;
+        } else if (!strcmp(a, "--chat-template")) {
+            NEED_VALUE();
+            cfg.chat_template = v;
         } else if (!strcmp(a, "--allow-host")) {
             NEED_VALUE();
             if (n_allow == MAX_ALLOW) {

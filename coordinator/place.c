@@ -162,8 +162,9 @@ static int tokenize(coord_t *c, job_task *t) {
     int cap = (int)(t->text_len / 2 + 16);
     int32_t *ids = malloc((size_t)cap * sizeof *ids);
     if (!ids) return he_set(HE_ENOMEM, "out of memory");
-    bool bos = tok_add_bos_default(c->tok);
-    int n = tok_encode(c->tok, t->text, t->text_len, bos, false, ids, cap);
+    /* control-token text is parsed unless the op says its text is untrusted */
+    const bool special = !t->job->wf->ops[t->op]->llm.no_special;
+    int n = tok_encode_prompt(c->tok, t->text, t->text_len, special, ids, cap);
     if (n > cap) {
         int32_t *v = realloc(ids, (size_t)n * sizeof *v);
         if (!v) {
@@ -171,7 +172,7 @@ static int tokenize(coord_t *c, job_task *t) {
             return he_set(HE_ENOMEM, "out of memory");
         }
         ids = v;
-        n = tok_encode(c->tok, t->text, t->text_len, bos, false, ids, n);
+        n = tok_encode_prompt(c->tok, t->text, t->text_len, special, ids, n);
     }
     if (n < 0) {
         free(ids);

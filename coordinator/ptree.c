@@ -846,11 +846,10 @@ int ptree_safe_tokens(const tok_t *tok, const char *text, size_t len, bool compl
     *ids = NULL;
     *n = 0;
     if (len > PTREE_MAX_TEXT) return he_set(HE_ELIMIT, "ptree: static prompt text longer than %u bytes", PTREE_MAX_TEXT);
-    bool bos = tok_add_bos_default(tok);
     int cap = (int)len + 8;
     int32_t *v = malloc((size_t)cap * sizeof *v);
     if (!v) return he_set(HE_ENOMEM, "ptree: out of memory");
-    int nt = tok_encode(tok, text ? text : "", len, bos, false, v, cap);
+    int nt = tok_encode_prompt(tok, text ? text : "", len, true, v, cap); /* as coordinator/place.c */
     if (nt > cap) {
         int32_t *w = realloc(v, (size_t)nt * sizeof *v);
         if (!w) {
@@ -859,7 +858,7 @@ int ptree_safe_tokens(const tok_t *tok, const char *text, size_t len, bool compl
         }
         v = w;
         cap = nt;
-        nt = tok_encode(tok, text, len, bos, false, v, cap);
+        nt = tok_encode_prompt(tok, text, len, true, v, cap);
     }
     if (nt < 0 || nt > cap) {
         free(v);

@@ -180,8 +180,8 @@ typedef int (*ptree_value_fn)(void *ctx, const wf_part *p, const char **s, size_
 int ptree_static_text(const wf_tmpl *t, ptree_value_fn value, void *ctx, char **text, size_t *len,
                       bool *complete);
 
-/* Tokenizes text[0..len) as a prompt (BOS iff tok_add_bos_default, no
- * special parsing) and keeps the tokens no continuation can change (rule in
+/* Tokenizes text[0..len) as a prompt (tok_encode_prompt with control tokens
+ * parsed, as prompts are by default) and keeps the tokens no continuation can change (rule in
  * the file comment; complete: the text is the whole prompt, keep all).
  * *ids is malloc'd (NULL when *n is 0); returns 0 or a negative code. */
 int ptree_safe_tokens(const tok_t *tok, const char *text, size_t len, bool complete, int32_t **ids,

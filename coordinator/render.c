@@ -2,6 +2,8 @@
 #include "render.h"
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,6 +170,144 @@ int rnd_join(char *const *items, uint32_t n, const char *sep, size_t sep_len, sb
         int rc;
         if (i && (rc = sb_add(out, sep, sep_len))) return rc;
         if ((rc = sb_adds(out, items[i]))) return rc;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ chats */
+
+int rnd_chat(const chat_t *chat, const wf_op *op, rnd_value_fn value, void *ctx, size_t limit, char **out,
+             size_t *len) {
+    *out = NULL;
+    if (!chat)
+        return he_set(HE_ENOTFOUND, "op '%s': the model has no chat template (start the coordinator with "
+                                    "--chat-template NAME)", op->id);
+    size_t n = op->llm.n_messages;
+    chat_msg *m = calloc(n ? n : 1, sizeof *m);
+    if (!m) return he_set(HE_ENOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        sbuf b;
+        sb_init(&b, limit);
+        rc = rnd_template(&op->llm.messages[i].content, value, ctx, &b);
+        m[i].role = op->llm.messages[i].role;
+        m[i].content = sb_take(&b, NULL);
+        if (!m[i].content && !rc) rc = he_set(HE_ENOMEM, "out of memory");
+        if (rc) sb_free(&b);
+    }
+    if (!rc) rc = chat_render(chat, m, n, true, out, len);
+    if (!rc && *len > limit) {
+        free(*out);
+        *out = NULL;
+        rc = he_set(HE_ELIMIT, "op '%s': the rendered chat is longer than %zu bytes", op->id, limit);
+    }
+    for (size_t i = 0; i < n; i++) free((char *)m[i].content);
+    free(m);
+    return rc;
+}
+
+#define MARK '\x1a' /* placeholder marker: MARK digits MARK; no template trims or changes it */
+
+/* Cuts text at the markers into t: text between them verbatim, marker k ->
+ * a copy of parts[k]. Returns 1 if every marker came through exactly once,
+ * 0 if not (t then holds garbage), or a negative herr code. */
+static int cut_marks(const char *text, size_t len, const wf_part *const *parts, size_t np, wf_tmpl *t) {
+    unsigned char *seen = calloc(np ? np : 1, 1);
+    if (!seen) return he_set(HE_ENOMEM, "out of memory");
+    int ok = 1, rc = 0;
+    size_t i = 0, run = 0;
+    while (i < len && !rc && ok) {
+        if (text[i] != MARK) {
+            i++;
+            continue;
+        }
+        if ((rc = wf_tmpl_add(t, WF_PART_TEXT, text + run, i - run))) break;
+        size_t k = 0, j = i + 1;
+        while (j < len && text[j] >= '0' && text[j] <= '9' && k < np) k = k * 10 + (size_t)(text[j++] - '0');
+        if (j >= len || text[j] != MARK || j == i + 1 || k >= np || seen[k]) {
+            ok = 0;
+            break;
+        }
+        seen[k] = 1;
+        const wf_part *p = parts[k];
+        if (!(rc = wf_tmpl_add(t, p->kind, p->s, p->len))) t->v[t->n - 1].ref = p->ref;
+        i = run = j + 1;
+    }
+    if (!rc && ok) rc = wf_tmpl_add(t, WF_PART_TEXT, text + run, len - run);
+    for (size_t k = 0; k < np && ok; k++) ok = seen[k];
+    free(seen);
+    return rc ? rc : ok;
+}
+
+static void tmpl_release(wf_tmpl *t) {
+    for (size_t i = 0; i < t->n; i++) free(t->v[i].s);
+    free(t->v);
+    memset(t, 0, sizeof *t);
+}
+
+/* rnd_chat_lower for one op. */
+static int lower_op(const chat_t *chat, wf_op *op) {
+    size_t n = op->llm.n_messages, np = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < op->llm.messages[i].content.n; k++) np += op->llm.messages[i].content.v[k].kind != WF_PART_TEXT;
+    chat_msg *m = calloc(n, sizeof *m);
+    const wf_part **parts = calloc(np ? np : 1, sizeof *parts);
+    char *text = NULL;
+    size_t tlen = 0;
+    int rc = m && parts ? 0 : he_set(HE_ENOMEM, "out of memory");
+    np = 0;
+    bool clean = true; /* no marker byte in the static text */
+    for (size_t i = 0; i < n && !rc; i++) {
+        const wf_tmpl *c = &op->llm.messages[i].content;
+        sbuf b;
+        sb_init(&b, 2 * WF_MAX_PROMPT_BYTES);
+        for (size_t k = 0; k < c->n && !rc; k++) {
+            const wf_part *p = &c->v[k];
+            if (p->kind == WF_PART_TEXT) {
+                clean = clean && !memchr(p->s, MARK, p->len);
+                rc = sb_add(&b, p->s, p->len);
+            } else {
+                char mk[24];
+                int l = snprintf(mk, sizeof mk, "%c%zu%c", MARK, np, MARK);
+                parts[np++] = p;
+                rc = sb_add(&b, mk, (size_t)l);
+            }
+        }
+        m[i].role = op->llm.messages[i].role;
+        m[i].content = sb_take(&b, NULL);
+        if (!m[i].content && !rc) rc = he_set(HE_ENOMEM, "out of memory");
+        if (rc) sb_free(&b);
+    }
+    if (!rc) rc = chat_render(chat, m, n, true, &text, &tlen);
+    if (!rc && clean) {
+        wf_tmpl t = {0};
+        int ok = cut_marks(text, tlen, parts, np, &t);
+        if (ok == 1 && t.bytes <= WF_MAX_PROMPT_BYTES) {
+            tmpl_release(&op->llm.prompt);
+            op->llm.prompt = t;
+        } else {
+            tmpl_release(&t);
+            if (ok < 0) rc = ok;
+        }
+    }
+    for (size_t i = 0; m && i < n; i++) free((char *)m[i].content);
+    free(m);
+    free(parts);
+    free(text);
+    return rc;
+}
+
+int rnd_chat_lower(const chat_t *chat, wf_t *wf) {
+    for (size_t i = 0; i < wf->n_ops; i++) {
+        wf_op *op = wf->ops[i];
+        if (op->kind != WF_LLM || op->llm.n_messages == 0) continue;
+        int rc = chat ? lower_op(chat, op)
+                      : he_set(HE_ENOTFOUND, "op '%s': the model has no chat template (start the coordinator with "
+                                             "--chat-template NAME)", op->id);
+        if (rc) {
+            he_set_op(op->id);
+            return rc;
+        }
     }
     return 0;
 }

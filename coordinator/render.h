@@ -7,6 +7,11 @@
  *    concatenating its literal text with the values of its placeholders,
  *    which a caller-supplied function appends.
  *  - rnd_split: cuts a map's list text into items (JSON array or lines).
+ *  - rnd_chat: renders an llm op's chat messages (each content a template)
+ *    through the model's chat template (common/chat.h), exactly as the model
+ *    expects; rnd_chat_lower gives the planner the same chat as one prompt
+ *    template (the placeholders kept), so prefixes shared by tasks (system
+ *    message, shared context) are seen before the values are known.
  *
  * Work is linear in the bytes produced; nothing here allocates without a bound.
  */
@@ -16,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat.h"
 #include "workflow.h"
 
 typedef struct {
@@ -51,6 +57,22 @@ int rnd_template(const wf_tmpl *t, rnd_value_fn value, void *ctx, sbuf *out);
 int rnd_split(const char *text, size_t len, wf_split mode, uint32_t max_items, char ***items,
               uint32_t *n);
 void rnd_free_items(char **items, uint32_t n);
+
+/* Renders op's messages: each content through value() (as rnd_template), then
+ * the chat through chat with the generation prompt. *out is malloc'd, *len
+ * bytes, at most limit (else HE_ELIMIT). chat NULL: HE_ENOTFOUND. */
+int rnd_chat(const chat_t *chat, const wf_op *op, rnd_value_fn value, void *ctx, size_t limit, char **out,
+             size_t *len);
+
+/* Replaces the derived prompt of every llm op with messages in wf by the chat
+ * as chat renders it, each placeholder kept as a placeholder (the contents are
+ * rendered with a marker in place of each placeholder, and the output is cut
+ * at the markers). The result is the planner's view; tasks still render with
+ * rnd_chat, so a template that changes a value (trim at an edge) stays exact.
+ * An op whose markers do not come through once each keeps its derived prompt.
+ * Errors (the op named via he_set_op): HE_ENOTFOUND when chat is NULL and an
+ * op has messages, and chat_render's (an unknown role, raise_exception). */
+int rnd_chat_lower(const chat_t *chat, wf_t *wf);
 
 /* Appends items joined by sep (sep_len bytes) to out. */
 int rnd_join(char *const *items, uint32_t n, const char *sep, size_t sep_len, sbuf *out);

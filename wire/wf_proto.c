@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "herr.h"
+#include "wfmsg.h"
 
 /* ------------------------------------------------------------- proto -> wf */
 
@@ -67,6 +68,14 @@ static int op_fields(wf_t *wf, const Helium__Operator *pb, int idx, int depth) {
         if ((rc = tmpl_from(&op->llm.prompt, l->prompt, l->n_prompt, oid)) ||
             (rc = wf_set_str(&op->llm.model, nz(l->model))))
             return rc;
+        for (size_t k = 0; k < l->n_messages && !rc; k++) { /* chat messages (common/wfmsg.h) */
+            const Helium__ChatMessage *m = l->messages[k];
+            if (!m) rc = he_set(HE_EFORMAT, "op '%s': empty chat message", oid);
+            else if (!(rc = wfmsg_add(op, nz(m->role), NULL, 0)))
+                rc = tmpl_from(&op->llm.messages[op->llm.n_messages - 1].content, m->content, m->n_content, oid);
+        }
+        op->llm.no_special = l->no_special;
+        if (rc) return rc;
         if (l->sampling) {
             op->llm.sampling.temperature = l->sampling->temperature;
             op->llm.sampling.top_k = l->sampling->top_k;
@@ -307,7 +316,17 @@ static Helium__Operator *op_to(tp_ctx *c, int i) {
         if (!l) break;
         pb->kind_case = HELIUM__OPERATOR__KIND_LLM;
         pb->llm = l;
-        l->prompt = tmpl_to(c, &op->llm.prompt, &l->n_prompt);
+        if (!op->llm.prompt_derived) l->prompt = tmpl_to(c, &op->llm.prompt, &l->n_prompt);
+        if (op->llm.n_messages && (l->messages = pal(c, op->llm.n_messages, sizeof *l->messages))) {
+            l->n_messages = op->llm.n_messages;
+            for (size_t k = 0; k < op->llm.n_messages; k++) {
+                Helium__ChatMessage *m = pnew(c, &helium__chat_message__descriptor);
+                if (!(l->messages[k] = m)) break;
+                m->role = ps(c, op->llm.messages[k].role);
+                m->content = tmpl_to(c, &op->llm.messages[k].content, &m->n_content);
+            }
+        }
+        l->no_special = op->llm.no_special;
         if (op->llm.model) l->model = ps(c, op->llm.model);
         l->max_tokens = op->llm.max_tokens;
         if ((l->sampling = pnew(c, &helium__sampling__descriptor))) {
