@@ -12,9 +12,21 @@
  * sentinel.next is the least recently used block, sentinel.prev the most.
  * The map uses open addressing with linear probing, at most half full, and
  * backward-shift deletion (no tombstones), so all operations are O(1) expected.
- * Event callbacks run synchronously and must not call back into this cache.
- * The mutex guards what a second thread reads (kvcache.h): the map and the
- * reuse of a block, i.e. kvc_alloc and kvc_commit.
+ *
+ * Threads and locking (memcached's style: kvc_alloc() takes the lock and
+ * calls do_kvc_alloc(), which assumes it is held):
+ *   - the engine thread owns the cache: it alone writes any field, and it
+ *     reads every field without the lock (its own writes cannot race it);
+ *   - one other thread (the worker's pull server) may read the map and copy
+ *     a committed block's KV, under mu only (kvc_lock, kvc_lookup,
+ *     kvc_unlock); so the engine thread takes mu for the two writes that
+ *     change what such a reader sees: a map entry (map_put in commit,
+ *     map_del in eviction) and the reuse of a block (alloc);
+ *   - event callbacks run on the engine thread AFTER mu is released (the
+ *     event is recorded under the lock and emitted once it is dropped), so a
+ *     slow callback never holds up a reader; they must not call back into
+ *     this cache.
+ * Each field below says which of these applies.
  */
 #include "kvcache.h"
 
@@ -35,19 +47,25 @@ typedef struct {
 } kvc_block;
 
 struct kvc {
-    int32_t n_blocks, block_size;
-    kvc_block *b;       /* (n_blocks + 1): last entry is the LRU sentinel */
-    int32_t *free_stk;  /* (n_blocks) */
-    int32_t n_free;
-    uint64_t *mkey;     /* (mcap) map keys */
-    int32_t *mval;      /* (mcap) map values: block, or -1 for an empty slot */
-    uint32_t mmask;     /* mcap - 1, mcap a power of two >= 2 * n_blocks */
-    int64_t n_used, n_lru, n_cached, n_pinned; /* n_cached: ref 0 and committed */
-    int64_t lookups, hits, evictions, commits, pinned_evictions;
-    kvc_event_fn ev_fn;
+    int32_t n_blocks, block_size; /* immutable after kvc_new */
+    kvc_block *b;       /* (n_blocks + 1): last entry is the LRU sentinel. Engine thread only, except that
+                           a block's KV is reused (alloc) under mu */
+    int32_t *free_stk;  /* (n_blocks) engine thread only */
+    int32_t n_free;     /* engine thread only */
+    uint64_t *mkey;     /* (mcap) map keys: written under mu (engine thread); read by the engine thread
+                           freely, by the other thread under mu */
+    int32_t *mval;      /* (mcap) map values: block, or -1 for an empty slot; as mkey */
+    uint32_t mmask;     /* mcap - 1, mcap a power of two >= 2 * n_blocks; immutable */
+    int64_t n_used, n_lru, n_cached, n_pinned; /* engine thread only; n_cached: ref 0 and committed */
+    int64_t lookups, hits, evictions, commits, pinned_evictions; /* engine thread only */
+    kvc_event_fn ev_fn; /* set before any other thread starts; called on the engine thread, outside mu */
     void *ev_ud;
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* guards map writes and block reuse against the reading thread */
     bool mu_init;
+    /* the event a locked call recorded, emitted after unlocking (engine thread only) */
+    kvc_event pend_ev;  /* 0: none */
+    uint64_t pend_hash;
+    int32_t pend_block;
 };
 
 /* ---- hash map: uint64 hash -> block ---- */
@@ -111,8 +129,19 @@ static void lru_remove(kvc_t *c, int32_t x) {
     c->n_lru--;
 }
 
+/* Records an event under mu; emit_pending() delivers it after unlocking.
+ * Each locked call records at most one. */
 static void emit(kvc_t *c, kvc_event ev, uint64_t hash, int32_t block) {
-    if (c->ev_fn) c->ev_fn(c->ev_ud, ev, hash, block);
+    c->pend_ev = ev;
+    c->pend_hash = hash;
+    c->pend_block = block;
+}
+
+static void emit_pending(kvc_t *c) {
+    kvc_event ev = c->pend_ev;
+    if (!ev) return;
+    c->pend_ev = 0;
+    if (c->ev_fn) c->ev_fn(c->ev_ud, ev, c->pend_hash, c->pend_block);
 }
 
 static bool bad_block(const kvc_t *c, int32_t block, const char *fn) {
@@ -186,7 +215,7 @@ void kvc_set_event_cb(kvc_t *c, kvc_event_fn fn, void *ud) {
 void kvc_lock(kvc_t *c) { pthread_mutex_lock(&c->mu); }
 void kvc_unlock(kvc_t *c) { pthread_mutex_unlock(&c->mu); }
 
-static int32_t alloc_locked(kvc_t *c) {
+static int32_t do_kvc_alloc(kvc_t *c) {
     int32_t x;
     if (c->n_free > 0) {
         x = c->free_stk[--c->n_free];
@@ -227,8 +256,9 @@ static int32_t alloc_locked(kvc_t *c) {
 
 int32_t kvc_alloc(kvc_t *c) {
     pthread_mutex_lock(&c->mu);
-    int32_t x = alloc_locked(c);
+    int32_t x = do_kvc_alloc(c);
     pthread_mutex_unlock(&c->mu);
+    emit_pending(c);
     return x;
 }
 
@@ -287,7 +317,7 @@ int kvc_match(kvc_t *c, const uint64_t *hashes, int n, int32_t *blocks_out) {
 
 int32_t kvc_lookup(const kvc_t *c, uint64_t hash) { return map_get(c, hash); }
 
-static int32_t commit_locked(kvc_t *c, int32_t block, uint64_t hash) {
+static int32_t do_kvc_commit(kvc_t *c, int32_t block, uint64_t hash) {
     if (bad_block(c, block, "kvc_commit")) return HE_ERANGE;
     kvc_block *k = &c->b[block];
     if (k->ref <= 0) return he_set(HE_EINVAL, "kvc_commit: block %d is not referenced", block);
@@ -308,8 +338,9 @@ static int32_t commit_locked(kvc_t *c, int32_t block, uint64_t hash) {
 
 int32_t kvc_commit(kvc_t *c, int32_t block, uint64_t hash) {
     pthread_mutex_lock(&c->mu);
-    int32_t r = commit_locked(c, block, hash);
+    int32_t r = do_kvc_commit(c, block, hash);
     pthread_mutex_unlock(&c->mu);
+    emit_pending(c);
     return r;
 }
 

@@ -20,7 +20,9 @@
  *     the block committed last, i.e. a prefix's tail first) rather than fail,
  *     dropping all its pins (event KVC_EV_REMOVED_PINNED);
  *   - events: every commit (stored) and eviction (removed) is reported through
- *     an optional callback, so a cluster directory can mirror the cache exactly.
+ *     an optional callback, so a cluster directory can mirror the cache exactly;
+ *     the callback runs on the engine thread, after the call that caused it
+ *     has released the lock below, and must not call back into the cache.
  * One engine thread owns it. A second thread may only read committed blocks:
  * under kvc_lock it may look a hash up (kvc_lookup) and copy that block's
  * KV out of the backend; evictions and commits (kvc_alloc, kvc_commit) take

@@ -4,7 +4,7 @@
  *             batching and the shared prefix cache
  *   eval      write the logits of every position of a token sequence
  *   tokenize  print the token ids of a text
- *   serve     join a coordinator (cluster mode; see serve.c)
+ *   serve     join a coordinator (cluster mode; the loop is worker/net/)
  *
  * Exit codes: 0 ok, 1 runtime error (typed message on stderr), 2 usage. */
 #include <cjson/cJSON.h>
@@ -20,9 +20,8 @@
 #include "herr.h"
 #include "model.h"
 
-#ifdef HELIUM_HAVE_SERVE
-int worker_serve_main(int argc, char **argv);
-#endif
+#include "serve.h"
+#include "workflow.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -40,9 +39,7 @@ static void usage(FILE *f) {
             "  eval     --model FILE --ids 1,2,3 --logits-out FILE  (float32 LE, n_tokens x n_vocab)\n"
             "  tokenize --model FILE --text TEXT [--no-bos] [--special]\n"
             "  bench    --model FILE [--prompt-tokens 512] [--gen-tokens 64] [--batch 1,8] [--threads N] [--reps 3]\n"
-#ifdef HELIUM_HAVE_SERVE
             "  serve    --coordinator ENDPOINT --model FILE [options]   (see helium-worker serve --help)\n"
-#endif
     );
 }
 
@@ -597,6 +594,113 @@ out:
     return rc ? die(rc) : 0;
 }
 
+/* ---------------------------------------------------------------- serve: options (the loop is worker/net/) */
+
+static void serve_usage(FILE *f) {
+    fprintf(f,
+            "usage: helium-worker serve --coordinator ENDPOINT --model FILE [options]\n"
+            "  --coordinator EP     coordinator's worker endpoint (e.g. tcp://127.0.0.1:7701)\n"
+            "  --model FILE         GGUF model\n"
+            "  --id ID              worker id (default w<pid>)\n"
+            "  --data EP            bind this data endpoint for KV pulls (e.g. tcp://127.0.0.1:7711;\n"
+            "                       tcp://127.0.0.1:* picks a free port); default: none\n"
+            "  --advertise EP       data endpoint to tell peers (default: the bound one)\n"
+            "  --threads N  --kv-mb MB  --block-size N  --batch-tokens N  --max-seqs N  --ctx N\n"
+            "  --kv-blocks N        KV pages (overrides --kv-mb; at least ctx/block-size + 1)\n"
+            "  --no-prefix-cache    compute every prompt token\n"
+            "  --heartbeat-ms N     heartbeat period until the coordinator sets one (default 500)\n"
+            "  --pull-timeout-ms N  give up on a KV pull after N ms and recompute (default 2000)\n"
+            "  --inline-pulls       serve peers' KV pulls between engine steps (default: from a thread\n"
+            "                       of their own, at once)\n"
+            "  --log-level L        error | warn | info | debug (default info)\n");
+}
+
+enum { S_COORD = 256, S_MODEL, S_ID, S_DATA, S_ADV, S_THREADS, S_KVMB, S_KVBLOCKS, S_BS, S_BATCH, S_SEQS, S_CTX,
+       S_NOPC, S_HB, S_PULLTO, S_INLINE, S_LOG, S_HELP };
+
+static int serve_int(const char *name, const char *v, int lo, int hi, int *out) {
+    if (args_int(v, lo, hi, out)) return 0;
+    fprintf(stderr, "helium-worker serve: --%s must be an integer in [%d, %d]\n", name, lo, hi);
+    return 2;
+}
+
+static int serve_parse(int argc, char **argv, srv_opts *o) {
+    static const struct option lo[] = {
+        {"coordinator", 1, 0, S_COORD}, {"model", 1, 0, S_MODEL}, {"id", 1, 0, S_ID}, {"data", 1, 0, S_DATA},
+        {"advertise", 1, 0, S_ADV}, {"threads", 1, 0, S_THREADS}, {"kv-mb", 1, 0, S_KVMB},
+        {"kv-blocks", 1, 0, S_KVBLOCKS},
+        {"block-size", 1, 0, S_BS}, {"batch-tokens", 1, 0, S_BATCH}, {"max-seqs", 1, 0, S_SEQS},
+        {"ctx", 1, 0, S_CTX}, {"no-prefix-cache", 0, 0, S_NOPC}, {"heartbeat-ms", 1, 0, S_HB},
+        {"pull-timeout-ms", 1, 0, S_PULLTO}, {"inline-pulls", 0, 0, S_INLINE}, {"log-level", 1, 0, S_LOG}, {"help", 0, 0, S_HELP}, {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->heartbeat_ms = 500;
+    o->pull_timeout_ms = 2000;
+    o->level = CLOG_INFO;
+    optind = 2;
+    int c, rc = 0, v;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case S_COORD: o->coord_ep = optarg; break;
+        case S_MODEL: o->model_path = optarg; break;
+        case S_ID: o->id = optarg; break;
+        case S_DATA: o->data_ep = optarg; break;
+        case S_ADV: o->advertise = optarg; break;
+        case S_THREADS: rc = serve_int("threads", optarg, 0, 1024, &o->ec.n_threads); break;
+        case S_KVMB: rc = serve_int("kv-mb", optarg, 1, 1 << 20, &o->ec.kv_mem_mb); break;
+        case S_KVBLOCKS: rc = serve_int("kv-blocks", optarg, 1, 1 << 24, &o->ec.n_blocks); break;
+        case S_BS: rc = serve_int("block-size", optarg, 1, 1024, &o->ec.block_size); break;
+        case S_BATCH: rc = serve_int("batch-tokens", optarg, 1, 1 << 20, &o->ec.max_batch_tokens); break;
+        case S_SEQS: rc = serve_int("max-seqs", optarg, 1, 4096, &o->ec.max_seqs); break;
+        case S_CTX: rc = serve_int("ctx", optarg, 2, 1 << 20, &o->ec.n_ctx); break;
+        case S_NOPC: o->ec.no_prefix_cache = true; break;
+        case S_HB: rc = serve_int("heartbeat-ms", optarg, 10, 600000, &o->heartbeat_ms); break;
+        case S_PULLTO: rc = serve_int("pull-timeout-ms", optarg, 1, 600000, &o->pull_timeout_ms); break;
+        case S_INLINE: o->inline_pulls = true; break;
+        case S_LOG:
+            v = clog_level_from_name(optarg);
+            if (v < 0) {
+                fprintf(stderr, "helium-worker serve: --log-level must be error, warn, info or debug\n");
+                rc = 2;
+            } else {
+                o->level = (clog_level)v;
+            }
+            break;
+        case S_HELP: serve_usage(stdout); exit(0);
+        default: serve_usage(stderr); return 2;
+        }
+        if (rc) return rc;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "helium-worker serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!o->coord_ep || !o->model_path) {
+        fprintf(stderr, "helium-worker serve: --coordinator and --model are required\n");
+        serve_usage(stderr);
+        return 2;
+    }
+    if (o->id) {
+        size_t l = strlen(o->id);
+        bool ok = l >= 1 && l <= WF_MAX_ID_LEN;
+        for (size_t i = 0; ok && i < l; i++) {
+            char ch = o->id[i];
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                 ch == '-' || ch == '.';
+        }
+        if (!ok) {
+            fprintf(stderr, "helium-worker serve: --id must be 1-%d characters of [A-Za-z0-9_.-]\n", WF_MAX_ID_LEN);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv) {
+    srv_opts o;
+    int rc = serve_parse(argc, argv, &o);
+    return rc ? rc : srv_run(&o);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -607,9 +711,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv);
-#ifdef HELIUM_HAVE_SERVE
-    if (!strcmp(cmd, "serve")) return worker_serve_main(argc, argv);
-#endif
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

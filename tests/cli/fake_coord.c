@@ -891,7 +891,7 @@ int main(int argc, char **argv) {
     expect_ids("task 9 (B on w1, concurrent)", &r, &EB);
     printf("ok tasks 7-10: concurrent dispatches match\n");
 
-    /* a stop string cuts the text (not the ids), streamed chunks included */
+    /* a stop string ends generation and cuts the text, streamed chunks included */
     wait_result(1, &r);
     size_t tl = strlen(r.text);
     if (tl >= 6) {
@@ -903,12 +903,21 @@ int main(int argc, char **argv) {
         dispatch(w1, 11, &A, max_tokens, true, NULL);
         g_stop = NULL;
         wait_result(11, &r);
-        expect_ids("task 11 (A with a stop string)", &r, &EA);
+        /* generation ends at the token that completes the stop string: the ids
+         * are a prefix of the plain run's, and fewer when the stop comes early */
         size_t cut = (size_t)(strstr(full, stop) - full);
+        if (r.err) fail("task 11: error code %d", r.err);
+        if (r.out.n < 1 || r.out.n > EA.n || memcmp(r.out.v, EA.v, sizeof(int32_t) * (size_t)r.out.n))
+            fail("task 11: ids are not a prefix of the plain run's (%d of %d)", r.out.n, EA.n);
+        if (r.generated != (uint32_t)r.out.n) fail("task 11: generated_tokens %u for %d ids", r.generated, r.out.n);
+        if (strcmp(r.finish, "stop")) fail("task 11: finish '%s', want stop", r.finish);
+        if (cut + strlen(stop) < tl / 2 + 3 && r.out.n >= EA.n)
+            fail("task 11: the stop string at byte %zu of %zu did not end generation", cut, tl);
         if (strlen(r.text) != cut || memcmp(r.text, full, cut))
             fail("task 11: text not cut at the stop string ('%s' -> '%s')", full, r.text);
         if (strcmp(r.stream_text, r.text)) fail("task 11: streamed text '%s' != cut text '%s'", r.stream_text, r.text);
-        printf("ok task 11: text cut at the stop string (%zu of %zu bytes)\n", cut, tl);
+        printf("ok task 11: text cut at the stop string (%zu of %zu bytes), %d of %d tokens generated\n", cut, tl,
+               r.out.n, EA.n);
     } else {
         printf("ok task 11 skipped: text of task 1 too short for a stop string\n");
     }

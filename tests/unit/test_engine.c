@@ -443,3 +443,60 @@ Test(engine, pinned_pages_give_way_tail_first_when_nothing_else_is_left) {
     free(ob.logits);
     free(alone.logits);
 }
+
+/* A stop string ends the engine request as soon as the text contains it: the
+ * request generates only up to the token that completes it (counted), its
+ * text is cut before it, and its tokens are the plain run's prefix. */
+Test(engine, stop_string_ends_generation) {
+    eng_config cfg = {.n_threads = 1, .kv_mem_mb = 16};
+    eng_t *e = eng_new(g_model, NULL, &cfg);
+    cr_assert_not_null(e);
+    int32_t prompt[24];
+    rand_ids(prompt, 24, g_model->hp.n_vocab, 11);
+    const int max_tokens = 48;
+    eng_request rq = {.max_tokens = max_tokens, .ignore_eos = true, .keep_text = true};
+    uint64_t id;
+    cr_assert_eq(eng_submit(e, prompt, 24, &rq, &id), 0);
+    while (eng_step(e) > 0) {}
+    eng_result plain;
+    cr_assert(eng_next_result(e, &plain));
+    cr_assert_eq(plain.n_gen, max_tokens);
+    cr_assert_not_null(plain.text);
+    /* a stop string spanning the boundary of the pieces of tokens 9 and 10 */
+    size_t ends[64], pos = 0;
+    for (int i = 0; i < plain.n_gen; i++) {
+        pos += (size_t)tok_decode_piece(g_model->tok, plain.ids[i], false, NULL, 0);
+        ends[i] = pos;
+    }
+    cr_assert_eq(pos, plain.text_len);
+    int k = 9;
+    while (k < plain.n_gen - 2 && (ends[k] == ends[k - 1] || ends[k + 1] == ends[k])) k++;
+    size_t a = ends[k] - 1, b = ends[k] + 1; /* last byte of token k, first of token k+1 */
+    char stop[8] = {0};
+    memcpy(stop, plain.text + a, b - a);
+    const char *first = NULL; /* its first occurrence (the text may hold NUL bytes: no strstr) */
+    for (size_t i = 0; !first && i + (b - a) <= plain.text_len; i++)
+        if (!memcmp(plain.text + i, stop, b - a)) first = plain.text + i;
+    size_t want_len = (size_t)(first - plain.text);
+    int want_gen = 0;
+    while (ends[want_gen] < want_len + strlen(stop)) want_gen++;
+    want_gen++;
+    eng_counters before = eng_get_counters(e);
+    const char *stops[] = {stop};
+    eng_request rs = {.max_tokens = max_tokens, .ignore_eos = true, .stops = stops, .n_stops = 1};
+    cr_assert_eq(eng_submit(e, prompt, 24, &rs, &id), 0);
+    while (eng_step(e) > 0) {}
+    eng_result r;
+    cr_assert(eng_next_result(e, &r));
+    eng_counters after = eng_get_counters(e);
+    cr_assert_eq(r.finish, ENG_FINISH_STOP);
+    cr_assert_eq(r.n_gen, want_gen, "generated %d tokens, want %d (stop '%s')", r.n_gen, want_gen, stop);
+    cr_assert_lt(r.n_gen, max_tokens, "the stop string saved no work");
+    cr_assert_eq(after.generated_tokens - before.generated_tokens, want_gen, "the engine decoded past the stop");
+    for (int i = 0; i < r.n_gen; i++) cr_assert_eq(r.ids[i], plain.ids[i]);
+    cr_assert_eq(r.text_len, want_len);
+    cr_assert_eq(strncmp(r.text, plain.text, want_len), 0);
+    eng_result_free(&r);
+    eng_result_free(&plain);
+    eng_destroy(&e);
+}
