@@ -141,10 +141,10 @@ static void ref_rmsnorm(const float *x, const float *w, float *y, int64_t n, flo
     for (int64_t i = 0; i < n; i++) y[i] = (float)(x[i] * sc * w[i]);
 }
 
-static void ref_rope(float *v, int pos, const model_hparams *hp) {
+static void ref_rope(float *v, int pos, const model_hparams *hp, double base) {
     int half = hp->rope_dim / 2;
     for (int i = 0; i < half; i++) {
-        double th = pos * pow(hp->rope_base, -2.0 * i / hp->rope_dim);
+        double th = pos * pow(base, -2.0 * i / hp->rope_dim);
         int a = hp->rope_neox ? i : 2 * i, b = hp->rope_neox ? i + half : 2 * i + 1;
         double x0 = v[a], x1 = v[b];
         v[a] = (float)(x0 * cos(th) - x1 * sin(th));
@@ -159,8 +159,10 @@ static float *ref_forward(const model_t *m, const int32_t *prompt, int n) {
     float *K = malloc(sizeof(float) * (size_t)(hp->n_layers * n * kvd));
     float *Vc = malloc(sizeof(float) * (size_t)(hp->n_layers * n * kvd));
     float *logits = malloc(sizeof(float) * (size_t)n * V);
-    float *x = malloc(sizeof(float) * dim), *h = malloc(sizeof(float) * dim), *q = malloc(sizeof(float) * dim);
-    float *att = malloc(sizeof(float) * dim), *o = malloc(sizeof(float) * dim);
+    const int qd = hp->q_dim;
+    const bool gemma = hp->arch == MODEL_ARCH_GEMMA3;
+    float *x = malloc(sizeof(float) * dim), *h = malloc(sizeof(float) * dim), *q = malloc(sizeof(float) * qd);
+    float *att = malloc(sizeof(float) * qd), *o = malloc(sizeof(float) * dim);
     float *g = malloc(sizeof(float) * ffn), *u = malloc(sizeof(float) * ffn);
     double *sc = malloc(sizeof(double) * (size_t)n);
     ref_mat emb = ref_mat_of(m->tok_embd), outm = ref_mat_of(m->output);
@@ -177,6 +179,7 @@ static float *ref_forward(const model_t *m, const int32_t *prompt, int n) {
     }
     for (int t = 0; t < n; t++) {
         memcpy(x, emb.w + (size_t)prompt[t] * dim, sizeof(float) * dim);
+        for (int i = 0; i < dim; i++) x[i] *= hp->embd_scale; /* gemma3: sqrt(dim) */
         for (int l = 0; l < hp->n_layers; l++) {
             const model_layer *L = &m->layers[l];
             float *kt = K + ((size_t)l * n + t) * kvd, *vt = Vc + ((size_t)l * n + t) * kvd;
@@ -185,40 +188,57 @@ static float *ref_forward(const model_t *m, const int32_t *prompt, int n) {
             ref_mv(&W[l * 7 + 1], h, kt);
             ref_mv(&W[l * 7 + 2], h, vt);
             if (L->bq) {
-                for (int i = 0; i < dim; i++) q[i] += ((const float *)L->bq->data)[i];
+                for (int i = 0; i < qd; i++) q[i] += ((const float *)L->bq->data)[i];
                 for (int i = 0; i < kvd; i++) kt[i] += ((const float *)L->bk->data)[i];
                 for (int i = 0; i < kvd; i++) vt[i] += ((const float *)L->bv->data)[i];
             }
-            for (int hh = 0; hh < hp->n_heads; hh++) ref_rope(q + hh * hd, t, hp);
-            for (int hh = 0; hh < hp->n_kv_heads; hh++) ref_rope(kt + hh * hd, t, hp);
+            if (L->q_norm) { /* gemma3: RMS norm per head before RoPE */
+                for (int hh = 0; hh < hp->n_heads; hh++) ref_rmsnorm(q + hh * hd, L->q_norm->data, q + hh * hd, hd, hp->norm_eps);
+                for (int hh = 0; hh < hp->n_kv_heads; hh++) ref_rmsnorm(kt + hh * hd, L->k_norm->data, kt + hh * hd, hd, hp->norm_eps);
+            }
+            for (int hh = 0; hh < hp->n_heads; hh++) ref_rope(q + hh * hd, t, hp, L->rope_base);
+            for (int hh = 0; hh < hp->n_kv_heads; hh++) ref_rope(kt + hh * hd, t, hp, L->rope_base);
+            const int p0 = L->swa_window > 0 && t >= L->swa_window ? t - L->swa_window + 1 : 0; /* sliding window */
             for (int hh = 0; hh < hp->n_heads; hh++) {
                 int kh = hh / (hp->n_heads / hp->n_kv_heads);
                 double mx = -INFINITY, sum = 0;
-                for (int p = 0; p <= t; p++) {
+                for (int p = p0; p <= t; p++) {
                     const float *kp = K + ((size_t)l * n + p) * kvd + kh * hd;
                     double d = 0;
                     for (int i = 0; i < hd; i++) d += (double)q[hh * hd + i] * kp[i];
-                    sc[p] = d / sqrt((double)hd);
+                    sc[p] = d * hp->attn_scale;
                     mx = fmax(mx, sc[p]);
                 }
-                for (int p = 0; p <= t; p++) sum += (sc[p] = exp(sc[p] - mx));
+                for (int p = p0; p <= t; p++) sum += (sc[p] = exp(sc[p] - mx));
                 for (int i = 0; i < hd; i++) {
                     double a = 0;
-                    for (int p = 0; p <= t; p++) a += sc[p] / sum * Vc[((size_t)l * n + p) * kvd + kh * hd + i];
+                    for (int p = p0; p <= t; p++) a += sc[p] / sum * Vc[((size_t)l * n + p) * kvd + kh * hd + i];
                     att[hh * hd + i] = (float)a;
                 }
             }
             ref_mv(&W[l * 7 + 3], att, o);
+            if (L->post_attn_norm) ref_rmsnorm(o, L->post_attn_norm->data, o, dim, hp->norm_eps);
             for (int i = 0; i < dim; i++) x[i] += o[i];
             ref_rmsnorm(x, L->ffn_norm->data, h, dim, hp->norm_eps);
             ref_mv(&W[l * 7 + 4], h, g);
             ref_mv(&W[l * 7 + 5], h, u);
-            for (int i = 0; i < ffn; i++) g[i] = (float)(g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
+            for (int i = 0; i < ffn; i++) {
+                double a = g[i]; /* gemma3: GELU (tanh form) gate; else SiLU */
+                double act = gemma ? 0.5 * a * (1.0 + tanh(0.7978845608028654 * (a + 0.044715 * a * a * a)))
+                                   : a / (1.0 + exp(-a));
+                g[i] = (float)(act * u[i]);
+            }
             ref_mv(&W[l * 7 + 6], g, o);
+            if (L->post_ffn_norm) ref_rmsnorm(o, L->post_ffn_norm->data, o, dim, hp->norm_eps);
             for (int i = 0; i < dim; i++) x[i] += o[i];
         }
         ref_rmsnorm(x, m->out_norm->data, h, dim, hp->norm_eps);
         ref_mv(&outm, h, logits + (size_t)t * V);
+        if (hp->logit_softcap > 0)
+            for (int i = 0; i < V; i++) {
+                float *y = logits + (size_t)t * V + i;
+                *y = (float)(tanh(*y / (double)hp->logit_softcap) * hp->logit_softcap);
+            }
     }
     for (int i = 0; i < 7 * hp->n_layers; i++) free(W[i].w);
     free(W); free(emb.w); free(outm.w); free(K); free(Vc); free(x); free(h); free(q); free(att); free(o);
@@ -265,6 +285,7 @@ Test(cpu_forward, prefill_equals_token_by_token, .fini = rm_tmpdir) {
     prefill_vs_steps("qwen2", "f32", 8, 3);
     prefill_vs_steps("llama", "q8_0", 7, 2);
     prefill_vs_steps("qwen2", "bf16", 16, 2);
+    prefill_vs_steps("gemma3", "f32", 4, 2); /* 37 tokens: the window of 8 slides over several pages */
 }
 
 /* (b) two sequences in one batch == each alone */
@@ -392,6 +413,12 @@ Test(cpu_forward, matches_naive_reference, .fini = rm_tmpdir) {
     vs_reference("llama", "f16", 1e-2);
     vs_reference("llama", "bf16", 1e-2);
     vs_reference("qwen2", "q8_0", 1e-2);
+    /* gemma3 (head_dim 2x dim/heads, QK and post norms, sliding window 8 over
+     * 30 tokens, global layer 1, soft-cap): the kernel's GELU reads an f16
+     * table as ggml's does (inputs and outputs rounded to f16), the reference
+     * computes it exactly */
+    vs_reference("gemma3", "f32", 5e-4);
+    vs_reference("gemma3", "q8_0", 2e-2);
 }
 
 /* (e) malformed batches are refused, not crashed on */
