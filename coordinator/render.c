@@ -211,7 +211,8 @@ int rnd_chat(const chat_t *chat, const wf_op *op, rnd_value_fn value, void *ctx,
 /* Cuts text at the markers into t: text between them verbatim, marker k ->
  * a copy of parts[k]. Returns 1 if every marker came through exactly once,
  * 0 if not (t then holds garbage), or a negative herr code. */
-static int cut_marks(const char *text, size_t len, const wf_part *const *parts, size_t np, wf_tmpl *t) {
+static int cut_marks(const wf_t *wf, const char *text, size_t len, const wf_part *const *parts, size_t np,
+                     wf_tmpl *t) {
     unsigned char *seen = calloc(np ? np : 1, 1);
     if (!seen) return he_set(HE_ENOMEM, "out of memory");
     int ok = 1, rc = 0;
@@ -230,7 +231,10 @@ static int cut_marks(const char *text, size_t len, const wf_part *const *parts, 
         }
         seen[k] = 1;
         const wf_part *p = parts[k];
-        if (!(rc = wf_tmpl_add(t, p->kind, p->s, p->len))) t->v[t->n - 1].ref = p->ref;
+        if (!(rc = wf_tmpl_add(t, p->kind, p->s, p->len))) /* resolved as wf_validate resolves the prompt */
+            t->v[t->n - 1].ref = p->kind == WF_PART_INPUT ? wf_find_input(wf, p->s)
+                                 : p->kind == WF_PART_OP  ? wf_find(wf, p->s)
+                                                          : -1;
         i = run = j + 1;
     }
     if (!rc && ok) rc = wf_tmpl_add(t, WF_PART_TEXT, text + run, len - run);
@@ -246,7 +250,7 @@ static void tmpl_release(wf_tmpl *t) {
 }
 
 /* rnd_chat_lower for one op. */
-static int lower_op(const chat_t *chat, wf_op *op) {
+static int lower_op(const chat_t *chat, const wf_t *wf, wf_op *op) {
     size_t n = op->llm.n_messages, np = 0;
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < op->llm.messages[i].content.n; k++) np += op->llm.messages[i].content.v[k].kind != WF_PART_TEXT;
@@ -281,7 +285,7 @@ static int lower_op(const chat_t *chat, wf_op *op) {
     if (!rc) rc = chat_render(chat, m, n, true, &text, &tlen);
     if (!rc && clean) {
         wf_tmpl t = {0};
-        int ok = cut_marks(text, tlen, parts, np, &t);
+        int ok = cut_marks(wf, text, tlen, parts, np, &t);
         if (ok == 1 && t.bytes <= WF_MAX_PROMPT_BYTES) {
             tmpl_release(&op->llm.prompt);
             op->llm.prompt = t;
@@ -301,7 +305,7 @@ int rnd_chat_lower(const chat_t *chat, wf_t *wf) {
     for (size_t i = 0; i < wf->n_ops; i++) {
         wf_op *op = wf->ops[i];
         if (op->kind != WF_LLM || op->llm.n_messages == 0) continue;
-        int rc = chat ? lower_op(chat, op)
+        int rc = chat ? lower_op(chat, wf, op)
                       : he_set(HE_ENOTFOUND, "op '%s': the model has no chat template (start the coordinator with "
                                              "--chat-template NAME)", op->id);
         if (rc) {
