@@ -11,15 +11,14 @@
 # issue names: mkmodel has no 1B preset yet.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PACK=$ROOT/.gpu-pack
 source "$ROOT/tests/gpu/run.sh" libs
 LOG=${OUT:-/tmp/helium-gpu}
 mkdir -p "$LOG"
 M=/tmp/helium-bench-medium-f16.gguf
 P=${PROMPT_TOKENS:-128}
 G=${GEN_TOKENS:-256}
-"$PACK/bin/helium-mkmodel" --preset medium --arch llama --dtype f16 --seed 1 -o "$M" >/dev/null || exit 1
-timeout 300 "$PACK/bin/helium-worker" bench --model "$M" --backend cuda --prompt-tokens "$P" --gen-tokens "$G" \
+"$HELIUM_BIN/helium-mkmodel" --preset medium --arch llama --dtype f16 --seed 1 -o "$M" >/dev/null || exit 1
+timeout 300 "$HELIUM_BIN/helium-worker" bench --model "$M" --backend cuda --prompt-tokens "$P" --gen-tokens "$G" \
   --batch 1 --reps 3 | tee "$LOG/decode_helium.jsonl"
 timeout 300 python3 "$ROOT/bench/gpu/torch_peer.py" --model "$M" --prompt-tokens "$P" --gen-tokens "$G" \
   | tee "$LOG/decode_torch.jsonl"

@@ -5,10 +5,8 @@
 # output goes to $OUT/bench_gpu.txt too. Never run yet (docs/gpu.md).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PACK=$ROOT/.gpu-pack
-[[ -x $PACK/bin/bench_gpu_kernels ]] || { echo "no $PACK/bin/bench_gpu_kernels: run tests/gpu/run.sh pack first"; exit 2; }
 source "$ROOT/tests/gpu/run.sh" libs
 LOG=${OUT:-/tmp/helium-gpu}
 mkdir -p "$LOG"
 nvidia-smi -L
-timeout 300 "$PACK/bin/bench_gpu_kernels" 2>&1 | tee "$LOG/bench_gpu.txt"
+timeout 300 "$HELIUM_BIN/bench_gpu_kernels" 2>&1 | tee "$LOG/bench_gpu.txt"

@@ -5,8 +5,11 @@
 #                           Release build with CUDA into build-gpu/, then the test
 #                           programs, helium-mkmodel, helium-worker and every shared
 #                           library ldd names that a bare CUDA machine lacks (not the
-#                           CUDA libraries, not glibc / libstdc++) into .gpu-pack/
-#                           (git-ignored through .git/info/exclude).
+#                           CUDA libraries, not glibc / libstdc++), xz-compressed
+#                           into .gpu-pack/pack.tar.xz (about 8 MB: the device tool
+#                           carries at most 64 MiB with the tree; OpenBLAS alone is
+#                           36 MB uncompressed). .gpu-pack/ and build-gpu/ are
+#                           git-ignored through .git/info/exclude.
 #   tests/gpu/run.sh run    on the GPU machine, from the repository root, with
 #                           .gpu-pack carried along: runs every GPU program, prints
 #                           one line per check and a summary; logs under $OUT (or
@@ -18,27 +21,31 @@
 # Budget: the whole run is meant to finish in under 8 minutes on an H100/H200
 # (each program is capped by `timeout`).
 set -uo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PACK=$ROOT/.gpu-pack
+UNPACK=${HELIUM_GPU_UNPACK:-/tmp/helium-gpu-pack}
 MODE=${1:-all}
 
 pack() {
   set -e
   local B=$ROOT/build-gpu
-  cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release -DHELIUM_CUDA=ON -DHELIUM_NATIVE=OFF >/dev/null
+  cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release -DHELIUM_CUDA=ON -DHELIUM_NATIVE=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null   # the GPU machines lent here are H200s (sm_90)
   cmake --build "$B" -j "${JOBS:-2}" --target gpu_kernels gpu_attention gpu_model gpu_nccl bench_gpu_kernels helium-mkmodel helium-worker
-  rm -rf "$PACK" && mkdir -p "$PACK/bin" "$PACK/lib"
-  cp "$B"/gpu/gpu_* "$B"/gpu/bench_gpu_kernels "$B/bin/helium-mkmodel" "$B/bin/helium-worker" "$PACK/bin/"
-  strip "$PACK"/bin/* 2>/dev/null || true
+  local stage=$B/pack
+  rm -rf "$stage" "$PACK" && mkdir -p "$stage/bin" "$stage/lib" "$PACK"
+  cp "$B"/gpu/gpu_* "$B"/gpu/bench_gpu_kernels "$B/bin/helium-mkmodel" "$B/bin/helium-worker" "$stage/bin/"
+  strip "$stage"/bin/* 2>/dev/null || true
   # libraries a CUDA image lacks: everything ldd resolves except the CUDA
   # libraries (the GPU machine's own) and the C/C++ runtime
-  for b in "$PACK"/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u | while read -r lib; do
+  for b in "$stage"/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u | while read -r lib; do
     case $(basename "$lib") in
       libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) ;;
       libcuda.so*|libcudart.so*|libcublas*|libnccl*|libnvidia*) ;;
-      *) cp -L "$lib" "$PACK/lib/" ;;
+      *) cp -L "$lib" "$stage/lib/" ;;
     esac
   done
+  tar -cJf "$PACK/pack.tar.xz" -C "$stage" bin lib
   grep -qxF '/.gpu-pack/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.gpu-pack/' >> "$ROOT/.git/info/exclude"
   grep -qxF '/build-gpu/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/build-gpu/' >> "$ROOT/.git/info/exclude"
   du -sh "$PACK"
@@ -61,18 +68,22 @@ for p in list(getattr(m, "__path__", [])):
 PY
 }
 
-# The packed libraries, then cuBLAS and NCCL of the GPU machine.
+# Unpacks the pack; the packed libraries, then cuBLAS and NCCL of the GPU machine.
 setup_libs() {
+  [[ -f $PACK/pack.tar.xz ]] || { echo "run.sh: no $PACK/pack.tar.xz (run 'tests/gpu/run.sh pack' on a build machine)"; exit 2; }
+  rm -rf "$UNPACK" && mkdir -p "$UNPACK"
+  if command -v xz >/dev/null; then tar -xJf "$PACK/pack.tar.xz" -C "$UNPACK" || exit 2
+  else python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$PACK/pack.tar.xz" "$UNPACK" || exit 2
+  fi
   local cublas nccl
   cublas=$(find_libdir cublas nvidia.cublas)
   nccl=$(find_libdir nccl nvidia.nccl)
   echo "cuBLAS from: ${cublas:-not found}; NCCL from: ${nccl:-not found}"
-  export LD_LIBRARY_PATH=$PACK/lib:${cublas}:${nccl}:${LD_LIBRARY_PATH:-}
-  export HELIUM_BIN=$PACK/bin
+  export LD_LIBRARY_PATH=$UNPACK/lib:${cublas}:${nccl}:${LD_LIBRARY_PATH:-}
+  export HELIUM_BIN=$UNPACK/bin
 }
 
 run() {
-  [[ -d $PACK/bin ]] || { echo "run.sh: no $PACK (run 'tests/gpu/run.sh pack' on a build machine)"; exit 2; }
   local LOG=${OUT:-/tmp/helium-gpu}
   mkdir -p "$LOG"
   nvidia-smi -L || { echo "run.sh: no GPU (nvidia-smi failed)"; exit 2; }
@@ -81,7 +92,7 @@ run() {
   for prog in gpu_kernels gpu_attention gpu_model gpu_nccl; do
     local t=$SECONDS
     echo "=== $prog"
-    timeout 150 "$PACK/bin/$prog" 2>&1 | tee "$LOG/$prog.log"
+    timeout 150 "$HELIUM_BIN/$prog" 2>&1 | tee "$LOG/$prog.log"
     local rc=${PIPESTATUS[0]}
     echo "=== $prog rc=$rc ($((SECONDS - t)) s)"
     [[ $rc == 0 ]] || fails=$((fails + 1))
