@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "args.h"
+#include "chat.h"
 #include "engine.h"
 #include "herr.h"
 #include "model.h"
@@ -37,7 +38,9 @@ static void usage(FILE *f) {
             "           [--threads N] [--kv-mb MB] [--block-size N] [--batch-tokens N] [--no-prefix-cache]\n"
             "           [--ignore-eos] [--json]\n"
             "  eval     --model FILE --ids 1,2,3 --logits-out FILE  (float32 LE, n_tokens x n_vocab)\n"
-            "  tokenize --model FILE --text TEXT [--no-bos] [--special]\n"
+            "  tokenize --model FILE (--text TEXT [--no-bos] [--special] | --chat FILE.json [--chat-template NAME]\n"
+            "           [--print-text])   --chat: the ids of the chat as the model's template renders it, with\n"
+            "           the generation prompt, control tokens parsed (as the coordinator sends a `messages` op)\n"
             "  bench    --model FILE [--prompt-tokens 512] [--gen-tokens 64] [--batch 1,8] [--threads N] [--reps 3]\n"
             "  serve    --coordinator ENDPOINT --model FILE [options]   (see helium-worker serve --help)\n"
     );
@@ -111,11 +114,12 @@ typedef struct {
     int max_tokens;
     smp_params sp;
     eng_config ec;
-    bool ignore_eos, json, no_bos, special;
+    const char *chat, *chat_template;
+    bool ignore_eos, json, no_bos, special, print_text;
 } opts;
 
 enum { O_MODEL = 256, O_PROMPT, O_PROMPT_IDS, O_PROMPTS_FILE, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_SEED,
-       O_THREADS, O_KVMB, O_BS, O_BATCH, O_NOPC, O_IGNEOS, O_JSON, O_IDS, O_LOGITS, O_TEXT, O_NOBOS, O_SPECIAL,
+       O_THREADS, O_KVMB, O_BS, O_BATCH, O_NOPC, O_IGNEOS, O_JSON, O_IDS, O_LOGITS, O_TEXT, O_NOBOS, O_SPECIAL, O_CHAT, O_CHATT, O_PTEXT,
        O_HELP };
 
 static int parse_opts(int argc, char **argv, opts *o) {
@@ -126,7 +130,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
         {"kv-mb", 1, 0, O_KVMB}, {"block-size", 1, 0, O_BS}, {"batch-tokens", 1, 0, O_BATCH},
         {"no-prefix-cache", 0, 0, O_NOPC}, {"ignore-eos", 0, 0, O_IGNEOS}, {"json", 0, 0, O_JSON},
         {"ids", 1, 0, O_IDS}, {"logits-out", 1, 0, O_LOGITS}, {"text", 1, 0, O_TEXT}, {"no-bos", 0, 0, O_NOBOS},
-        {"special", 0, 0, O_SPECIAL}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+        {"special", 0, 0, O_SPECIAL}, {"chat", 1, 0, O_CHAT}, {"chat-template", 1, 0, O_CHATT},
+        {"print-text", 0, 0, O_PTEXT}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->max_tokens = 32;
     o->sp.top_p = 1.0f;
@@ -157,6 +162,9 @@ static int parse_opts(int argc, char **argv, opts *o) {
         case O_TEXT: o->text = optarg; break;
         case O_NOBOS: o->no_bos = true; break;
         case O_SPECIAL: o->special = true; break;
+        case O_CHAT: o->chat = optarg; break;
+        case O_CHATT: o->chat_template = optarg; break;
+        case O_PTEXT: o->print_text = true; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); return 2;
         }
@@ -459,18 +467,55 @@ static int cmd_eval(int argc, char **argv) {
     return rc ? die(rc) : 0;
 }
 
+/* Renders the chat in FILE.json (chat_parse_json) through the model's
+ * template (or --chat-template NAME) into *text. */
+static int render_chat_file(const model_t *m, const opts *o, char **text) {
+    FILE *f = fopen(o->chat, "rb");
+    if (!f) return he_set(HE_EIO, "cannot open '%s': %s", o->chat, strerror(errno));
+    char *buf = malloc(1u << 20);
+    size_t len = buf ? fread(buf, 1, 1u << 20, f) : 0;
+    bool more = buf && !feof(f);
+    fclose(f);
+    if (!buf) return he_set(HE_ENOMEM, "out of memory");
+    int rc = more ? he_set(HE_ELIMIT, "'%s' is larger than 1 MiB", o->chat) : 0;
+    chat_msg *msgs = NULL;
+    size_t n = 0;
+    chat_t *c = NULL;
+    if (!rc) rc = chat_parse_json(buf, len, &msgs, &n);
+    if (!rc) rc = chat_new(m->gguf, m->tok, o->chat_template, &c);
+    size_t tl;
+    if (!rc) rc = chat_render(c, msgs, n, true, text, &tl);
+    chat_destroy(&c);
+    free(msgs);
+    free(buf);
+    return rc;
+}
+
 static int cmd_tokenize(int argc, char **argv) {
     opts o;
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc;
-    if (!o.text) {
-        fprintf(stderr, "helium-worker: tokenize needs --text\n");
+    if (!o.text == !o.chat) {
+        fprintf(stderr, "helium-worker: tokenize needs --text or --chat\n");
         return 2;
     }
     model_t *m;
     if ((rc = model_load(o.model, &m))) return die(rc);
-    int32_t *ids, n;
-    rc = tokenize(m, o.text, !o.no_bos && tok_add_bos_default(m->tok), o.special, &ids, &n);
+    int32_t *ids = NULL, n = 0;
+    char *chat_text = NULL;
+    if (o.chat) { /* exactly what the coordinator sends for a `messages` op */
+        if (!(rc = render_chat_file(m, &o, &chat_text))) {
+            if (o.print_text) fprintf(stderr, "%s", chat_text);
+            size_t len = strlen(chat_text);
+            ids = malloc(sizeof *ids * (len + 8));
+            int k = ids ? tok_encode_prompt(m->tok, chat_text, len, true, ids, (int)len + 8) : HE_ENOMEM;
+            if (k < 0) rc = k;
+            else n = k;
+        }
+        free(chat_text);
+    } else {
+        rc = tokenize(m, o.text, !o.no_bos && tok_add_bos_default(m->tok), o.special, &ids, &n);
+    }
     if (!rc) {
         for (int32_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", ids[i]);
         printf("\n");
