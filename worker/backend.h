@@ -14,8 +14,11 @@
  * before the chunk must already be in the cache: computed earlier or shared
  * from the prefix cache).
  *
- * KV page wire format (kv_export/kv_import): float32, shape
- * (n_layers, 2 [K then V], block_size, kv_dim), little-endian.
+ * KV page wire format (kv_export/kv_import): shape (n_layers, 2 [K then V],
+ * block_size, kv_dim), little-endian, in the backend's element type kv_type
+ * (kvwire.h: F32 for the CPU backend, F16 or BF16 for the CUDA backend's
+ * pool). Pages of another type are converted before kv_import
+ * (eng_kv_import_typed).
  */
 #ifndef HELIUM_BACKEND_H
 #define HELIUM_BACKEND_H
@@ -23,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvwire.h"
 #include "model.h"
 
 typedef struct {
@@ -55,13 +59,14 @@ struct be {
     int32_t n_blocks;
     int32_t block_size;
     int32_t n_threads;
+    int32_t kv_type;       /* kvw_type of the pages kv_export writes and kv_import reads */
     void *impl;            /* backend-private state */
 };
 
 /* Bytes of one KV page in the wire format. */
 static inline size_t be_kv_page_bytes(const be_t *be) {
     return (size_t)be->model->hp.n_layers * 2 * (size_t)be->block_size *
-           (size_t)be->model->hp.kv_dim * sizeof(float);
+           (size_t)be->model->hp.kv_dim * kvw_elem_bytes(be->kv_type);
 }
 static inline int be_forward(be_t *be, const be_batch *b, float *logits) {
     return be->ops->forward(be, b, logits);

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "blockhash.h"
+#include "cuda/cuda_backend.h"
+#include "detok.h"
 #include "herr.h"
 
 typedef struct seq {
@@ -76,6 +78,38 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The CUDA backend is linked into the binaries that want it (helium-worker,
+ * tests/gpu), not into every user of the engine: a weak reference, NULL in a
+ * binary without it, so CPU-only programs never load cuBLAS or NCCL. */
+extern be_t *be_cuda_new(const model_t *m, const be_cuda_config *cfg) __attribute__((weak));
+
+/* The KV element type of the backend c asks for (kvw_type). */
+static int cfg_kv_type(const eng_config *c) {
+    if (c->backend != ENG_BACKEND_CUDA) return KVW_F32;
+    return c->kv_type > 0 ? c->kv_type : c->kv_type < 0 ? KVW_F32 : KVW_F16;
+}
+
+/* The backend cfg asks for (be_cpu_new or be_cuda_new). NULL with he_msg(). */
+static be_t *eng_backend_new(const model_t *m, const eng_config *c, int32_t max_pages) {
+    if (c->backend == ENG_BACKEND_CPU) return be_cpu_new(m, c->n_blocks, c->block_size, c->n_threads);
+    if (c->backend == ENG_BACKEND_CUDA) {
+        if (!be_cuda_new) {
+            he_set(HE_EUNSUPPORTED, "this program was built without the CUDA backend (HELIUM_CUDA=OFF or no CUDA "
+                                    "toolkit at build time): use --backend cpu");
+            return NULL;
+        }
+        be_cuda_config cc = {
+            .n_blocks = c->n_blocks, .min_blocks = max_pages + 1, .block_size = c->block_size,
+            .kv_type = cfg_kv_type(c), .kv_mem_mb = c->kv_mem_mb,
+            .kv_mem_pct = c->kv_mem_pct > 0 ? c->kv_mem_pct : 90, .max_tokens = c->max_batch_tokens,
+            .max_seqs = c->max_seqs, .max_ctx = c->n_ctx,
+        };
+        return be_cuda_new(m, &cc);
+    }
+    he_set(HE_EINVAL, "engine: unknown backend %d", (int)c->backend);
+    return NULL;
+}
+
 eng_t *eng_new(const model_t *m, be_t *be, const eng_config *cfg_in) {
     eng_t *e = calloc(1, sizeof *e);
     if (!e) return NULL;
@@ -90,21 +124,25 @@ eng_t *eng_new(const model_t *m, be_t *be, const eng_config *cfg_in) {
     if (c.n_ctx > m->hp.n_ctx_train) c.n_ctx = m->hp.n_ctx_train;
     if (c.max_batch_tokens < c.max_seqs) c.max_batch_tokens = c.max_seqs;
     e->max_pages = (c.n_ctx + c.block_size - 1) / c.block_size;
-    size_t page = (size_t)m->hp.n_layers * 2 * (size_t)c.block_size * (size_t)m->hp.kv_dim * sizeof(float);
-    if (c.n_blocks <= 0) {
+    const int kvt = be ? be->kv_type : cfg_kv_type(&c);
+    size_t page = (size_t)m->hp.n_layers * 2 * (size_t)c.block_size * (size_t)m->hp.kv_dim * kvw_elem_bytes(kvt);
+    /* a CUDA pool without an explicit size is sized by the backend from free device memory */
+    const bool gpu_sized = !be && c.backend == ENG_BACKEND_CUDA && c.n_blocks <= 0 && c.kv_mem_mb <= 0;
+    if (c.n_blocks <= 0 && !gpu_sized) {
         size_t mb = c.kv_mem_mb > 0 ? (size_t)c.kv_mem_mb : 512;
         c.n_blocks = (int32_t)((mb << 20) / page);
     }
-    if (c.n_blocks < e->max_pages + 1) c.n_blocks = e->max_pages + 1;
+    if (c.n_blocks < e->max_pages + 1 && !gpu_sized) c.n_blocks = e->max_pages + 1;
     e->cfg = c;
     e->n_vocab = m->hp.n_vocab;
     e->next_id = 1;
     if (be) {
         e->be = be;
     } else {
-        e->be = be_cpu_new(m, c.n_blocks, c.block_size, c.n_threads);
+        e->be = eng_backend_new(m, &c, e->max_pages);
         e->own_be = true;
         if (!e->be) goto fail;
+        if (gpu_sized) c.n_blocks = e->cfg.n_blocks = e->be->n_blocks;
     }
     if (e->be->n_blocks < c.n_blocks || e->be->block_size != c.block_size) {
         he_set(HE_EINVAL, "engine: backend has %d pages of %d tokens, engine wants %d of %d",
@@ -575,6 +613,31 @@ done:
 }
 
 size_t eng_kv_page_bytes(const eng_t *e) { return be_kv_page_bytes(e->be); }
+int eng_kv_type(const eng_t *e) { return e->be->kv_type; }
+size_t eng_kv_page_bytes_of(const eng_t *e, int t) {
+    return be_kv_page_bytes(e->be) / kvw_elem_bytes(e->be->kv_type) * kvw_elem_bytes(t);
+}
+
+int eng_kv_import_typed(eng_t *e, const uint64_t *hashes, int32_t n, const void *buf, int src_type) {
+    if (!kvw_valid(src_type)) return he_set(HE_EINVAL, "engine: KV pages of unknown element type %d", src_type);
+    if (src_type == e->be->kv_type) return eng_kv_import(e, hashes, n, buf);
+    const size_t pb = be_kv_page_bytes(e->be), elems = pb / kvw_elem_bytes(e->be->kv_type);
+    const size_t spb = elems * kvw_elem_bytes(src_type);
+    void *page = malloc(pb);
+    if (!page) return he_set(HE_ENOMEM, "engine: out of memory");
+    int32_t stored = 0;
+    for (int32_t i = 0; i < n; i++) { /* one page at a time: convert, then import as the backend's type */
+        int rc = kvw_convert((const char *)buf + (size_t)i * spb, src_type, page, e->be->kv_type, elems);
+        if (!rc) rc = eng_kv_import(e, hashes + i, 1, page);
+        if (rc < 0) {
+            free(page);
+            return stored ? stored : rc;
+        }
+        stored += rc;
+    }
+    free(page);
+    return stored;
+}
 
 int eng_kv_copy_out(eng_t *e, uint64_t hash, void *buf) {
     kvc_lock(e->kvc);

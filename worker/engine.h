@@ -32,6 +32,8 @@
 
 typedef struct eng eng_t;
 
+typedef enum { ENG_BACKEND_CPU = 0, ENG_BACKEND_CUDA = 1 } eng_backend;
+
 typedef struct {
     int32_t n_blocks;          /* KV pages (0: derive from kv_mem_mb) */
     int32_t kv_mem_mb;         /* KV budget in MiB when n_blocks == 0 (default 512) */
@@ -41,6 +43,11 @@ typedef struct {
     int32_t max_seqs;          /* running sequences at most (default 64) */
     int32_t n_ctx;             /* context per sequence (default: model's, capped at 8192) */
     bool no_prefix_cache;      /* compute every prompt token (baseline) */
+    /* backend, when eng_new is given none (be == NULL) */
+    eng_backend backend;       /* ENG_BACKEND_CPU (default) or ENG_BACKEND_CUDA */
+    int32_t kv_type;           /* CUDA: KV pool element type: 0 F16 (default), KVW_BF16, or -1 F32 */
+    int32_t kv_mem_pct;        /* CUDA, n_blocks == 0 and kv_mem_mb == 0: percent of the device memory
+                                  free after weights and scratch given to KV pages (default 90) */
 } eng_config;
 
 typedef struct {
@@ -124,7 +131,14 @@ int eng_kv_export(eng_t *e, const uint64_t *hashes, int32_t n, void *buf);
  * nothing (the caller does). */
 int eng_kv_copy_out(eng_t *e, uint64_t hash, void *buf);
 int eng_kv_import(eng_t *e, const uint64_t *hashes, int32_t n, const void *buf);
+/* import of pages whose elements are of type src_type (kvwire.h), converted
+ * to the backend's type first: buf holds n pages of eng_kv_page_bytes_of(e,
+ * src_type) bytes. Same returns as eng_kv_import; HE_EINVAL for a bad type. */
+int eng_kv_import_typed(eng_t *e, const uint64_t *hashes, int32_t n, const void *buf, int src_type);
 size_t eng_kv_page_bytes(const eng_t *e);
+/* The backend's KV element type (kvw_type) and a page's bytes in type t. */
+int eng_kv_type(const eng_t *e);
+size_t eng_kv_page_bytes_of(const eng_t *e, int t);
 
 /* Pinning of cached prefixes by hash (workflow-aware caching). */
 int eng_pin(eng_t *e, const uint64_t *hashes, int32_t n);
