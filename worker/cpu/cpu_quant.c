@@ -8,7 +8,9 @@
  */
 #include "cpu_quant.h"
 
+#include <cpuid.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,10 +250,17 @@ void cq_quantize_row_q8_K(const float *x, cq_block_q8_K *dst, int64_t n) {
 
 /* ------------------------------------------------------------------ dispatch */
 
+/* F16C from CPUID.1:ECX (clang 14, which builds the fuzzers, has no
+ * has_f16c()) */
+static bool has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 static cq_level detect_level(void) {
     __builtin_cpu_init();
     cq_level l = CQ_SCALAR;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()) {
         l = CQ_AVX2;
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
