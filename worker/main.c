@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "args.h"
+#include "beopt.h"
 #include "chat.h"
 #include "engine.h"
 #include "herr.h"
@@ -36,14 +37,17 @@ static void usage(FILE *f) {
             "  generate --model FILE (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE.jsonl)\n"
             "           [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
             "           [--threads N] [--kv-mb MB] [--block-size N] [--batch-tokens N] [--no-prefix-cache]\n"
-            "           [--ignore-eos] [--json]\n"
+            "           [--ignore-eos] [--json] [--backend cpu|cuda] [--kv-dtype f16|bf16] [--kv-memory MB|P%%]\n"
             "  eval     --model FILE --ids 1,2,3 --logits-out FILE  (float32 LE, n_tokens x n_vocab)\n"
             "  tokenize --model FILE (--text TEXT [--no-bos] [--special] | --chat FILE.json [--chat-template NAME]\n"
             "           [--print-text])   --chat: the ids of the chat as the model's template renders it, with\n"
             "           the generation prompt, control tokens parsed (as the coordinator sends a `messages` op)\n"
             "  bench    --model FILE [--prompt-tokens 512] [--gen-tokens 64] [--batch 1,8] [--threads N] [--reps 3]\n"
+            "           [--backend cpu|cuda] [--kv-dtype f16|bf16] [--kv-memory MB|P%%]\n"
             "  serve    --coordinator ENDPOINT --model FILE [options]   (see helium-worker serve --help)\n"
-    );
+            "backends: %s   (--backend cuda: the GPU backend, docs/gpu.md; --kv-memory P%%: percent of the\n"
+            "GPU memory left free after weights)\n",
+            beo_backends());
 }
 
 static int die(int code) {
@@ -120,7 +124,7 @@ typedef struct {
 
 enum { O_MODEL = 256, O_PROMPT, O_PROMPT_IDS, O_PROMPTS_FILE, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_SEED,
        O_THREADS, O_KVMB, O_BS, O_BATCH, O_NOPC, O_IGNEOS, O_JSON, O_IDS, O_LOGITS, O_TEXT, O_NOBOS, O_SPECIAL, O_CHAT, O_CHATT, O_PTEXT,
-       O_HELP };
+       O_BACKEND, O_KVDTYPE, O_KVMEM, O_HELP };
 
 static int parse_opts(int argc, char **argv, opts *o) {
     static const struct option lo[] = {
@@ -131,7 +135,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
         {"no-prefix-cache", 0, 0, O_NOPC}, {"ignore-eos", 0, 0, O_IGNEOS}, {"json", 0, 0, O_JSON},
         {"ids", 1, 0, O_IDS}, {"logits-out", 1, 0, O_LOGITS}, {"text", 1, 0, O_TEXT}, {"no-bos", 0, 0, O_NOBOS},
         {"special", 0, 0, O_SPECIAL}, {"chat", 1, 0, O_CHAT}, {"chat-template", 1, 0, O_CHATT},
-        {"print-text", 0, 0, O_PTEXT}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+        {"print-text", 0, 0, O_PTEXT}, {"backend", 1, 0, O_BACKEND}, {"kv-dtype", 1, 0, O_KVDTYPE},
+        {"kv-memory", 1, 0, O_KVMEM}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->max_tokens = 32;
     o->sp.top_p = 1.0f;
@@ -165,6 +170,9 @@ static int parse_opts(int argc, char **argv, opts *o) {
         case O_CHAT: o->chat = optarg; break;
         case O_CHATT: o->chat_template = optarg; break;
         case O_PTEXT: o->print_text = true; break;
+        case O_BACKEND:
+        case O_KVDTYPE:
+        case O_KVMEM: ok = beo_apply(&o->ec, lo[opt_i].name, optarg) == 0; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); return 2;
         }
@@ -175,6 +183,10 @@ static int parse_opts(int argc, char **argv, opts *o) {
     }
     if (!o->model) {
         fprintf(stderr, "helium-worker: --model FILE is required\n");
+        return 2;
+    }
+    if (beo_check(&o->ec)) {
+        fprintf(stderr, "helium-worker: %s\n", he_msg());
         return 2;
     }
     if (o->max_tokens < 1 || o->max_tokens > 1 << 20) {
@@ -538,7 +550,9 @@ static void bench_ids(int32_t *v, int n, int32_t vocab, uint64_t seed) {
 static int cmd_bench(int argc, char **argv) {
     static const struct option lo[] = {{"model", 1, 0, 'm'}, {"prompt-tokens", 1, 0, 'p'}, {"gen-tokens", 1, 0, 'g'},
                                        {"batch", 1, 0, 'b'}, {"threads", 1, 0, 't'}, {"reps", 1, 0, 'r'},
+                                       {"backend", 1, 0, 'B'}, {"kv-dtype", 1, 0, 'D'}, {"kv-memory", 1, 0, 'M'},
                                        {0, 0, 0, 0}};
+    eng_config bo = {0}; /* backend options */
     const char *model = NULL, *batches = "1,8";
     int np = 512, ng = 64, nt = 0, reps = 3, c, opt_i = 0;
     optind = 2;
@@ -551,6 +565,9 @@ static int cmd_bench(int argc, char **argv) {
         case 'b': batches = optarg; break;
         case 't': ok = args_int(optarg, 0, 1024, &nt); break;
         case 'r': ok = args_int(optarg, 1, 1000, &reps); break;
+        case 'B':
+        case 'D':
+        case 'M': ok = beo_apply(&bo, lo[opt_i].name, optarg) == 0; break;
         default: usage(stderr); return 2;
         }
         if (!ok) {
@@ -560,6 +577,10 @@ static int cmd_bench(int argc, char **argv) {
     }
     if (!model || np < 1 || ng < 1 || reps < 1) {
         fprintf(stderr, "helium-worker: bench needs --model (and positive sizes)\n");
+        return 2;
+    }
+    if (beo_check(&bo)) {
+        fprintf(stderr, "helium-worker: %s\n", he_msg());
         return 2;
     }
     int32_t *bl, nb;
@@ -572,7 +593,8 @@ static int cmd_bench(int argc, char **argv) {
     }
     int32_t V = m->hp.n_vocab;
     eng_config ec = {.n_threads = nt, .max_batch_tokens = np > 512 ? np : 512, .no_prefix_cache = true,
-                     .n_ctx = np + ng + 64 < 8192 ? np + ng + 64 : 8192};
+                     .n_ctx = np + ng + 64 < 8192 ? np + ng + 64 : 8192, .backend = bo.backend,
+                     .kv_type = bo.kv_type, .kv_mem_mb = bo.kv_mem_mb, .kv_mem_pct = bo.kv_mem_pct};
     eng_t *e = eng_new(m, NULL, &ec);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np + 64) * 64);
     float *lg = malloc(sizeof(float) * (size_t)np * (size_t)V);
