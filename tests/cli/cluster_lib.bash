@@ -68,6 +68,12 @@ MODEL=$TMP/m.gguf
 "$HELIUM_BIN/helium-mkmodel" --preset tiny --arch llama --dtype f32 --seed 3 -o "$MODEL" >"$TMP/mkmodel.log" 2>&1 ||
   fail "helium-mkmodel failed: $(cat "$TMP/mkmodel.log")"
 export HELIUM_MODEL=$MODEL
+# These tests exercise the cluster's routing, transfer and fault machinery as
+# written against the `router` policy (the coordinator's default was `router`
+# until the demo made `helium` the default; helium also prunes operators whose
+# output nothing reads). A test that wants another policy sets --policy in
+# HELIUM_COORD_ARGS or per job; the last --policy given wins.
+export HELIUM_COORD_ARGS="--policy router ${HELIUM_COORD_ARGS:-}"
 
 # cluster_up N: coordinator + workers w1..wN, waits until all registered.
 # Tries up to 5 port slots if something else holds a port.
