@@ -471,13 +471,28 @@ def main():
                 except Exception as e:  # noqa: BLE001
                     WF.warn(f"bench/peer: {name}: tokenization check failed: {e}")
             doc["workloads"][name] = wd
+            report(args, doc, t_all, final=False)  # what is measured so far, in case the run is cut short
     finally:
         service.close()
+    report(args, doc, t_all, final=True)
+    if own:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+    return 0
+
+
+def report(args, doc, t_all, final):
+    """Writes OUT/peer.json and peer.md from the records so far; prints the table when final."""
     doc["total_wall_s"] = round(time.time() - t_all, 1)
     doc["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["summary"] = summarize(doc)
     doc["notes"] = notes_of(doc)
     hdr, rows = table(doc["summary"])
+    with open(os.path.join(args.out, "peer.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    write_md(os.path.join(args.out, "peer.md"), doc, hdr, rows)
+    if not final:
+        return
     log("")
     WF.print_table(hdr, rows)
     log("\nhelium / peer throughput (peer at its best --parallel):")
@@ -486,14 +501,7 @@ def main():
                                                            f"   (below the {TARGET}x target)"))
     for n in doc["notes"]:
         log("  " + n)
-    with open(os.path.join(args.out, "peer.json"), "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    write_md(os.path.join(args.out, "peer.md"), doc, hdr, rows)
     log(f"\nwrote {args.out}/peer.json, peer.md; total {doc['total_wall_s']} s")
-    if own:
-        shutil.rmtree(args.workdir, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
