@@ -614,6 +614,7 @@ done:
 
 size_t eng_kv_page_bytes(const eng_t *e) { return be_kv_page_bytes(e->be); }
 int eng_kv_type(const eng_t *e) { return e->be->kv_type; }
+const char *eng_backend_name(const eng_t *e) { return e->be->ops->name; }
 size_t eng_kv_page_bytes_of(const eng_t *e, int t) {
     return be_kv_page_bytes(e->be) / kvw_elem_bytes(e->be->kv_type) * kvw_elem_bytes(t);
 }

@@ -139,6 +139,8 @@ size_t eng_kv_page_bytes(const eng_t *e);
 /* The backend's KV element type (kvw_type) and a page's bytes in type t. */
 int eng_kv_type(const eng_t *e);
 size_t eng_kv_page_bytes_of(const eng_t *e, int t);
+/* The backend's name ("cpu", "cuda"), as Register reports it. */
+const char *eng_backend_name(const eng_t *e);
 
 /* Pinning of cached prefixes by hash (workflow-aware caching). */
 int eng_pin(eng_t *e, const uint64_t *hashes, int32_t n);

@@ -77,13 +77,13 @@ void srv_send_register(srv_t *s) {
     r.model_root = m->root_hash;
     r.block_size = (uint32_t)s->bs;
     r.kv_blocks_total = (uint32_t)eng_kv_blocks(s->e);
-    r.backend = "cpu";
+    r.backend = (char *)eng_backend_name(s->e);
     r.n_ctx = (uint32_t)eng_n_ctx(s->e);
     r.max_batch = (uint32_t)(s->o.ec.max_batch_tokens > 0 ? s->o.ec.max_batch_tokens : 512);
     r.data_endpoint = s->data_ep;
     r.n_layers = (uint32_t)m->hp.n_layers;
     r.kv_dim = (uint32_t)m->hp.kv_dim;
-    r.kv_dtype = "f32";
+    r.kv_dtype = (char *)kvw_name(eng_kv_type(s->e)); /* the element type of the pages we serve */
     r.version = SRV_VERSION;
     Helium__WorkerMsg w = HELIUM__WORKER_MSG__INIT;
     w.body_case = HELIUM__WORKER_MSG__BODY_REG;

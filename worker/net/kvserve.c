@@ -69,7 +69,7 @@ int kvs_export(eng_t *e, const kvs_geom *g, uint64_t xfer, const uint64_t *hashe
         kp.n_layers = g->n_layers;
         kp.kv_dim = g->kv_dim;
         kp.block_size = g->block_size;
-        kp.dtype = "f32";
+        kp.dtype = (char *)kvw_name(eng_kv_type(e)); /* the pages as the pool holds them */
         for (int i = 0; i < got; i++) {
             helium__kv_page__init(&pg[i]);
             pg[i].hash = hashes[done + i];

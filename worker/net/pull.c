@@ -80,8 +80,10 @@ static int peer_get(srv_t *s, const char *ep) {
     return slot;
 }
 
-/* Checks a KvPages header against our model and page geometry. */
-static int check_pages_header(const srv_t *s, const Helium__KvPages *kp) {
+/* Checks a KvPages header against our model and page geometry; *type gets
+ * the pages' element type (kvwire.h: a peer's pool may hold f32, f16 or
+ * bf16; pages are converted to ours on import). */
+static int check_pages_header(const srv_t *s, const Helium__KvPages *kp, int *type) {
     const model_t *m = s->m;
     if (kp->protocol_version != SRV_PROTO)
         return he_set(HE_EPROTO, "KvPages protocol_version %u (want %d)", kp->protocol_version, SRV_PROTO);
@@ -90,16 +92,20 @@ static int check_pages_header(const srv_t *s, const Helium__KvPages *kp) {
         kp->block_size != (uint32_t)s->bs)
         return he_set(HE_EPROTO, "KvPages geometry %u layers x %u kv_dim x %u tokens, want %d x %d x %d",
                       kp->n_layers, kp->kv_dim, kp->block_size, m->hp.n_layers, m->hp.kv_dim, s->bs);
-    if (!kp->dtype || strcmp(kp->dtype, "f32"))
-        return he_set(HE_EUNSUPPORTED, "KvPages dtype '%s' (only f32)", kp->dtype ? kp->dtype : "");
+    kvw_type t;
+    if (!kp->dtype || kvw_parse(kp->dtype, &t))
+        return he_set(HE_EUNSUPPORTED, "KvPages dtype '%s' (f32, f16 or bf16)", kp->dtype ? kp->dtype : "");
+    *type = (int)t;
     return 0;
 }
 
-/* Checks one page: payload size, and the hash chain when tokens are given. */
-static int check_page(const srv_t *s, const Helium__KvPage *pg) {
+/* Checks one page of element type `type`: payload size, and the hash chain
+ * when tokens are given. */
+static int check_page(const srv_t *s, const Helium__KvPage *pg, int type) {
     if (!pg) return he_set(HE_EPROTO, "missing page");
-    if (pg->data.len != s->page_bytes || !pg->data.data)
-        return he_set(HE_EPROTO, "page of %zu bytes, want %zu", pg->data.len, s->page_bytes);
+    const size_t want = eng_kv_page_bytes_of(s->e, type);
+    if (pg->data.len != want || !pg->data.data)
+        return he_set(HE_EPROTO, "page of %zu bytes, want %zu", pg->data.len, want);
     if (pg->n_tokens) {
         if (pg->n_tokens != (size_t)s->bs) return he_set(HE_EPROTO, "page with %zu tokens", pg->n_tokens);
         if (bh_chain(pg->parent, pg->tokens, s->bs) != pg->hash)
@@ -110,8 +116,8 @@ static int check_page(const srv_t *s, const Helium__KvPage *pg) {
 
 /* Imports one verified page; pins it for t (if any, within budget). Returns
  * 1 stored, 0 already cached, or a negative herr code. */
-static int import_page(srv_t *s, task_t *t, const Helium__KvPage *pg) {
-    int rc = eng_kv_import(s->e, &pg->hash, 1, pg->data.data);
+static int import_page(srv_t *s, task_t *t, const Helium__KvPage *pg, int type) {
+    int rc = eng_kv_import_typed(s->e, &pg->hash, 1, pg->data.data, type);
     if (rc == 1 && t && s->n_pinned < eng_kv_blocks(s->e) / 4 && eng_pin(s->e, &pg->hash, 1) == 1) {
         if (u64v_push(&t->pinned, pg->hash)) s->n_pinned++;
         else eng_unpin(s->e, &pg->hash, 1);
@@ -188,7 +194,8 @@ static void on_pull_pages(srv_t *s, const Helium__KvPages *kp, const char *from)
              from);
         return;
     }
-    if (check_pages_header(s, kp)) {
+    int type = KVW_F32;
+    if (check_pages_header(s, kp, &type)) {
         srv_bad_frame(s, from, "%s", he_msg());
         pull_finish(s, t, "rejected");
         return;
@@ -197,13 +204,13 @@ static void on_pull_pages(srv_t *s, const Helium__KvPages *kp, const char *from)
     int32_t got0 = t->n_got;
     for (size_t i = 0; i < kp->n_pages; i++) {
         const Helium__KvPage *pg = kp->pages[i];
-        if (t->n_got >= t->n_want || check_page(s, pg) || pg->hash != t->want[t->n_got]) {
+        if (t->n_got >= t->n_want || check_page(s, pg, type) || pg->hash != t->want[t->n_got]) {
             srv_bad_frame(s, from, "page %zu of transfer %llu does not match the request", i,
                       (unsigned long long)kp->transfer_id);
             bad = true;
             break;
         }
-        int rc = import_page(s, t, pg);
+        int rc = import_page(s, t, pg, type);
         if (rc < 0) {
             clog_msg(CLOG_WARN, "KV import failed: %s", he_msg());
             bad = true;
@@ -221,7 +228,7 @@ static void on_pull_pages(srv_t *s, const Helium__KvPages *kp, const char *from)
         int64_t now = clock_mono_us(), link = (now - t->pull_mark_us) - (s->step_us - t->pull_mark_step);
         s->pull_us += link > 1 ? link : 1;
         t->pull_mark_step = s->step_us;
-        s->pull_bytes += (int64_t)(t->n_got - got0) * (int64_t)s->page_bytes;
+        s->pull_bytes += (int64_t)(t->n_got - got0) * (int64_t)eng_kv_page_bytes_of(s->e, type); /* wire bytes */
         t->pull_mark_us = now;
     }
     csync_flush(s);
@@ -326,17 +333,18 @@ static int emit_to_peer(void *ud, Helium__KvPages *kp) {
  * on the data endpoint). Their hashes cannot be checked against a prompt, so
  * only geometry (and the chain, where tokens come along) is verified. */
 void pull_import_pushed(srv_t *s, const Helium__KvPages *kp, const char *from) {
-    if (check_pages_header(s, kp)) {
+    int type = KVW_F32;
+    if (check_pages_header(s, kp, &type)) {
         srv_bad_frame(s, from, "%s", he_msg());
         return;
     }
     int stored = 0;
     for (size_t i = 0; i < kp->n_pages; i++) {
-        if (check_page(s, kp->pages[i])) {
+        if (check_page(s, kp->pages[i], type)) {
             srv_bad_frame(s, from, "page %zu: %s", i, he_msg());
             break;
         }
-        int rc = import_page(s, NULL, kp->pages[i]);
+        int rc = import_page(s, NULL, kp->pages[i], type);
         if (rc < 0) {
             clog_msg(CLOG_WARN, "KV import from %s failed: %s", from, he_msg());
             break;
