@@ -292,8 +292,9 @@ def plot(doc, outdir):
             ax.set_xlabel("offered load (jobs / min)")
             ax.set_ylabel(f"job latency {q.split('_')[1]} (s)")
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1, 2, 5)))
             ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-            ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.grid(alpha=0.3)
         axes[1].legend(fontsize=8)
         fig.suptitle(f"{wl}, {pat}: {doc['settings']['workers']} CPU workers, {doc['settings']['arrival_jobs']} "
