@@ -548,7 +548,25 @@ static int cmd_cancel(const ctl_opts *o, rpc_t **rp, int argc, char **argv) {
 
 /* ---- main */
 
+static int ctl_main(int argc, char **argv);
+
+/* The global options may also come from the environment as
+ * HELIUMCTL_<OPTION> (HELIUMCTL_COORDINATOR, HELIUMCTL_TIMEOUT_MS,
+ * HELIUMCTL_JSON=1); the command line wins (common/args.h). */
+static const args_env_opt ENV_OPTS[] = {{"coordinator", true}, {"timeout-ms", true}, {"json", false}};
+
 int main(int argc, char **argv) {
+    int ac;
+    char **av, err[256];
+    if (args_env_merge("HELIUMCTL", ENV_OPTS, sizeof ENV_OPTS / sizeof ENV_OPTS[0], argc, argv, 1, &ac, &av, err,
+                       sizeof err))
+        return usage_error("%s", err);
+    int rc = ctl_main(ac, av);
+    args_env_free(&av);
+    return rc;
+}
+
+static int ctl_main(int argc, char **argv) {
     ctl_opts o = {.endpoint = NULL, .timeout_ms = CTL_DEFAULT_TIMEOUT_MS, .json = false};
     const char *env = getenv("HELIUM_COORDINATOR");
     o.endpoint = env && *env ? env : CTL_DEFAULT_ENDPOINT;

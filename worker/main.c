@@ -679,11 +679,29 @@ static void serve_usage(FILE *f) {
             "  --pull-timeout-ms N  give up on a KV pull after N ms and recompute (default 2000)\n"
             "  --inline-pulls       serve peers' KV pulls between engine steps (default: from a thread\n"
             "                       of their own, at once)\n"
-            "  --log-level L        error | warn | info | debug (default info)\n");
+            "  --log-level L        error | warn | info | debug (default info)\n"
+            "  --health-port N      serve GET /healthz and /readyz on this port (default 0: none)\n"
+            "  --health-host ADDR   IPv4 address of the probe port (default 127.0.0.1)\n"
+            "  --drain-timeout-ms N after SIGTERM, finish held calls for at most N ms, then leave them\n"
+            "                       to the coordinator (default 60000)\n"
+            "Every option is also HELIUM_WORKER_<OPTION> in the environment (--kv-mb: HELIUM_WORKER_KV_MB;\n"
+            "a switch takes 1/0); the command line wins. See docs/deploy.md.\n");
 }
 
 enum { S_COORD = 256, S_MODEL, S_ID, S_DATA, S_ADV, S_THREADS, S_KVMB, S_KVBLOCKS, S_BS, S_BATCH, S_SEQS, S_CTX,
-       S_NOPC, S_HB, S_PULLTO, S_INLINE, S_LOG, S_HELP };
+       S_NOPC, S_HB, S_PULLTO, S_INLINE, S_LOG, S_HPORT, S_HHOST, S_DRAIN, S_HELP };
+
+/* serve's options; each is also HELIUM_WORKER_<OPTION> (cmd_serve) */
+static const struct option SERVE_OPTS[] = {
+    {"coordinator", 1, 0, S_COORD}, {"model", 1, 0, S_MODEL}, {"id", 1, 0, S_ID}, {"data", 1, 0, S_DATA},
+    {"advertise", 1, 0, S_ADV}, {"threads", 1, 0, S_THREADS}, {"kv-mb", 1, 0, S_KVMB},
+    {"kv-blocks", 1, 0, S_KVBLOCKS},
+    {"block-size", 1, 0, S_BS}, {"batch-tokens", 1, 0, S_BATCH}, {"max-seqs", 1, 0, S_SEQS},
+    {"ctx", 1, 0, S_CTX}, {"no-prefix-cache", 0, 0, S_NOPC}, {"heartbeat-ms", 1, 0, S_HB},
+    {"pull-timeout-ms", 1, 0, S_PULLTO}, {"inline-pulls", 0, 0, S_INLINE}, {"log-level", 1, 0, S_LOG},
+    {"health-port", 1, 0, S_HPORT}, {"health-host", 1, 0, S_HHOST}, {"drain-timeout-ms", 1, 0, S_DRAIN},
+    {"help", 0, 0, S_HELP}, {0, 0, 0, 0}};
+#define N_SERVE_OPTS (sizeof SERVE_OPTS / sizeof SERVE_OPTS[0] - 1)
 
 static int serve_int(const char *name, const char *v, int lo, int hi, int *out) {
     if (args_int(v, lo, hi, out)) return 0;
@@ -692,20 +710,14 @@ static int serve_int(const char *name, const char *v, int lo, int hi, int *out) 
 }
 
 static int serve_parse(int argc, char **argv, srv_opts *o) {
-    static const struct option lo[] = {
-        {"coordinator", 1, 0, S_COORD}, {"model", 1, 0, S_MODEL}, {"id", 1, 0, S_ID}, {"data", 1, 0, S_DATA},
-        {"advertise", 1, 0, S_ADV}, {"threads", 1, 0, S_THREADS}, {"kv-mb", 1, 0, S_KVMB},
-        {"kv-blocks", 1, 0, S_KVBLOCKS},
-        {"block-size", 1, 0, S_BS}, {"batch-tokens", 1, 0, S_BATCH}, {"max-seqs", 1, 0, S_SEQS},
-        {"ctx", 1, 0, S_CTX}, {"no-prefix-cache", 0, 0, S_NOPC}, {"heartbeat-ms", 1, 0, S_HB},
-        {"pull-timeout-ms", 1, 0, S_PULLTO}, {"inline-pulls", 0, 0, S_INLINE}, {"log-level", 1, 0, S_LOG}, {"help", 0, 0, S_HELP}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->heartbeat_ms = 500;
     o->pull_timeout_ms = 2000;
+    o->drain_timeout_ms = 60000;
     o->level = CLOG_INFO;
     optind = 2;
     int c, rc = 0, v;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", SERVE_OPTS, NULL)) != -1) {
         switch (c) {
         case S_COORD: o->coord_ep = optarg; break;
         case S_MODEL: o->model_path = optarg; break;
@@ -723,6 +735,9 @@ static int serve_parse(int argc, char **argv, srv_opts *o) {
         case S_HB: rc = serve_int("heartbeat-ms", optarg, 10, 600000, &o->heartbeat_ms); break;
         case S_PULLTO: rc = serve_int("pull-timeout-ms", optarg, 1, 600000, &o->pull_timeout_ms); break;
         case S_INLINE: o->inline_pulls = true; break;
+        case S_HPORT: rc = serve_int("health-port", optarg, 0, 65535, &o->health_port); break;
+        case S_HHOST: o->health_host = optarg; break;
+        case S_DRAIN: rc = serve_int("drain-timeout-ms", optarg, 0, 86400000, &o->drain_timeout_ms); break;
         case S_LOG:
             v = clog_level_from_name(optarg);
             if (v < 0) {
@@ -762,10 +777,24 @@ static int serve_parse(int argc, char **argv, srv_opts *o) {
     return 0;
 }
 
+/* The environment's HELIUM_WORKER_<OPTION>s go before the command line's
+ * options (common/args.h), so the command line wins. */
 static int cmd_serve(int argc, char **argv) {
+    args_env_opt env[N_SERVE_OPTS];
+    size_t n = 0;
+    for (size_t i = 0; i < N_SERVE_OPTS; i++)
+        if (SERVE_OPTS[i].val != S_HELP) env[n++] = (args_env_opt){SERVE_OPTS[i].name, SERVE_OPTS[i].has_arg != 0};
+    int ac;
+    char **av, err[256];
+    if (args_env_merge("HELIUM_WORKER", env, n, argc, argv, 2, &ac, &av, err, sizeof err)) {
+        fprintf(stderr, "helium-worker serve: %s\n", err);
+        return 2;
+    }
     srv_opts o;
-    int rc = serve_parse(argc, argv, &o);
-    return rc ? rc : srv_run(&o);
+    int rc = serve_parse(ac, av, &o);
+    if (!rc) rc = srv_run(&o);
+    args_env_free(&av);
+    return rc;
 }
 
 int main(int argc, char **argv) {

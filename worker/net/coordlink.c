@@ -136,6 +136,8 @@ void srv_send_heartbeat(srv_t *s) {
         {"warm_tasks", s->warm_tasks},
         {"pull_us", s->pull_us},
         {"pull_bytes", s->pull_bytes},
+        {"draining", s->draining},  /* the coordinator places nothing more here */
+        {"leaving", s->leaving},    /* ... and re-dispatches what is still here */
     };
     enum { NKV = sizeof kv / sizeof kv[0] };
     Helium__Heartbeat__CountersEntry ents[NKV], *pents[NKV];

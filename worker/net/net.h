@@ -34,6 +34,7 @@
 #include "helium.pb-c.h"
 #include "kvserve.h"
 #include "log.h"
+#include "health.h"
 #include "serve.h"
 #include "u64vec.h"
 #include "workflow.h"
@@ -149,6 +150,10 @@ typedef struct srv {
     kvs_t *kvs;             /* the pull server thread (owns the data socket), or NULL: inline */
     bool draining, stop, ever_registered;
     int exit_code;
+    health_t *health;       /* the probe port, or NULL */
+    bool sig_drain;         /* draining because of a signal (drain_deadline_ms applies) */
+    bool leaving;           /* the last heartbeat says so: the coordinator hands our calls back */
+    int64_t drain_deadline_ms;
 } srv_t;
 
 /* coordlink.c: sending, and the coordinator's messages */

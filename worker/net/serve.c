@@ -25,11 +25,29 @@
 #include "herr.h"
 #include "net.h"
 
-static volatile sig_atomic_t g_stop_signal;
+/* signals received (SIGTERM, SIGINT): 1 = drain, 2 = exit at once */
+static volatile sig_atomic_t g_signals;
 
 static void on_signal(int sig) {
     (void)sig;
-    g_stop_signal = 1;
+    if (g_signals < 2) g_signals++;
+}
+
+/* A data endpoint bound to every address (tcp://0.0.0.0:P or a "*" host) is
+ * not an address a peer can dial: without --advertise, tell peers
+ * tcp://<host name>:P instead (in a container the host name is what the
+ * container network resolves; Kubernetes manifests set --advertise to the
+ * pod's stable DNS name). */
+static void advertise_hostname(srv_t *s) {
+    const char *port = strrchr(s->data_ep, ':');
+    char host[256];
+    if (!port || !(strstr(s->data_ep, "//0.0.0.0:") || strstr(s->data_ep, "//*:"))) return;
+    if (gethostname(host, sizeof host) != 0 || !host[0]) return;
+    host[sizeof host - 1] = 0;
+    char ep[sizeof s->data_ep];
+    snprintf(ep, sizeof ep, "tcp://%s%s", host, port);
+    snprintf(s->data_ep, sizeof s->data_ep, "%s", ep);
+    clog_msg(CLOG_INFO, "data endpoint bound to every address: advertising %s (--advertise overrides)", s->data_ep);
 }
 
 static void kvs_log(int level, const char *msg) { clog_msg((clog_level)level, "%s", msg); }
@@ -203,6 +221,7 @@ static int setup(srv_t *s) {
         if (s->o.advertise) snprintf(s->data_ep, sizeof s->data_ep, "%s", s->o.advertise);
         else if (zmq_getsockopt(s->data, ZMQ_LAST_ENDPOINT, s->data_ep, &l) != 0)
             snprintf(s->data_ep, sizeof s->data_ep, "%s", s->o.data_ep);
+        if (!s->o.advertise) advertise_hostname(s);
         if (strstr(s->data_ep, "0.0.0.0") || strstr(s->data_ep, "//*"))
             clog_msg(CLOG_WARN, "data endpoint %s is not reachable as written; use --advertise", s->data_ep);
         if (!s->o.inline_pulls) {
@@ -212,6 +231,14 @@ static int setup(srv_t *s) {
             if ((s->kvs = kvs_start(&kc))) s->data = NULL; /* the thread owns it now */
             else clog_msg(CLOG_WARN, "no pull server thread (%s): serving pulls between engine steps", he_msg());
         }
+    }
+    if (s->o.health_port > 0) {
+        if (!(s->health = health_new(s->o.health_host, s->o.health_port))) {
+            clog_msg(CLOG_ERROR, "%s", he_msg());
+            return 1;
+        }
+        clog_msg(CLOG_INFO, "probes on http://%s:%d/healthz and /readyz", s->o.health_host ? s->o.health_host : "127.0.0.1",
+                 s->o.health_port);
     }
     s->hb_ms = (uint32_t)s->o.heartbeat_ms;
     s->next_reg_ms = clock_mono_ms() + 250; /* sooner once the monitor reports the connection */
@@ -226,6 +253,7 @@ zfail:
 }
 
 static void teardown(srv_t *s) {
+    health_destroy(&s->health);
     kvs_stop(&s->kvs); /* it closes the data socket */
     while (s->tasks) task_free(s, s->tasks);
     for (int i = 0; i < s->n_peers; i++) pull_peer_close(&s->peers[i]);
@@ -266,10 +294,32 @@ static int run_timers(srv_t *s) {
     return next > now ? (int)(next - now) : 0;
 }
 
+/* The first signal: take nothing more, tell the coordinator at once. */
+static void begin_drain(srv_t *s) {
+    s->draining = s->sig_drain = true;
+    s->drain_deadline_ms = clock_mono_ms() + s->o.drain_timeout_ms;
+    clog_msg(CLOG_INFO, "signal received: draining (%d call(s) in flight, at most %d ms)", s->n_tasks,
+             s->o.drain_timeout_ms);
+    if (s->registered) srv_send_heartbeat(s);
+}
+
+/* Tells the coordinator we are gone (it hands back what we still hold) and
+ * keeps the socket open long enough for that heartbeat to leave. */
+static void leave(srv_t *s) {
+    if (!s->registered) return;
+    s->leaving = true;
+    srv_send_heartbeat(s);
+    int linger = 2000;
+    zmq_setsockopt(s->coord, ZMQ_LINGER, &linger, sizeof linger);
+}
+
 static int serve_loop(srv_t *s) {
     zmq_pollitem_t items[3 + SRV_MAX_PEERS];
     int peer_of[3 + SRV_MAX_PEERS];
-    while (!s->stop && !g_stop_signal) {
+    while (!s->stop && g_signals < 2) {
+        if (g_signals && !s->sig_drain) begin_drain(s);
+        health_beat(s->health);
+        health_set(s->health, s->draining ? HEALTH_DRAINING : s->registered ? HEALTH_READY : HEALTH_STARTING);
         int wait = run_timers(s);
         bool busy = eng_n_running(s->e) + eng_n_waiting(s->e) > 0;
         int n = 0;
@@ -311,10 +361,16 @@ static int serve_loop(srv_t *s) {
         }
         if (s->draining && s->n_tasks == 0) {
             clog_msg(CLOG_INFO, "drained; exiting");
+            leave(s);
+            break;
+        }
+        if (s->sig_drain && clock_mono_ms() >= s->drain_deadline_ms) {
+            clog_msg(CLOG_WARN, "drain timeout: leaving %d unfinished call(s) to the coordinator", s->n_tasks);
+            leave(s);
             break;
         }
     }
-    if (g_stop_signal) clog_msg(CLOG_INFO, "signal received; exiting");
+    if (g_signals >= 2) clog_msg(CLOG_INFO, "second signal: exiting at once");
     return s->exit_code;
 }
 

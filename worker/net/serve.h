@@ -16,6 +16,12 @@
  *   pins.c       workflow pins (Dispatch.pin, Unpin, PinSteps)
  *   pull.c       the KV-pull client, pushed pages and exports
  *   kvserve.c    the pull server thread (peers' pulls of our pages)
+ *   health.c     the HTTP probe port (/healthz, /readyz)
+ *
+ * SIGTERM or SIGINT drains: the worker tells the coordinator (heartbeat
+ * counter "draining"), takes nothing more, finishes what it holds (at most
+ * drain_timeout_ms), says "leaving" (the coordinator re-dispatches anything
+ * still assigned to it) and exits 0. A second signal exits at once.
  */
 #ifndef HELIUM_SERVE_H
 #define HELIUM_SERVE_H
@@ -32,6 +38,9 @@ typedef struct {
     int pull_timeout_ms;
     bool inline_pulls;    /* serve peers' pulls between engine steps, not from the pull server thread */
     clog_level level;
+    const char *health_host; /* probe port's address (NULL = 127.0.0.1) */
+    int health_port;      /* HTTP /healthz and /readyz (health.h); 0 = none */
+    int drain_timeout_ms; /* after SIGTERM: finish calls for at most this long, then leave */
 } srv_opts;
 
 /* Runs a worker until it is told to stop; returns the exit code (0 clean). */
