@@ -45,8 +45,9 @@ static void usage(FILE *f) {
             "  bench    --model FILE [--prompt-tokens 512] [--gen-tokens 64] [--batch 1,8] [--threads N] [--reps 3]\n"
             "           [--backend cpu|cuda] [--kv-dtype f16|bf16] [--kv-memory MB|P%%]\n"
             "  serve    --coordinator ENDPOINT --model FILE [options]   (see helium-worker serve --help)\n"
-            "backends: %s   (--backend cuda: the GPU backend, docs/gpu.md; --kv-memory P%%: percent of the\n"
-            "GPU memory left free after weights)\n",
+            "--backend cuda: the GPU backend (docs/gpu.md); --kv-memory P%%: percent of the GPU memory free after\n"
+            "weights\n"
+            "backends in this build: %s\n",
             beo_backends());
 }
 
@@ -663,6 +664,9 @@ out:
 
 /* ---------------------------------------------------------------- serve: options (the loop is worker/net/) */
 
+/* serve's backend options (worker/beopt.h), apart from the S_* list below */
+enum { S_BACKEND = 512, S_KVDTYPE, S_KVMEM };
+
 static void serve_usage(FILE *f) {
     fprintf(f,
             "usage: helium-worker serve --coordinator ENDPOINT --model FILE [options]\n"
@@ -674,6 +678,7 @@ static void serve_usage(FILE *f) {
             "  --advertise EP       data endpoint to tell peers (default: the bound one)\n"
             "  --threads N  --kv-mb MB  --block-size N  --batch-tokens N  --max-seqs N  --ctx N\n"
             "  --kv-blocks N        KV pages (overrides --kv-mb; at least ctx/block-size + 1)\n"
+            "  --backend cpu|cuda  --kv-dtype f16|bf16  --kv-memory MB|P%%   the engine's backend (helium-worker --help)\n"
             "  --no-prefix-cache    compute every prompt token\n"
             "  --heartbeat-ms N     heartbeat period until the coordinator sets one (default 500)\n"
             "  --pull-timeout-ms N  give up on a KV pull after N ms and recompute (default 2000)\n"
@@ -696,6 +701,7 @@ static const struct option SERVE_OPTS[] = {
     {"coordinator", 1, 0, S_COORD}, {"model", 1, 0, S_MODEL}, {"id", 1, 0, S_ID}, {"data", 1, 0, S_DATA},
     {"advertise", 1, 0, S_ADV}, {"threads", 1, 0, S_THREADS}, {"kv-mb", 1, 0, S_KVMB},
     {"kv-blocks", 1, 0, S_KVBLOCKS},
+    {"backend", 1, 0, S_BACKEND}, {"kv-dtype", 1, 0, S_KVDTYPE}, {"kv-memory", 1, 0, S_KVMEM},
     {"block-size", 1, 0, S_BS}, {"batch-tokens", 1, 0, S_BATCH}, {"max-seqs", 1, 0, S_SEQS},
     {"ctx", 1, 0, S_CTX}, {"no-prefix-cache", 0, 0, S_NOPC}, {"heartbeat-ms", 1, 0, S_HB},
     {"pull-timeout-ms", 1, 0, S_PULLTO}, {"inline-pulls", 0, 0, S_INLINE}, {"log-level", 1, 0, S_LOG},
@@ -731,6 +737,16 @@ static int serve_parse(int argc, char **argv, srv_opts *o) {
         case S_BATCH: rc = serve_int("batch-tokens", optarg, 1, 1 << 20, &o->ec.max_batch_tokens); break;
         case S_SEQS: rc = serve_int("max-seqs", optarg, 1, 4096, &o->ec.max_seqs); break;
         case S_CTX: rc = serve_int("ctx", optarg, 2, 1 << 20, &o->ec.n_ctx); break;
+        case S_BACKEND:
+        case S_KVDTYPE:
+        case S_KVMEM: {
+            const char *name = c == S_BACKEND ? "backend" : c == S_KVDTYPE ? "kv-dtype" : "kv-memory";
+            if (beo_apply(&o->ec, name, optarg)) {
+                fprintf(stderr, "helium-worker serve: bad value '%s' for --%s: %s\n", optarg, name, he_msg());
+                rc = 2;
+            }
+            break;
+        }
         case S_NOPC: o->ec.no_prefix_cache = true; break;
         case S_HB: rc = serve_int("heartbeat-ms", optarg, 10, 600000, &o->heartbeat_ms); break;
         case S_PULLTO: rc = serve_int("pull-timeout-ms", optarg, 1, 600000, &o->pull_timeout_ms); break;
@@ -754,6 +770,10 @@ static int serve_parse(int argc, char **argv, srv_opts *o) {
     }
     if (optind < argc) {
         fprintf(stderr, "helium-worker serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (beo_check(&o->ec)) {
+        fprintf(stderr, "helium-worker serve: %s\n", he_msg());
         return 2;
     }
     if (!o->coord_ep || !o->model_path) {

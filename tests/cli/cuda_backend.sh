@@ -31,7 +31,7 @@ set -e
   || { echo "FAIL: --backend cpu"; exit 1; }
 echo "ok: backend option errors are usage errors; --backend cpu runs"
 
-backends=$("$W" --help 2>&1 | sed -n 's/.*backends: *//p' | head -1)
+backends=$("$W" --help 2>&1 | sed -n 's/^backends in this build: //p' | head -1)
 if [[ $backends != *cuda* ]]; then
   echo "SKIP (reason: this build has no CUDA backend: backends '$backends'; HELIUM_CUDA=OFF or no toolkit)"
   exit 0
@@ -54,3 +54,18 @@ grep -qi "no usable CUDA GPU\|no CUDA GPU" "$tmp/out" && grep -q -- "--backend c
   || { echo "FAIL: no clear message"; exit 1; }
 if grep -qi "sanitizer\|segmentation\|core dumped" "$tmp/out"; then echo "FAIL: crashed"; exit 1; fi
 echo "ok: --backend cuda refused without a GPU (exit 1, a clear message) in $ms ms"
+# serve, by option and by environment (HELIUM_WORKER_BACKEND): the worker stops
+# before it registers, with the same message
+for how in opt env; do
+  set +e
+  if [[ $how == opt ]]; then
+    timeout 60 "$W" serve --coordinator tcp://127.0.0.1:9 --model "$tmp/m.gguf" --insecure --backend cuda >"$tmp/out" 2>&1
+  else
+    HELIUM_WORKER_BACKEND=cuda timeout 60 "$W" serve --coordinator tcp://127.0.0.1:9 --model "$tmp/m.gguf" --insecure >"$tmp/out" 2>&1
+  fi
+  rc=$?
+  set -e
+  [[ $rc == 1 ]] && grep -qi "no usable CUDA GPU\|no CUDA GPU" "$tmp/out" \
+    || { echo "FAIL: serve --backend cuda ($how) exited $rc"; cat "$tmp/out"; exit 1; }
+done
+echo "ok: serve refuses --backend cuda without a GPU (option and HELIUM_WORKER_BACKEND)"
