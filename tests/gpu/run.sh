@@ -31,10 +31,12 @@ pack() {
   local B=$ROOT/build-gpu
   cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release -DHELIUM_CUDA=ON -DHELIUM_NATIVE=OFF \
     -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null   # the GPU machines lent here are H200s (sm_90)
-  cmake --build "$B" -j "${JOBS:-2}" --target gpu_kernels gpu_attention gpu_model gpu_nccl bench_gpu_kernels helium-mkmodel helium-worker
+  cmake --build "$B" -j "${JOBS:-2}" --target gpu_kernels gpu_attention gpu_model gpu_nccl bench_gpu_kernels helium-mkmodel helium-worker \
+    helium-coordinator heliumctl
   local stage=$B/pack
   rm -rf "$stage" "$PACK" && mkdir -p "$stage/bin" "$stage/lib" "$PACK"
-  cp "$B"/gpu/gpu_* "$B"/gpu/bench_gpu_kernels "$B/bin/helium-mkmodel" "$B/bin/helium-worker" "$stage/bin/"
+  cp "$B"/gpu/gpu_* "$B"/gpu/bench_gpu_kernels "$B/bin/helium-mkmodel" "$B/bin/helium-worker" \
+    "$B/bin/helium-coordinator" "$B/bin/heliumctl" "$stage/bin/"
   strip "$stage"/bin/* 2>/dev/null || true
   # libraries a CUDA image lacks: everything ldd resolves except the CUDA
   # libraries (the GPU machine's own) and the C/C++ runtime
@@ -97,6 +99,16 @@ run() {
     echo "=== $prog rc=$rc ($((SECONDS - t)) s)"
     [[ $rc == 0 ]] || fails=$((fails + 1))
   done
+  # a real cluster of two GPU workers (coordinator, heliumctl, ZeroMQ pulls of
+  # F16 pages between them): the CPU-side transfer test with --backend cuda
+  echo "=== cluster_transfer with --backend cuda workers"
+  local t=$SECONDS
+  HELIUM_SRC=$ROOT HELIUM_WORKER_ARGS="--backend cuda" timeout 240 bash "$ROOT/tests/cli/cluster_transfer.sh" \
+    >"$LOG/cluster_cuda.log" 2>&1
+  local rc=$?
+  tail -5 "$LOG/cluster_cuda.log"
+  if [[ $rc == 0 ]]; then echo "ok   cluster_transfer, two CUDA workers ($((SECONDS - t)) s)" | tee -a "$LOG/gpu_cluster.log"
+  else echo "FAIL cluster_transfer, two CUDA workers: rc $rc (log $LOG/cluster_cuda.log)" | tee -a "$LOG/gpu_cluster.log"; fails=$((fails + 1)); fi
   echo "--- summary ($((SECONDS - t0)) s)"
   grep -h -E '^(ok|FAIL) ' "$LOG"/gpu_*.log | awk '{n[$1]++} END {printf "checks: %d ok, %d FAIL\n", n["ok"], n["FAIL"]}'
   grep -h '^FAIL ' "$LOG"/gpu_*.log || true
