@@ -1,13 +1,13 @@
 # Thin wrapper over CMake. The two commands a newcomer needs:
 #   make demo   install what is missing, build, run the main job
-#   make test   install what is missing, build (ASan+UBSan), run every test
+#   make test   install what is missing, build (ASan+UBSan, warnings as errors), run every test
 JOBS   ?= $(shell nproc)
 BUILD  ?= build
 ABUILD ?= build-asan
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build build-asan demo test conformance bench fuzz clean
+.PHONY: all deps build build-asan demo test conformance bench benches fuzz clean
 
 all: build
 
@@ -19,7 +19,7 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps
-	@cmake -S . -B $(ABUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHELIUM_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(ABUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHELIUM_SANITIZE=ON -DHELIUM_WERROR=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(ABUILD) -j $(JOBS)
 
 demo: build
@@ -35,6 +35,10 @@ conformance: build
 
 bench: build
 	@bash bench/engine $(BUILD)
+
+# the benchmark programs (bench/CMakeLists.txt), outside the default build
+benches: build
+	@cmake --build $(BUILD) --target benches -j $(JOBS)
 
 # libFuzzer targets built with clang in build-fuzz/, each run FUZZ_SECONDS
 # after replaying tests/fuzz/regress and the seed corpora (tests/fuzz/README.md)

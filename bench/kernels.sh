@@ -6,11 +6,9 @@
 # Numbers from a shared machine are noisy: compare runs made back to back.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-out=${TMPDIR:-/tmp}/helium-kernels.$$
-trap 'rm -f "$out"' EXIT
-gcc -std=gnu11 -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-parameter \
-    -I"$src/common" -I"$src/worker" -I"$src/worker/cpu" \
-    "$src/bench/kernels.c" "$src/worker/cpu/cpu_ops.c" "$src/worker/cpu/cpu_quant.c" \
-    "$src/common/herr.c" "$src/common/gguf.c" \
-    -o "$out" $(pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lm
-"$out" "$@"
+# the harness is the CMake target bench_kernels (linked against the engine
+# library); a Release build dir, build/ unless HELIUM_BUILD_DIR says otherwise
+build=${HELIUM_BUILD_DIR:-$src/build}
+[ -f "$build/CMakeCache.txt" ] || cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target bench_kernels -j "$(nproc)" >/dev/null
+"$build/bench/bench_kernels" "$@"

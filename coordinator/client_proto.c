@@ -112,21 +112,23 @@ static void reply_accepted(rep_arena *a, Helium__Reply *r, char *job_id, size_t 
     r->accepted->n_ops = (uint32_t)n_ops;
 }
 
-/* Handles SubmitJob. Returns true if the reply is deferred (the client waits
- * for the job's end), false if r is to be sent now. */
-static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool delim, const Helium__Request *rq,
+/* Handles SubmitJob. Fills r, the reply to send now: JobAccepted, or with
+ * wait JobAccepted with more = true (the client is then a waiter, pushed its
+ * partial and final JobStatus), or the final JobStatus of a job that ended
+ * at once. */
+static void do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool delim, const Helium__Request *rq,
                       rep_arena *a, Helium__Reply *r) {
     const Helium__SubmitJob *sj = rq->submit;
     if (!sj->workflow) {
         r->error = rep_error(a, HELIUM__ERROR_CODE__ERROR_INVALID, "submit without a workflow", "");
-        return false;
+        return;
     }
     const char *pname = sj->policy && *sj->policy ? sj->policy : sched_policy_name((sched_policy)c->policy);
     int pol = sched_policy_from_name(pname);
     if (pol < 0) {
         char *msg = rep_printf(a, "unknown policy '%.64s' (want " SCHED_POLICY_NAMES ")", pname);
         r->error = rep_error(a, HELIUM__ERROR_CODE__ERROR_INVALID, msg, "");
-        return false;
+        return;
     }
     wf_t *wf = NULL;
     int rc = wfp_from_proto(sj->workflow, &wf);
@@ -135,13 +137,13 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
         const char *msg = he_msg();
         r->error = rep_error(a, werr_code(rc), msg, he_op());
         clog_msg(CLOG_INFO, "submit rejected: %s", msg);
-        return false;
+        return;
     }
     wf_kv *in = calloc(sj->n_inputs ? sj->n_inputs : 1, sizeof *in);
     if (!in) {
         wf_destroy(&wf);
         r->error = rep_error(a, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory", "");
-        return false;
+        return;
     }
     size_t n = 0;
     for (size_t i = 0; i < sj->n_inputs; i++)
@@ -166,7 +168,7 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
                                                                              : HELIUM__ERROR_CODE__ERROR_INVALID,
                              he_msg(), "");
         clog_msg(CLOG_INFO, "submit rejected: %s", he_msg());
-        return false;
+        return;
     }
     clog_msg(CLOG_INFO, "%s submitted: workflow '%s', %zu ops, policy %s%s", j->id, name, n_ops, pname,
          sj->wait ? ", client waits" : "");
@@ -178,7 +180,7 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
         if (!w) {
             r->error = rep_error(a, HELIUM__ERROR_CODE__ERROR_LIMIT, "too many clients wait on this job; poll it", "");
             reply_accepted(a, r, j->id, n_ops);
-            return false;
+            return;
         }
         memcpy(w->ident, ident, ident_len);
         w->ident_len = ident_len;
@@ -189,15 +191,18 @@ static bool do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
         j->user = w;
         c->n_waiters++;
         c->st.waits++;
-        return true; /* answered when the job ends */
+        /* accepted now (more: the job's status follows, pushed as it
+         * streams and when it ends) */
+        reply_accepted(a, r, j->id, n_ops);
+        r->more = true;
+        return;
     }
     if (sj->wait) { /* ended at once */
         r->body_case = HELIUM__REPLY__BODY_JOB;
         r->job = rep_job_status(a, j, true, UINT64_MAX);
-        return false;
+        return;
     }
     reply_accepted(a, r, j->id, n_ops);
-    return false;
 }
 
 /* ClusterStatus: workers, job counts and (counters) the coordinator's,
@@ -304,9 +309,8 @@ void cp_on_frame(coord_t *c, const uint8_t *ident, size_t ident_len, bool delim,
     rep_arena a = {0};
     Helium__Reply r = HELIUM__REPLY__INIT;
     r.request_id = rq->request_id;
-    bool deferred = false;
     switch (rq->body_case) {
-    case HELIUM__REQUEST__BODY_SUBMIT: deferred = do_submit(c, ident, ident_len, delim, rq, &a, &r); break;
+    case HELIUM__REQUEST__BODY_SUBMIT: do_submit(c, ident, ident_len, delim, rq, &a, &r); break;
     case HELIUM__REQUEST__BODY_GET_JOB: {
         job_t *j = jobs_get(c->jobs, rq->get_job->job_id);
         if (!j) {
@@ -357,7 +361,7 @@ void cp_on_frame(coord_t *c, const uint8_t *ident, size_t ident_len, bool delim,
         coord_reply_error(c, ident, ident_len, delim, rq->request_id, HELIUM__ERROR_CODE__ERROR_INTERNAL,
                     "out of memory building the reply", "");
     } else {
-        if (!deferred) coord_send_reply(c, ident, ident_len, delim, &r);
+        coord_send_reply(c, ident, ident_len, delim, &r);
         rep_arena_free(&a);
     }
     helium__request__free_unpacked(rq, NULL);

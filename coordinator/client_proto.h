@@ -2,10 +2,11 @@
  *
  * Every Request frame gets exactly one Reply carrying its request_id (typed
  * Error on failure; request_id 0 if the frame did not parse), except
- * SubmitJob with wait: its client becomes a waiter on the job and is answered
- * when the job ends (the final JobStatus, outputs included), and with stream
- * also gets partial JobStatus replies (more = true) as text is generated,
- * sent before the loop sleeps (cp_flush_streams). A job keeps at most
+ * SubmitJob with wait: its client gets JobAccepted with more = true at once,
+ * becomes a waiter on the job and is pushed the final JobStatus (outputs
+ * included) when the job ends; with stream it also gets partial JobStatus
+ * replies (more = true) as text is generated, sent before the loop sleeps
+ * (cp_flush_streams). Nothing is polled. A job keeps at most
  * COORD_MAX_WAITERS waiters; the waiters hang off job->user and are answered
  * and freed by the job_end hook (cp_job_end), so none outlives its job.
  */

@@ -5,7 +5,10 @@
  *     status | jobs [--limit N] [--active] | result JOB_ID | cancel JOB_ID
  *
  * Every request waits at most --timeout-ms for its reply, so heliumctl never
- * hangs on a dead coordinator. The workflow file is parsed and validated here
+ * hangs on a dead coordinator. `submit --wait` follows the job by the
+ * coordinator's push path (SubmitJob.wait, and stream unless --quiet): it
+ * sends no request while replies keep coming, and after --timeout-ms of
+ * silence one GetJob probe; a probe left unanswered is an error. The workflow file is parsed and validated here
  * (common/workflow.c) before it is sent, so a bad file is reported without a
  * round trip; the coordinator re-validates everything it receives.
  * Output: tables for people, or one JSON document on stdout with --json
@@ -37,7 +40,6 @@
 
 #define CTL_DEFAULT_ENDPOINT "tcp://127.0.0.1:7700"
 #define CTL_DEFAULT_TIMEOUT_MS 5000
-#define CTL_POLL_MS 200
 #define CTL_MAX_INPUTS WF_MAX_INPUTS
 
 enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
@@ -135,30 +137,38 @@ static void json_error(const ctl_opts *o, const char *code, const char *msg, con
 
 /* ---- RPC helpers */
 
+/* Prints a transport failure (rc from rpc.h) as text and, with --json, JSON;
+ * returns EXIT_ERR. */
+static int transport_error(const ctl_opts *o, int rc) {
+    fprintf(stderr, "heliumctl: %s\n", he_msg());
+    /* no answer in time means the coordinator is unavailable */
+    json_error(o, rc == HE_ETIMEOUT ? "UNAVAILABLE" : show_error_code(werr_code(rc)), he_msg(), "");
+    return EXIT_ERR;
+}
+
+/* If the reply carries a typed error: prints it (text, and JSON with
+ * --json), frees the reply, NULLs *rep and returns EXIT_ERR; else 0. */
+static int reply_error(const ctl_opts *o, Helium__Reply **rep) {
+    const Helium__Error *e = (*rep)->error;
+    if (!e || e->code == HELIUM__ERROR_CODE__ERROR_OK) return 0;
+    show_error_text(stderr, e);
+    if (o->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddItemToObject(j, "error", show_error_json(e));
+        show_print_json(stdout, j);
+        cJSON_Delete(j);
+    }
+    helium__reply__free_unpacked(*rep, NULL);
+    *rep = NULL;
+    return EXIT_ERR;
+}
+
 /* Runs one call. Prints transport failures and the reply's typed error (as
  * text or JSON) and returns EXIT_ERR for them; else 0 with *out set. */
 static int call(const ctl_opts *o, rpc_t *r, Helium__Request *req, Helium__Reply **out) {
     int rc = rpc_call(r, req, out);
-    if (rc < 0) {
-        fprintf(stderr, "heliumctl: %s\n", he_msg());
-        /* transport failures: no answer in time means the coordinator is unavailable */
-        json_error(o, rc == HE_ETIMEOUT ? "UNAVAILABLE" : show_error_code(werr_code(rc)), he_msg(), "");
-        return EXIT_ERR;
-    }
-    Helium__Reply *rep = *out;
-    if (rep->error && rep->error->code != HELIUM__ERROR_CODE__ERROR_OK) {
-        show_error_text(stderr, rep->error);
-        if (o->json) {
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddItemToObject(j, "error", show_error_json(rep->error));
-            show_print_json(stdout, j);
-            cJSON_Delete(j);
-        }
-        helium__reply__free_unpacked(rep, NULL);
-        *out = NULL;
-        return EXIT_ERR;
-    }
-    return 0;
+    if (rc < 0) return transport_error(o, rc);
+    return reply_error(o, out);
 }
 
 static int bad_body(Helium__Reply **rep) {
@@ -216,84 +226,139 @@ static double mono_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Follows a job until it ends: every CTL_POLL_MS a GetJob; prints a progress
- * line to stderr when the picture changes, and streamed text as it comes. */
-static int wait_job(const ctl_opts *o, rpc_t *r, const char *job_id, bool quiet) {
-    double t0 = mono_s();
-    uint64_t seq = 0;
-    char last_line[512] = "";
-    char cur_src[WF_MAX_ID_LEN + 32] = ""; /* op[item] whose streamed text is being printed */
-    bool mid_text = false;
+/* What follow_job has shown of a job so far. */
+typedef struct {
+    double t0;
+    uint64_t seq;                          /* last streamed chunk printed */
+    char last_line[512];                   /* last progress line printed */
+    char cur_src[WF_MAX_ID_LEN + 32];      /* op[item] whose streamed text is being printed */
+    bool mid_text;                         /* a streamed text line is open */
+} progress;
+
+/* Prints a pushed JobStatus to stderr: its new streamed text, and a progress
+ * line when the picture changed. */
+static void show_progress(progress *pg, const Helium__JobStatus *j) {
+    for (size_t i = 0; i < j->n_partial; i++) {
+        Helium__PartialOutput *p = j->partial[i];
+        if (p->seq <= pg->seq) continue;
+        pg->seq = p->seq;
+        char src[sizeof pg->cur_src];
+        snprintf(src, sizeof src, "%.*s[%u]", WF_MAX_ID_LEN, p->op_id ? p->op_id : "", p->item);
+        if (strcmp(src, pg->cur_src) != 0) {
+            fprintf(stderr, "%s  %s> ", pg->mid_text ? "\n" : "", src);
+            snprintf(pg->cur_src, sizeof pg->cur_src, "%s", src);
+        }
+        fputs(p->text ? p->text : "", stderr);
+        pg->mid_text = true;
+        if (p->done) {
+            fputc('\n', stderr);
+            pg->mid_text = false;
+            pg->cur_src[0] = 0;
+        }
+    }
+    size_t done = 0;
+    char running[256] = "";
+    size_t rl = 0;
+    for (size_t i = 0; i < j->n_ops; i++) {
+        Helium__OpStatus *op = j->ops[i];
+        if (op->state == HELIUM__OP_STATE__OP_DONE) done++;
+        if (op->state == HELIUM__OP_STATE__OP_RUNNING && rl < sizeof running - 1) {
+            int n;
+            if (op->items_total)
+                n = snprintf(running + rl, sizeof running - rl, "%s%s %u/%u", rl ? ", " : "", op->op_id,
+                             op->items_done, op->items_total);
+            else
+                n = snprintf(running + rl, sizeof running - rl, "%s%s@%s", rl ? ", " : "", op->op_id,
+                             *op->worker ? op->worker : "?");
+            rl = n > 0 ? rl + (size_t)n : rl;
+            if (rl >= sizeof running) rl = sizeof running - 1;
+        }
+    }
+    char line[512];
+    snprintf(line, sizeof line, "%s  ops %zu/%zu done%s%s", show_job_state(j->state), done, j->n_ops,
+             rl ? "  running: " : "", running);
+    if (strcmp(line, pg->last_line) != 0) {
+        fprintf(stderr, "%s[%6.1fs] %s\n", pg->mid_text ? "\n" : "", mono_s() - pg->t0, line);
+        pg->mid_text = false;
+        pg->cur_src[0] = 0;
+        snprintf(pg->last_line, sizeof pg->last_line, "%s", line);
+    }
+}
+
+/* Sends a liveness probe for job_id (GetJob without outputs or chunks).
+ * Returns its request_id, 0 on failure (he_msg() says why). */
+static uint64_t send_probe(rpc_t *r, const char *job_id) {
+    Helium__GetJob gj = HELIUM__GET_JOB__INIT;
+    gj.job_id = (char *)job_id;
+    gj.partial_after = UINT64_MAX;
+    Helium__Request req = HELIUM__REQUEST__INIT;
+    req.body_case = HELIUM__REQUEST__BODY_GET_JOB;
+    req.get_job = &gj;
+    return rpc_send(r, &req) ? 0 : req.request_id;
+}
+
+/* Submits req (a SubmitJob with wait) and follows the job by the
+ * coordinator's push path: JobAccepted (more) at once, partial JobStatus
+ * replies as text streams (unless quiet), the final JobStatus when it ends;
+ * nothing is polled. Only after --timeout-ms of silence does one GetJob
+ * probe ask whether the coordinator is still there (a second silence is an
+ * error). Prints the final job like `result` and returns its exit code. */
+static int follow_job(const ctl_opts *o, rpc_t *r, Helium__Request *req, bool quiet) {
+    int rc = rpc_send(r, req);
+    if (rc) return transport_error(o, rc);
+    uint64_t wait_id = req->request_id, probe_id = 0;
+    char job_id[WF_MAX_ID_LEN + 64] = "";
+    progress pg = {.t0 = mono_s()};
     for (;;) {
         Helium__Reply *rep = NULL;
-        /* quiet: no streamed text wanted, so ask for none */
-        int rc = get_job(o, r, job_id, false, quiet ? UINT64_MAX : seq, &rep);
-        if (rc) return rc;
-        Helium__JobStatus *j = rep->job;
-        if (!quiet) {
-            for (size_t i = 0; i < j->n_partial; i++) {
-                Helium__PartialOutput *p = j->partial[i];
-                if (p->seq <= seq) continue;
-                seq = p->seq;
-                char src[sizeof cur_src];
-                snprintf(src, sizeof src, "%.*s[%u]", WF_MAX_ID_LEN, p->op_id ? p->op_id : "", p->item);
-                if (strcmp(src, cur_src) != 0) {
-                    fprintf(stderr, "%s  %s> ", mid_text ? "\n" : "", src);
-                    snprintf(cur_src, sizeof cur_src, "%s", src);
-                }
-                fputs(p->text ? p->text : "", stderr);
-                mid_text = true;
-                if (p->done) {
-                    fputc('\n', stderr);
-                    mid_text = false;
-                    cur_src[0] = 0;
-                }
-            }
-            size_t done = 0;
-            char running[256] = "";
-            size_t rl = 0;
-            for (size_t i = 0; i < j->n_ops; i++) {
-                Helium__OpStatus *op = j->ops[i];
-                if (op->state == HELIUM__OP_STATE__OP_DONE) done++;
-                if (op->state == HELIUM__OP_STATE__OP_RUNNING && rl < sizeof running - 1) {
-                    int n;
-                    if (op->items_total)
-                        n = snprintf(running + rl, sizeof running - rl, "%s%s %u/%u", rl ? ", " : "", op->op_id,
-                                     op->items_done, op->items_total);
-                    else
-                        n = snprintf(running + rl, sizeof running - rl, "%s%s@%s", rl ? ", " : "", op->op_id,
-                                     *op->worker ? op->worker : "?");
-                    rl = n > 0 ? rl + (size_t)n : rl;
-                    if (rl >= sizeof running) rl = sizeof running - 1;
-                }
-            }
-            char line[512];
-            snprintf(line, sizeof line, "%s  ops %zu/%zu done%s%s", show_job_state(j->state), done, j->n_ops,
-                     rl ? "  running: " : "", running);
-            if (strcmp(line, last_line) != 0) {
-                fprintf(stderr, "%s[%6.1fs] %s\n", mid_text ? "\n" : "", mono_s() - t0, line);
-                mid_text = false;
-                cur_src[0] = 0;
-                snprintf(last_line, sizeof last_line, "%s", line);
-            }
-        }
-        bool finished = show_job_finished(j->state);
-        helium__reply__free_unpacked(rep, NULL);
-        if (finished) break;
-        if (g_stop) {
-            fprintf(stderr, "heliumctl: interrupted; job %s keeps running (heliumctl cancel %s)\n", job_id, job_id);
+        rc = g_stop ? HE_ECANCELED : rpc_recv(r, rpc_timeout_ms(r), &rep);
+        if (rc == HE_ECANCELED || g_stop) {
+            if (rep) helium__reply__free_unpacked(rep, NULL);
+            if (pg.mid_text) fputc('\n', stderr);
+            if (*job_id)
+                fprintf(stderr, "heliumctl: interrupted; job %s keeps running (heliumctl cancel %s)\n", job_id, job_id);
+            else
+                fprintf(stderr, "heliumctl: interrupted; the job may keep running (heliumctl jobs --active)\n");
             return EXIT_ERR;
         }
-        struct timespec ts = {0, CTL_POLL_MS * 1000000L};
-        nanosleep(&ts, NULL);
+        if (rc == HE_ETIMEOUT && *job_id && !probe_id) { /* silence: is the coordinator still there? */
+            if (!(probe_id = send_probe(r, job_id))) return transport_error(o, HE_ETIMEOUT);
+            continue;
+        }
+        if (rc) return transport_error(o, rc);
+        if (rep->request_id == probe_id) { /* alive (or the job is gone: NOT_FOUND) */
+            probe_id = 0;
+            if (reply_error(o, &rep)) return EXIT_ERR;
+            helium__reply__free_unpacked(rep, NULL);
+            continue;
+        }
+        if (rep->request_id != wait_id) { /* an abandoned call's */
+            helium__reply__free_unpacked(rep, NULL);
+            continue;
+        }
+        if (reply_error(o, &rep)) return EXIT_ERR;
+        bool final = !rep->more;
+        if (rep->body_case == HELIUM__REPLY__BODY_ACCEPTED && rep->accepted) {
+            snprintf(job_id, sizeof job_id, "%s", rep->accepted->job_id ? rep->accepted->job_id : "");
+            if (!quiet) fprintf(stderr, "job %s submitted (%u ops)\n", job_id, rep->accepted->n_ops);
+            helium__reply__free_unpacked(rep, NULL);
+            if (final) {
+                fprintf(stderr, "heliumctl: the coordinator accepted job %s but will not follow it\n", job_id);
+                return EXIT_ERR;
+            }
+            continue;
+        }
+        if (rep->body_case != HELIUM__REPLY__BODY_JOB || !rep->job) return bad_body(&rep);
+        if (!*job_id && rep->job->job_id) snprintf(job_id, sizeof job_id, "%s", rep->job->job_id);
+        if (!quiet) show_progress(&pg, rep->job);
+        if (final) {
+            if (pg.mid_text) fputc('\n', stderr);
+            rc = print_job(o, rep->job);
+            helium__reply__free_unpacked(rep, NULL);
+            return rc;
+        }
+        helium__reply__free_unpacked(rep, NULL);
     }
-    if (mid_text) fputc('\n', stderr);
-    Helium__Reply *rep = NULL;
-    int rc = get_job(o, r, job_id, true, UINT64_MAX, &rep);
-    if (rc) return rc;
-    rc = print_job(o, rep->job);
-    helium__reply__free_unpacked(rep, NULL);
-    return rc;
 }
 
 typedef struct {
@@ -419,36 +484,34 @@ static int cmd_submit(const ctl_opts *o, rpc_t **rp, int argc, char **argv) {
     sj.inputs = in.pv;
     sj.policy = (char *)(policy ? policy : "");
     sj.client_tag = (char *)(tag ? tag : "");
+    sj.wait = wait;
+    sj.stream = wait && !quiet; /* quiet: no streamed text wanted, so ask for none */
     Helium__Request req = HELIUM__REQUEST__INIT;
     req.body_case = HELIUM__REQUEST__BODY_SUBMIT;
     req.submit = &sj;
+    if (wait) {
+        rc = follow_job(o, *rp, &req, quiet);
+        wfp_free(&pw);
+        inputs_free(&in);
+        return rc;
+    }
     Helium__Reply *rep = NULL;
     rc = call(o, *rp, &req, &rep);
     wfp_free(&pw);
     inputs_free(&in);
     if (rc) return rc;
     if (rep->body_case != HELIUM__REPLY__BODY_ACCEPTED || !rep->accepted) return bad_body(&rep);
-    char *job_id = strdup(rep->accepted->job_id ? rep->accepted->job_id : "");
-    uint32_t n_ops = rep->accepted->n_ops;
-    helium__reply__free_unpacked(rep, NULL);
-    if (!job_id) return EXIT_ERR;
-    if (!wait) {
-        if (o->json) {
-            cJSON *x = cJSON_CreateObject();
-            cJSON_AddStringToObject(x, "job_id", job_id);
-            cJSON_AddNumberToObject(x, "n_ops", n_ops);
-            show_print_json(stdout, x);
-            cJSON_Delete(x);
-        } else {
-            printf("%s\n", job_id);
-        }
-        free(job_id);
-        return EXIT_OK;
+    if (o->json) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "job_id", rep->accepted->job_id ? rep->accepted->job_id : "");
+        cJSON_AddNumberToObject(x, "n_ops", rep->accepted->n_ops);
+        show_print_json(stdout, x);
+        cJSON_Delete(x);
+    } else {
+        printf("%s\n", rep->accepted->job_id ? rep->accepted->job_id : "");
     }
-    if (!quiet) fprintf(stderr, "job %s submitted (%u ops)\n", job_id, n_ops);
-    rc = wait_job(o, *rp, job_id, quiet);
-    free(job_id);
-    return rc;
+    helium__reply__free_unpacked(rep, NULL);
+    return EXIT_OK;
 }
 
 /* ---- the other commands */

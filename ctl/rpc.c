@@ -1,8 +1,9 @@
 /* rpc: heliumctl's DEALER channel to the coordinator; see rpc.h.
  *
- * Invariant: at most one call is outstanding, so any reply whose request_id
+ * rpc_call: at most one call is outstanding, so any reply whose request_id
  * is not the current call's belongs to an abandoned (timed-out) call and is
- * dropped.
+ * dropped. rpc_send/rpc_recv leave the matching to the caller (a followed
+ * job's pushed replies and a liveness probe's reply share the socket).
  */
 #define _GNU_SOURCE
 #include "rpc.h"
@@ -105,16 +106,13 @@ static int recv_last_frame(void *sock, zmq_msg_t *msg) {
     }
 }
 
-int rpc_call(rpc_t *r, Helium__Request *req, Helium__Reply **out) {
-    *out = NULL;
+int rpc_send(rpc_t *r, Helium__Request *req) {
     req->protocol_version = HELIUM__PROTOCOL__PROTOCOL_CURRENT;
     req->request_id = r->next_id++;
     size_t n = helium__request__get_packed_size(req);
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) return he_set(HE_ENOMEM, "out of memory");
     helium__request__pack(req, buf);
-    int64_t deadline = now_ms() + r->timeout_ms;
-
     /* the send may block on a DEALER with no connected peer: bound it too */
     int sndtimeo = r->timeout_ms;
     zmq_setsockopt(r->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
@@ -126,30 +124,46 @@ int rpc_call(rpc_t *r, Helium__Request *req, Helium__Reply **out) {
                           r->timeout_ms);
         return he_set(HE_EIO, "send to %s failed: %s", r->endpoint, zmq_strerror(zmq_errno()));
     }
+    return 0;
+}
 
+int rpc_recv(rpc_t *r, int timeout_ms, Helium__Reply **out) {
+    *out = NULL;
+    zmq_pollitem_t it = {.socket = r->sock, .events = ZMQ_POLLIN};
+    int pr = zmq_poll(&it, 1, timeout_ms);
+    if (pr < 0) {
+        if (zmq_errno() == EINTR) return he_set(HE_ECANCELED, "interrupted");
+        return he_set(HE_EIO, "poll failed: %s", zmq_strerror(zmq_errno()));
+    }
+    if (pr == 0) return he_set(HE_ETIMEOUT, "coordinator at %s did not answer within %d ms", r->endpoint, timeout_ms);
+    zmq_msg_t msg;
+    if (recv_last_frame(r->sock, &msg) < 0) return HE_EIO;
+    Helium__Reply *rep = helium__reply__unpack(NULL, zmq_msg_size(&msg), (const uint8_t *)zmq_msg_data(&msg));
+    size_t sz = zmq_msg_size(&msg);
+    zmq_msg_close(&msg);
+    if (!rep) return he_set(HE_EPROTO, "coordinator sent an unreadable reply (%zu bytes)", sz);
+    if (rep->protocol_version != HELIUM__PROTOCOL__PROTOCOL_CURRENT) {
+        uint32_t v = rep->protocol_version;
+        helium__reply__free_unpacked(rep, NULL);
+        return he_set(HE_EPROTO, "coordinator speaks protocol version %u, heliumctl speaks %d", v,
+                      HELIUM__PROTOCOL__PROTOCOL_CURRENT);
+    }
+    *out = rep;
+    return 0;
+}
+
+int rpc_call(rpc_t *r, Helium__Request *req, Helium__Reply **out) {
+    *out = NULL;
+    int64_t deadline = now_ms() + r->timeout_ms;
+    int rc = rpc_send(r, req);
+    if (rc) return rc;
     for (;;) {
         int64_t left = deadline - now_ms();
         if (left <= 0) break;
-        zmq_pollitem_t it = {.socket = r->sock, .events = ZMQ_POLLIN};
-        int pr = zmq_poll(&it, 1, (long)left);
-        if (pr < 0) {
-            if (zmq_errno() == EINTR) return he_set(HE_ECANCELED, "interrupted");
-            return he_set(HE_EIO, "poll failed: %s", zmq_strerror(zmq_errno()));
-        }
-        if (pr == 0) break;
-        zmq_msg_t msg;
-        if (recv_last_frame(r->sock, &msg) < 0) return HE_EIO;
-        Helium__Reply *rep =
-            helium__reply__unpack(NULL, zmq_msg_size(&msg), (const uint8_t *)zmq_msg_data(&msg));
-        size_t sz = zmq_msg_size(&msg);
-        zmq_msg_close(&msg);
-        if (!rep) return he_set(HE_EPROTO, "coordinator sent an unreadable reply (%zu bytes)", sz);
-        if (rep->protocol_version != HELIUM__PROTOCOL__PROTOCOL_CURRENT) {
-            uint32_t v = rep->protocol_version;
-            helium__reply__free_unpacked(rep, NULL);
-            return he_set(HE_EPROTO, "coordinator speaks protocol version %u, heliumctl speaks %d", v,
-                          HELIUM__PROTOCOL__PROTOCOL_CURRENT);
-        }
+        Helium__Reply *rep;
+        rc = rpc_recv(r, (int)left, &rep);
+        if (rc == HE_ETIMEOUT) break;
+        if (rc) return rc;
         if (rep->request_id != req->request_id) { /* a reply to an abandoned call */
             helium__reply__free_unpacked(rep, NULL);
             continue;

@@ -28,6 +28,15 @@ void rpc_destroy(rpc_t **self_p);
  * most timeout_ms in total. */
 int rpc_call(rpc_t *r, Helium__Request *req, Helium__Reply **out);
 
+/* The two halves of a call, for requests answered more than once (SubmitJob
+ * with wait: Reply.more). rpc_send fills req's protocol_version and a fresh
+ * request_id and queues it (HE_ETIMEOUT if it cannot within the timeout).
+ * rpc_recv waits at most timeout_ms for the next reply to any request and
+ * checks its protocol_version; HE_ETIMEOUT if none came, HE_ECANCELED if a
+ * signal arrived, HE_EPROTO, HE_EIO. */
+int rpc_send(rpc_t *r, Helium__Request *req);
+int rpc_recv(rpc_t *r, int timeout_ms, Helium__Reply **out);
+
 const char *rpc_endpoint(const rpc_t *r);
 int rpc_timeout_ms(const rpc_t *r);
 

@@ -5,7 +5,8 @@
 # job is DONE; every llm call's output (each branch, the reducer, every map
 # item) equals `helium-worker generate --prompt <the same rendered prompt>`
 # run alone on the same model; the join and the job output are assembled
-# from them; heliumctl's other commands (status, jobs, result) agree.
+# from them; heliumctl's other commands (status, jobs, result) agree; --wait
+# follows the job by the coordinator's push path (one request, no polling).
 source "$(dirname "$0")/cluster_lib.bash"
 
 cluster_up 2
@@ -39,9 +40,22 @@ cat >"$TMP/wf.json" <<'EOF'
 EOF
 DOC="Weekly report, store 112: sales 48,200 EUR (-4% week over week), foot traffic flat, two staff on leave, one late delivery of dairy products."
 
-ctl --json submit "$TMP/wf.json" --input "system=$SYSTEM" --input "doc=$DOC" --wait >"$TMP/job.json" 2>"$TMP/progress.txt" ||
+# coordinator counter NAME (client_requests counts this status request too)
+counter() { ctl --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"].get(sys.argv[1], -1))' "$1"; }
+WAITS0=$(counter job_waits)
+REQ0=$(counter client_requests)
+# --wait follows the job by the coordinator's push path: with a timeout longer
+# than the test, no liveness probe can be sent, so the wait is one request
+"$HELIUM_BIN/heliumctl" --coordinator "$HELIUM_COORDINATOR" --timeout-ms 3600000 --json submit "$TMP/wf.json" \
+  --input "system=$SYSTEM" --input "doc=$DOC" --wait >"$TMP/job.json" 2>"$TMP/progress.txt" ||
   { cat "$TMP/progress.txt" "$TMP/job.json" >&2; fail "submit --wait failed"; }
 grep -q "ops" "$TMP/progress.txt" || fail "no progress lines from submit --wait: $(cat "$TMP/progress.txt")"
+grep -q "submitted" "$TMP/progress.txt" || fail "no job id line from submit --wait: $(cat "$TMP/progress.txt")"
+REQ1=$(counter client_requests)
+[ "$((REQ1 - REQ0))" = 2 ] ||
+  fail "submit --wait sent $((REQ1 - REQ0 - 1)) requests (want 1: the submit; polling would send more)"
+[ "$(counter job_waits)" = "$((WAITS0 + 1))" ] || fail "the coordinator did not count the push wait"
+[ "$(counter job_waiters)" = 0 ] || fail "a waiter outlived its job"
 
 pyrun "$TMP/job.json" "$TMP/wf.json" "$SYSTEM" "$DOC" <<'PYEOF' || fail "outputs differ from helium-worker generate"
 job = load_json(sys.argv[1])

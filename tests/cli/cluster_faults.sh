@@ -19,9 +19,8 @@ export HELIUM_COORD_ARGS="--heartbeat-ms 200 --worker-timeout-ms 3000"
 cluster_up 2
 COORD_PID=$(cat "$RUN/coordinator.pid")
 
-RAWSEND=$TMP/rawsend
-gcc -std=gnu11 -O1 -o "$RAWSEND" "$HELIUM_SRC/tests/cli/rawsend.c" "$HELIUM_BUILD/proto/helium.pb-c.c" \
-  -I"$HELIUM_BUILD/proto" -lprotobuf-c -lzmq || fail "cannot build rawsend"
+RAWSEND=$HELIUM_BUILD/tests/rawsend # tests/cli/rawsend.c, a CMake target
+[ -x "$RAWSEND" ] || fail "$RAWSEND is missing (not built)"
 
 # ---- 1. kill -9 a worker mid-workflow
 SYSTEM="You are a store auditor. For the store named below, write a short verdict about its weekly figures, in plain words, starting with the most important point."

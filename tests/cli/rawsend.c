@@ -66,6 +66,16 @@ static Helium__Operator *llm_op(const char *id, Helium__TemplatePart *ref) {
     return op;
 }
 
+/* Frees an op built above (its strings are static). */
+static void op_free(Helium__Operator *op) {
+    if (op->llm) {
+        for (size_t i = 0; i < op->llm->n_prompt; i++) free(op->llm->prompt[i]);
+        free(op->llm->prompt);
+        free(op->llm);
+    }
+    free(op);
+}
+
 /* Packs a SubmitJob request for the workflow of mode into *buf. */
 static size_t pack_submit(const char *mode, uint8_t **buf) {
     Helium__Workflow wf = HELIUM__WORKFLOW__INIT;
@@ -104,7 +114,8 @@ static size_t pack_submit(const char *mode, uint8_t **buf) {
     size_t n = helium__request__get_packed_size(&req);
     *buf = malloc(n);
     helium__request__pack(&req, *buf);
-    return n; /* the test process exits right after: the op structs are not freed */
+    for (size_t i = 0; i < wf.n_ops; i++) op_free(ops[i]);
+    return n;
 }
 
 static size_t pack_status(uint32_t version, uint8_t **buf) {
