@@ -49,6 +49,11 @@ import sys
 import threading
 import time
 
+# the bench cluster runs without keys on loopback (scripts/cluster.sh passes --insecure
+# unless HELIUM_CURVE=1): heliumctl must say so too (docs/security.md)
+if not os.environ.get("HELIUMCTL_KEY"):
+    os.environ.setdefault("HELIUMCTL_INSECURE", "1")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "workloads"))

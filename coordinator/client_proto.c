@@ -232,6 +232,7 @@ static void do_status(coord_t *c, const Helium__ClusterStatus *cs, rep_arena *a,
     if (cs->counters) {
         sched_counters sc;
         sched_get_counters(c->sched, &sc);
+        zauth_counts za = zauth_stats(c->zauth); /* all 0 when insecure */
         struct {
             const char *k;
             uint64_t v;
@@ -246,7 +247,10 @@ static void do_status(coord_t *c, const Helium__ClusterStatus *cs, rep_arena *a,
                   {"bad_client_frames", c->st.bad_client_frames},
                   {"bad_worker_frames", c->st.bad_worker_frames}, {"tool_calls", c->st.tool_calls},
                   {"tool_errors", c->st.tool_errors}, {"client_requests", c->st.requests},
-                  {"job_waits", c->st.waits}, {"job_waiters", c->n_waiters}};
+                  {"job_waits", c->st.waits}, {"job_waiters", c->n_waiters},
+                  {"auth_allowed", za.allowed}, {"auth_refused_unknown_key", za.unknown_key},
+                  {"auth_refused_mechanism", za.mechanism}, {"auth_refused_crypto", za.crypto},
+                  {"auth_refused_protocol", za.protocol}};
         size_t n = sizeof kv / sizeof *kv;
         opt_counters tot;
         met_opt_total(c->opt, &tot);

@@ -252,6 +252,10 @@ static void *bind_router(coord_t *c, const char *ep, bool workers) {
         zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
         zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     }
+    if (c->zauth && (zauth_set_server(s, &c->keys) || zauth_watch(c->zauth, s))) {
+        zmq_close(s);
+        return NULL;
+    }
     if (zmq_bind(s, ep) != 0) {
         he_set(HE_EIO, "cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
         zmq_close(s);
@@ -329,6 +333,30 @@ fail:
     return NULL;
 }
 
+/* Reads the coordinator's key and the authorized keys and binds the ZAP
+ * handler. 0 or a herr code. */
+static int start_auth(coord_t *c) {
+    if (!c->cfg.key_file || !c->cfg.authorized_keys)
+        return he_set(HE_EINVAL, "CURVE needs --key FILE and --authorized-keys FILE (or --insecure)");
+    int rc = zauth_read_secret(c->cfg.key_file, &c->keys);
+    if (rc) return rc;
+    if (!(c->zauth = zauth_new(c->zctx, "coord"))) return HE_EIO;
+    rc = zauth_load(c->zauth, c->cfg.authorized_keys);
+    if (rc < 0) return rc;
+    clog_msg(CLOG_INFO, "CURVE on: public key %s, %d authorized key(s) from %s", c->keys.pub, rc,
+             c->cfg.authorized_keys);
+    return 0;
+}
+
+/* SIGHUP: the authorized keys again (a bad file keeps the current set). */
+static void reload_auth(coord_t *c) {
+    if (!c->zauth) return;
+    int rc = zauth_load(c->zauth, c->cfg.authorized_keys);
+    if (rc < 0) clog_msg(CLOG_ERROR, "authorized keys not reloaded (the previous %zu stay): %s", zauth_n_keys(c->zauth),
+                         he_msg());
+    else clog_msg(CLOG_INFO, "authorized keys reloaded: %d key(s) from %s", rc, c->cfg.authorized_keys);
+}
+
 coord_t *coord_new(const coord_config *cfg) {
     wsend_i zs = {.ctx = NULL, .dispatch = zs_dispatch, .cancel = zs_cancel, .pin_steps = zs_pin_steps,
                   .unpin = zs_unpin, .resync = zs_resync, .register_ack = zs_register_ack};
@@ -339,6 +367,7 @@ coord_t *coord_new(const coord_config *cfg) {
         he_set(HE_EIO, "zmq_ctx_new failed");
         goto fail;
     }
+    if (!c->cfg.insecure && start_auth(c)) goto fail; /* the ZAP handler, before any CURVE socket */
     if (!(c->client = bind_router(c, c->cfg.listen, false))) goto fail;
     if (!(c->wsock = bind_router(c, c->cfg.workers, true))) goto fail;
     if (c->cfg.metrics_port > 0 && !(c->metrics = metrics_new(c->cfg.metrics_host, c->cfg.metrics_port))) goto fail;
@@ -379,6 +408,7 @@ void coord_destroy(coord_t **self_p) {
     chat_destroy(&c->chat);
     if (c->client) zmq_close(c->client);
     if (c->wsock) zmq_close(c->wsock);
+    zauth_destroy(&c->zauth); /* after the sockets it watches */
     if (c->zctx) zmq_ctx_term(c->zctx);
     free(c->stream_jobs);
     free(c);
@@ -395,6 +425,10 @@ int coord_run(coord_t *c, volatile sig_atomic_t *stop) {
     c->next_liveness_ms = clock_mono_ms() + tick;
     c->next_metrics_ms = clock_mono_ms() + COORD_METRICS_MS;
     while (!*stop) {
+        if (c->cfg.reload_keys && *c->cfg.reload_keys) {
+            *c->cfg.reload_keys = 0;
+            reload_auth(c);
+        }
         /* before sleep: warm shared prefixes, release pins nobody needs,
          * place what can run, stream what was generated */
         place_requeue_orphans(c);

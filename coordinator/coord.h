@@ -49,6 +49,13 @@ typedef struct {
     const char *journal_dir;     /* folder of the journal file */
     int journal_fsync;           /* jnl_fsync: 0 always, 1 batch, 2 off */
     unsigned long long journal_compact_bytes; /* compact past this size (0 = 64 MiB) */
+    /* CURVE (common/zauth.h, docs/security.md): both sockets are CURVE servers
+       with key_file's secret key and admit only the keys of authorized_keys;
+       insecure = neither (plain TCP, anyone admitted) */
+    const char *key_file;        /* own secret key (NAME.key) */
+    const char *authorized_keys; /* client and worker public keys, one a line */
+    int insecure;
+    volatile sig_atomic_t *reload_keys; /* set (SIGHUP): re-read authorized_keys; may be NULL */
 } coord_config;
 
 /* Loads the tokenizer, binds both endpoints and starts the metrics server.

@@ -41,6 +41,7 @@
 #include "tools.h"
 #include "workers.h"
 #include "wsend.h"
+#include "zauth.h"
 
 #define COORD_MAX_MSG (64 << 20)    /* largest frame accepted from any peer */
 #define COORD_MAX_DEPTH 24          /* protobuf nesting accepted from peers */
@@ -79,6 +80,8 @@ struct coord {
     size_t page_bytes;
     uint64_t next_task_id;
     jrec_t *jrec;                   /* the journal, NULL without --journal */
+    zauth_t *zauth;                 /* the ZAP handler (CURVE), NULL when insecure */
+    zauth_keys keys;                /* own key pair (CURVE) */
     bool dirty;                     /* the ready queue may be placeable */
     job_t **stream_jobs;            /* (n_stream) jobs with new partial output and streaming waiters */
     size_t n_stream, cap_stream;

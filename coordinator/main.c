@@ -6,6 +6,7 @@
  *       [--policy router|prefix|isolated|kvflow|helium] [--chat-template NAME] [--allow-host HOST]... [--keep-jobs 1000]
  *       [--stream] [--log-level error|warn|info|debug]
  *       [--journal DIR [--fsync always|batch|off] [--journal-compact-mb 64]]
+ *       (--key FILE --authorized-keys FILE | --insecure)
  *
  * Every option may also come from the environment as HELIUM_COORD_<OPTION>
  * (--metrics-port: HELIUM_COORD_METRICS_PORT); the command line wins.
@@ -26,7 +27,12 @@
 
 #define MAX_ALLOW 64
 
-static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_stop, g_reload;
+
+static void on_hup(int sig) {
+    (void)sig;
+    g_reload = 1;
+}
 
 static void on_signal(int sig) {
     (void)sig;
@@ -57,6 +63,11 @@ static void usage(FILE *f) {
             "                          sync per loop turn, before acks) or off (never: a crash of the\n"
             "                          machine, not of the process, may lose acknowledged jobs)\n"
             "  --journal-compact-mb N  rewrite the journal without evicted jobs past N MiB (default 64)\n"
+            "  --key FILE              own CURVE secret key (heliumctl keygen NAME writes NAME.key)\n"
+            "  --authorized-keys FILE  client and worker public keys let in, one a line with a comment\n"
+            "                          naming it (re-read on SIGHUP; docs/security.md)\n"
+            "  --insecure              no CURVE: plain TCP, anyone who reaches a port is let in\n"
+            "                          (required when --key is not given)\n"
             "  --log-level L           error, warn, info (default) or debug\n"
             "  --imbalance-abs N       load guard: tokens of outstanding work between the most and\n"
             "                          the least loaded worker before affinity is ignored (default 4096)\n"
@@ -87,6 +98,7 @@ static const args_env_opt ENV_OPTS[] = {
     {"imbalance-rel", true}, {"helium-load-weight", true}, {"helium-starve", true}, {"helium-kv-admit", true},
     {"helium-hold-idle", true}, {"helium-split", true}, {"baseline-pulls", true}, {"journal", true},
     {"fsync", true}, {"journal-compact-mb", true}, {"chat-template", true},
+    {"key", true}, {"authorized-keys", true}, {"insecure", false},
 };
 
 static int run(int argc, char **argv);
@@ -221,6 +233,14 @@ static int run(int argc, char **argv) {
             double x;
             if (!args_double(v, 0.001, 1e6, &x)) BAD_VALUE();
             cfg.journal_compact_bytes = (unsigned long long)(x * 1048576.0);
+        } else if (!strcmp(a, "--key")) {
+            NEED_VALUE();
+            cfg.key_file = v;
+        } else if (!strcmp(a, "--authorized-keys")) {
+            NEED_VALUE();
+            cfg.authorized_keys = v;
+        } else if (!strcmp(a, "--insecure")) {
+            cfg.insecure = 1;
         } else if (!strcmp(a, "--log-level")) {
             NEED_VALUE();
             int l = clog_level_from_name(v);
@@ -244,6 +264,13 @@ static int run(int argc, char **argv) {
                 cfg.worker_timeout_ms, cfg.heartbeat_ms);
         return 2;
     }
+    if (cfg.insecure ? cfg.key_file || cfg.authorized_keys : !cfg.key_file || !cfg.authorized_keys) {
+        fprintf(stderr, "helium-coordinator: %s\n",
+                cfg.insecure ? "--insecure excludes --key and --authorized-keys"
+                             : "give --key FILE and --authorized-keys FILE (CURVE), or --insecure to run without keys");
+        return 2;
+    }
+    cfg.reload_keys = &g_reload;
     cfg.allow_hosts = allow;
     cfg.n_allow_hosts = n_allow;
 
@@ -253,6 +280,8 @@ static int run(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_hup; /* re-read the authorized keys */
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     coord_t *c = coord_new(&cfg);

@@ -380,6 +380,16 @@ void met_publish_coord(coord_t *c) {
     met_head(&b, "helium_bad_frames_total", "counter", "Malformed frames received, by peer kind.");
     met_value(&b, "helium_bad_frames_total", "peer=\"client\"", (double)c->st.bad_client_frames);
     met_value(&b, "helium_bad_frames_total", "peer=\"worker\"", (double)c->st.bad_worker_frames);
+    if (c->zauth) { /* CURVE: refused connections by reason (common/zauth.h) */
+        zauth_counts za = zauth_stats(c->zauth);
+        met_head(&b, "helium_auth_refused_total", "counter", "Connections refused by CURVE authentication, by reason.");
+        met_value(&b, "helium_auth_refused_total", "reason=\"unknown_key\"", (double)za.unknown_key);
+        met_value(&b, "helium_auth_refused_total", "reason=\"mechanism\"", (double)za.mechanism);
+        met_value(&b, "helium_auth_refused_total", "reason=\"crypto\"", (double)za.crypto);
+        met_value(&b, "helium_auth_refused_total", "reason=\"protocol\"", (double)za.protocol);
+        met_head(&b, "helium_auth_allowed_total", "counter", "Connections CURVE authentication let in.");
+        met_value(&b, "helium_auth_allowed_total", "", (double)za.allowed);
+    }
     page_workers(c, &b);
     if (b.p) metrics_publish(c->metrics, b.p, b.len);
     /* ready: some worker takes work (the journal, once there is one, adds its own condition) */

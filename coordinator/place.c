@@ -43,6 +43,7 @@ void place_task_release(coord_t *c, wkr_t *w, job_task *t) {
 static void fill_pull(Helium__KvPullHint *pull, const sched_choice *ch) {
     pull->source_worker = ch->pull_from->id;
     pull->source_endpoint = ch->pull_from->endpoint;
+    pull->source_key = ch->pull_from->data_key;
     pull->first_block = (uint32_t)ch->pull_first;
     pull->n_hashes = (size_t)ch->pull_blocks;
     pull->hashes = (uint64_t *)ch->hashes + ch->pull_first;

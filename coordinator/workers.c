@@ -100,6 +100,7 @@ void wkr_register(wkr_t *w, const Helium__Register *reg, uint64_t now_us) {
     copy_str(w->model, sizeof w->model, reg->model);
     copy_str(w->backend, sizeof w->backend, reg->backend);
     copy_str(w->endpoint, sizeof w->endpoint, reg->data_endpoint);
+    copy_str(w->data_key, sizeof w->data_key, reg->data_key);
     copy_str(w->kv_dtype, sizeof w->kv_dtype, reg->kv_dtype);
     copy_str(w->version, sizeof w->version, reg->version);
     w->model_root = reg->model_root;

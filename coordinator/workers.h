@@ -44,6 +44,7 @@ typedef struct wkr {
 
     /* registration */
     char model[128], backend[32], endpoint[256], kv_dtype[16], version[64];
+    char data_key[41];          /* the data endpoint's CURVE public key (Z85), "" = in the clear */
     uint64_t model_root;
     uint32_t block_size, kv_blocks_total, n_ctx, max_batch, n_layers, kv_dim;
     size_t page_bytes;        /* one KV page on the wire: n_layers * 2 * block_size * kv_dim * dtype bytes */

@@ -48,6 +48,8 @@ typedef struct {
     const char *endpoint;
     int timeout_ms;
     bool json;
+    const char *key_file, *server_key_file; /* CURVE (docs/security.md) */
+    bool insecure;                          /* plain TCP instead */
 } ctl_opts;
 
 static void usage(FILE *f) {
@@ -62,10 +64,15 @@ static void usage(FILE *f) {
             "  jobs [--limit N] [--active]\n"
             "  result JOB_ID    a job's state, per-op figures and outputs\n"
             "  cancel JOB_ID\n"
+            "  keygen NAME      write a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub\n"
             "options:\n"
             "  --coordinator ENDPOINT  default $HELIUM_COORDINATOR or " CTL_DEFAULT_ENDPOINT "\n"
             "  --timeout-ms N          how long to wait for each reply (default %d)\n"
             "  --json                  print one JSON document on stdout\n"
+            "  --key FILE              own CURVE secret key (default $HELIUMCTL_KEY)\n"
+            "  --server-key FILE       the coordinator's public key (default $HELIUMCTL_SERVER_KEY)\n"
+            "  --insecure              talk plain TCP (no keys; also HELIUMCTL_INSECURE=1); one of\n"
+            "                          --insecure and the two keys is required\n"
             "exit status: 0 ok, 1 error (or the job failed), 2 usage\n",
             CTL_DEFAULT_TIMEOUT_MS);
 }
@@ -611,6 +618,29 @@ static int cmd_cancel(const ctl_opts *o, rpc_t **rp, int argc, char **argv) {
 
 /* ---- main */
 
+/* The CURVE keys from --key/--server-key (or HELIUMCTL_KEY/_SERVER_KEY), or
+ * --insecure (or HELIUMCTL_INSECURE=1): exactly one of the two. Returns 0 or
+ * an exit status. */
+static int ctl_keys(ctl_opts *o, zauth_keys *k) {
+    const char *ek = getenv("HELIUMCTL_KEY"), *es = getenv("HELIUMCTL_SERVER_KEY"), *ei = getenv("HELIUMCTL_INSECURE");
+    if (!o->insecure) { /* the environment fills in what the command line left out */
+        if (!o->key_file && ek && *ek) o->key_file = ek;
+        if (!o->server_key_file && es && *es) o->server_key_file = es;
+        if (!o->key_file && ei && (!strcmp(ei, "1") || !strcmp(ei, "true") || !strcmp(ei, "yes"))) o->insecure = true;
+    }
+    if (o->insecure) {
+        if (!o->key_file && !o->server_key_file) return EXIT_OK;
+        return usage_error("%s", "--insecure excludes --key and --server-key");
+    }
+    if (!o->key_file || !o->server_key_file)
+        return usage_error("%s", "give --key FILE and --server-key FILE (CURVE), or --insecure to talk without keys");
+    if (zauth_read_secret(o->key_file, k) || zauth_read_public(o->server_key_file, k->server)) {
+        fprintf(stderr, "heliumctl: %s\n", he_msg());
+        return EXIT_ERR;
+    }
+    return EXIT_OK;
+}
+
 static int ctl_main(int argc, char **argv);
 
 /* The global options may also come from the environment as
@@ -647,6 +677,14 @@ static int ctl_main(int argc, char **argv) {
             return EXIT_OK;
         } else if (!strcmp(a, "--json")) {
             o.json = true;
+        } else if (!strcmp(a, "--insecure")) {
+            o.insecure = true;
+        } else if (!strcmp(a, "--key") || !strcmp(a, "--server-key")) {
+            if (i + 1 >= argc || !*argv[i + 1]) {
+                free(rest);
+                return usage_error("%s needs a FILE", a);
+            }
+            *(a[2] == 'k' ? &o.key_file : &o.server_key_file) = argv[++i];
         } else if (!strcmp(a, "--coordinator") || !strncmp(a, "--coordinator=", 14)) {
             const char *val = a[13] == '=' ? a + 14 : (i + 1 < argc ? argv[++i] : NULL);
             if (!val || !*val) {
@@ -671,6 +709,13 @@ static int ctl_main(int argc, char **argv) {
         free(rest);
         return EXIT_USAGE;
     }
+    if (!strcmp(rest[0], "keygen")) {
+        int rc = nrest == 2 ? zauth_keygen(rest[1]) : he_set(HE_EINVAL, "usage: heliumctl keygen NAME");
+        if (rc) fprintf(stderr, "heliumctl: %s\n", he_msg());
+        else printf("wrote %s.key (secret) and %s.pub\n", rest[1], rest[1]);
+        free(rest);
+        return rc ? (rc == HE_EINVAL ? EXIT_USAGE : EXIT_ERR) : EXIT_OK;
+    }
     static const struct {
         const char *name;
         int (*fn)(const ctl_opts *, rpc_t **, int, char **);
@@ -690,7 +735,15 @@ static int ctl_main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    rpc_t *r = rpc_new(o.endpoint, o.timeout_ms);
+    zauth_keys keys;
+    memset(&keys, 0, sizeof keys);
+    int krc = ctl_keys(&o, &keys);
+    if (krc) {
+        free(rest);
+        return krc;
+    }
+    rpc_t *r = rpc_new(o.endpoint, o.timeout_ms, o.insecure ? NULL : &keys);
+    memset(&keys, 0, sizeof keys);
     if (!r) {
         fprintf(stderr, "heliumctl: %s\n", he_msg());
         free(rest);

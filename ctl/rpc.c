@@ -34,7 +34,7 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-rpc_t *rpc_new(const char *endpoint, int timeout_ms) {
+rpc_t *rpc_new(const char *endpoint, int timeout_ms, const zauth_keys *keys) {
     rpc_t *r = calloc(1, sizeof *r);
     if (!r) {
         he_set(HE_ENOMEM, "out of memory");
@@ -57,6 +57,10 @@ rpc_t *rpc_new(const char *endpoint, int timeout_ms) {
     int linger = 0;
     if (!r->sock || zmq_setsockopt(r->sock, ZMQ_LINGER, &linger, sizeof linger) != 0) {
         he_set(HE_EIO, "cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+        rpc_destroy(&r);
+        return NULL;
+    }
+    if (keys && zauth_set_client(r->sock, keys, NULL)) {
         rpc_destroy(&r);
         return NULL;
     }

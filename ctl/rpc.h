@@ -12,12 +12,14 @@
 #define HELIUM_CTL_RPC_H
 
 #include "helium.pb-c.h"
+#include "zauth.h"
 
 typedef struct rpc rpc_t;
 
-/* Connects to endpoint (e.g. "tcp://127.0.0.1:7700"); NULL with he_msg() set
- * if the endpoint is malformed or ZeroMQ fails. */
-rpc_t *rpc_new(const char *endpoint, int timeout_ms);
+/* Connects to endpoint (e.g. "tcp://127.0.0.1:7700"), over CURVE with keys'
+ * pair and server key (common/zauth.h) or in the clear if keys is NULL; NULL
+ * with he_msg() set if the endpoint is malformed or ZeroMQ fails. */
+rpc_t *rpc_new(const char *endpoint, int timeout_ms, const zauth_keys *keys);
 void rpc_destroy(rpc_t **self_p);
 
 /* Sends req and waits for its reply. On success *out is a reply to free with

@@ -23,10 +23,17 @@
 #   HELIUM_UP_TIMEOUT   seconds to wait for registration (default 60)
 #   HELIUM_WATCH_PID    if set, a watcher stops the cluster when that process is gone
 #                       (tests set it to themselves, so a killed test leaves nothing behind)
+#   HELIUM_CURVE        1: CURVE on every socket (docs/security.md): keys in DIR/keys/
+#                       (coordinator, client, one per worker), DIR/keys/authorized_keys
+#                       (client + workers, for the coordinator) and DIR/keys/workers.keys
+#                       (workers, for the data sockets); a worker added later is appended
+#                       and everyone is sent SIGHUP. Otherwise every program gets --insecure.
+#   HELIUM_CURVE_DATA   with HELIUM_CURVE=1: "clear" serves KV pulls in the clear (--clear-data)
 #
 # DIR receives: coordinator.pid, <id>.pid, coordinator.log, <id>.log, and
 # cluster.env (HELIUM_COORDINATOR, HELIUM_WORKERS_EP, HELIUM_MODEL, HELIUM_PORT,
-# HELIUM_METRICS_PORT) that scripts can source. Every process's stdin, stdout
+# HELIUM_METRICS_PORT, and heliumctl's HELIUMCTL_KEY + HELIUMCTL_SERVER_KEY or
+# HELIUMCTL_INSECURE, exported) that scripts can source. Every process's stdin, stdout
 # and stderr are redirected, so callers' pipes never stay open.
 set -euo pipefail
 
@@ -67,6 +74,29 @@ ws = json.load(sys.stdin)["workers"]
 sys.exit(0 if any(w["id"] == sys.argv[1] and w["alive"] for w in ws) else 1)' "$1" 2>/dev/null
 }
 
+# keygen DIR NAME: DIR/keys/NAME.{key,pub} unless they exist
+keygen() {
+  mkdir -p "$1/keys"
+  [ -f "$1/keys/$2.key" ] || "$BIN/heliumctl" keygen "$1/keys/$2" >/dev/null
+}
+
+# worker_auth DIR ID: a worker's key arguments (CURVE: its key, added to both
+# key lists, the running processes told to re-read them)
+worker_auth() {
+  local dir=$1 id=$2
+  if [ "${HELIUM_CURVE:-0}" != 1 ]; then echo "--insecure"; return; fi
+  if [ ! -f "$dir/keys/$id.key" ]; then
+    keygen "$dir" "$id"
+    cat "$dir/keys/$id.pub" >>"$dir/keys/authorized_keys"
+    cat "$dir/keys/$id.pub" >>"$dir/keys/workers.keys"
+    local f
+    for f in "$dir"/*.pid; do [ -f "$f" ] && kill -HUP "$(cat "$f")" 2>/dev/null; done
+    sleep 0.3
+  fi
+  echo "--key $dir/keys/$id.key --server-key $dir/keys/coordinator.pub --authorized-keys $dir/keys/workers.keys" \
+    "$([ "${HELIUM_CURVE_DATA:-}" = clear ] && echo --clear-data)"
+}
+
 load_env() {
   local dir=$1
   [ -f "$dir/cluster.env" ] || die "$dir/cluster.env not found (is a cluster up in $dir?)"
@@ -78,9 +108,10 @@ start_worker() { # DIR ID INDEX
   local dir=$1 id=$2 idx=$3
   alive "$dir/$id.pid" && die "worker $id already runs (pid $(cat "$dir/$id.pid"))"
   local data="tcp://127.0.0.1:$((HELIUM_PORT + 10 + idx))"
+  local auth; auth=$(worker_auth "$dir" "$id")
   # shellcheck disable=SC2086
   "$BIN/helium-worker" serve --coordinator "$HELIUM_WORKERS_EP" --model "$HELIUM_MODEL" --id "$id" \
-    --data "$data" --threads "${HELIUM_THREADS:-1}" ${HELIUM_WORKER_ARGS:-} \
+    --data "$data" --threads "${HELIUM_THREADS:-1}" $auth ${HELIUM_WORKER_ARGS:-} \
     </dev/null >"$dir/$id.log" 2>&1 &
   echo $! >"$dir/$id.pid"
 }
@@ -135,6 +166,23 @@ HELIUM_METRICS_PORT=$((port + 2))
 HELIUM_PORT=$port
 HELIUM_MODEL=$model
 EOF
+  local coord_auth=--insecure
+  if [ "${HELIUM_CURVE:-0}" = 1 ]; then
+    rm -rf "$dir/keys"
+    keygen "$dir" coordinator
+    keygen "$dir" client
+    cp "$dir/keys/client.pub" "$dir/keys/authorized_keys"
+    : >"$dir/keys/workers.keys"
+    for ((i = 1; i <= n; i++)); do # before anyone runs: nobody needs a SIGHUP
+      keygen "$dir" "w$i"
+      cat "$dir/keys/w$i.pub" | tee -a "$dir/keys/workers.keys" >>"$dir/keys/authorized_keys"
+    done
+    coord_auth="--key $dir/keys/coordinator.key --authorized-keys $dir/keys/authorized_keys"
+    printf 'export HELIUMCTL_KEY=%s\nexport HELIUMCTL_SERVER_KEY=%s\n' "$dir/keys/client.key" \
+      "$dir/keys/coordinator.pub" >>"$dir/cluster.env"
+  else
+    echo "export HELIUMCTL_INSECURE=1" >>"$dir/cluster.env"
+  fi
   load_env "$dir"
   if [ -n "${HELIUM_WATCH_PID:-}" ]; then
     (
@@ -150,7 +198,7 @@ EOF
   fi
   # shellcheck disable=SC2086
   "$BIN/helium-coordinator" --model "$HELIUM_MODEL" --listen "$HELIUM_COORDINATOR" \
-    --workers "$HELIUM_WORKERS_EP" --metrics-port "$HELIUM_METRICS_PORT" ${HELIUM_COORD_ARGS:-} \
+    --workers "$HELIUM_WORKERS_EP" --metrics-port "$HELIUM_METRICS_PORT" $coord_auth ${HELIUM_COORD_ARGS:-} \
     </dev/null >"$dir/coordinator.log" 2>&1 &
   echo $! >"$dir/coordinator.pid"
   local ids=()

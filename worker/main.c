@@ -689,12 +689,18 @@ static void serve_usage(FILE *f) {
             "  --health-host ADDR   IPv4 address of the probe port (default 127.0.0.1)\n"
             "  --drain-timeout-ms N after SIGTERM, finish held calls for at most N ms, then leave them\n"
             "                       to the coordinator (default 60000)\n"
+            "  --key FILE           own CURVE secret key (heliumctl keygen NAME writes NAME.key)\n"
+            "  --server-key FILE    the coordinator's public key (its NAME.pub)\n"
+            "  --authorized-keys F  worker public keys that may pull from --data (re-read on SIGHUP)\n"
+            "  --clear-data         with keys: serve KV pulls in the clear (a trusted network only)\n"
+            "  --insecure           no CURVE anywhere (required when --key is not given)\n"
             "Every option is also HELIUM_WORKER_<OPTION> in the environment (--kv-mb: HELIUM_WORKER_KV_MB;\n"
             "a switch takes 1/0); the command line wins. See docs/deploy.md.\n");
 }
 
 enum { S_COORD = 256, S_MODEL, S_ID, S_DATA, S_ADV, S_THREADS, S_KVMB, S_KVBLOCKS, S_BS, S_BATCH, S_SEQS, S_CTX,
-       S_NOPC, S_HB, S_PULLTO, S_INLINE, S_LOG, S_HPORT, S_HHOST, S_DRAIN, S_HELP };
+       S_NOPC, S_HB, S_PULLTO, S_INLINE, S_LOG, S_HPORT, S_HHOST, S_DRAIN, S_KEY, S_SKEY, S_AKEYS, S_CLEAR,
+       S_INSECURE, S_HELP };
 
 /* serve's options; each is also HELIUM_WORKER_<OPTION> (cmd_serve) */
 static const struct option SERVE_OPTS[] = {
@@ -706,6 +712,8 @@ static const struct option SERVE_OPTS[] = {
     {"ctx", 1, 0, S_CTX}, {"no-prefix-cache", 0, 0, S_NOPC}, {"heartbeat-ms", 1, 0, S_HB},
     {"pull-timeout-ms", 1, 0, S_PULLTO}, {"inline-pulls", 0, 0, S_INLINE}, {"log-level", 1, 0, S_LOG},
     {"health-port", 1, 0, S_HPORT}, {"health-host", 1, 0, S_HHOST}, {"drain-timeout-ms", 1, 0, S_DRAIN},
+    {"key", 1, 0, S_KEY}, {"server-key", 1, 0, S_SKEY}, {"authorized-keys", 1, 0, S_AKEYS},
+    {"clear-data", 0, 0, S_CLEAR}, {"insecure", 0, 0, S_INSECURE},
     {"help", 0, 0, S_HELP}, {0, 0, 0, 0}};
 #define N_SERVE_OPTS (sizeof SERVE_OPTS / sizeof SERVE_OPTS[0] - 1)
 
@@ -753,6 +761,11 @@ static int serve_parse(int argc, char **argv, srv_opts *o) {
         case S_INLINE: o->inline_pulls = true; break;
         case S_HPORT: rc = serve_int("health-port", optarg, 0, 65535, &o->health_port); break;
         case S_HHOST: o->health_host = optarg; break;
+        case S_KEY: o->key_file = optarg; break;
+        case S_SKEY: o->server_key_file = optarg; break;
+        case S_AKEYS: o->authorized_keys = optarg; break;
+        case S_CLEAR: o->clear_data = true; break;
+        case S_INSECURE: o->insecure = true; break;
         case S_DRAIN: rc = serve_int("drain-timeout-ms", optarg, 0, 86400000, &o->drain_timeout_ms); break;
         case S_LOG:
             v = clog_level_from_name(optarg);
@@ -779,6 +792,13 @@ static int serve_parse(int argc, char **argv, srv_opts *o) {
     if (!o->coord_ep || !o->model_path) {
         fprintf(stderr, "helium-worker serve: --coordinator and --model are required\n");
         serve_usage(stderr);
+        return 2;
+    }
+    if (o->insecure ? o->key_file || o->server_key_file || o->authorized_keys
+                    : !o->key_file || !o->server_key_file) {
+        fprintf(stderr, "helium-worker serve: %s\n",
+                o->insecure ? "--insecure excludes --key, --server-key and --authorized-keys"
+                            : "give --key FILE and --server-key FILE (CURVE), or --insecure to run without keys");
         return 2;
     }
     if (o->id) {

@@ -4,6 +4,7 @@
 # not hang), bad workflow files are refused locally with the wire's error
 # names, and --json errors are JSON.
 set -euo pipefail
+export HELIUMCTL_INSECURE=1 # no keys (tests/cli/cluster_curve.sh checks CURVE)
 : "${HELIUM_BIN:?}" "${HELIUM_SRC:?}"
 CTL=$HELIUM_BIN/heliumctl
 [ -x "$CTL" ] || { echo "cluster_ctl: $CTL not built" >&2; exit 1; }

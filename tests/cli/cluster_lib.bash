@@ -18,6 +18,12 @@ HELIUM_BUILD=${HELIUM_BUILD:-$(dirname "$HELIUM_BIN")}
 export HELIUM_BIN HELIUM_SRC HELIUM_BUILD
 
 TEST_NAME=$(basename "$0" .sh)
+# Keys: HELIUM_CURVE=1 runs the test's cluster with CURVE on every socket
+# (scripts/cluster.sh makes the keys; cluster.env hands heliumctl its own);
+# otherwise every program is told --insecure, also those a test starts itself.
+if [ "${HELIUM_CURVE:-0}" != 1 ]; then
+  export HELIUM_COORD_INSECURE=1 HELIUM_WORKER_INSECURE=1 HELIUMCTL_INSECURE=1
+fi
 for b in helium-coordinator helium-worker heliumctl helium-mkmodel; do
   if [ ! -x "$HELIUM_BIN/$b" ]; then
     echo "$TEST_NAME: $HELIUM_BIN/$b is missing (not built)" >&2

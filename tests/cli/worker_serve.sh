@@ -15,6 +15,7 @@
 # Env: HELIUM_BIN, HELIUM_SRC, HELIUM_BUILD (set by ctest);
 # HELIUM_TEST_MODEL=FILE uses that model instead of helium-mkmodel's.
 set -euo pipefail
+export HELIUM_WORKER_INSECURE=1 # the fake coordinator speaks plain TCP
 
 : "${HELIUM_BIN:?set HELIUM_BIN to the bin directory of the build}"
 : "${HELIUM_SRC:?set HELIUM_SRC to the source tree}"

@@ -81,6 +81,7 @@ void srv_send_register(srv_t *s) {
     r.n_ctx = (uint32_t)eng_n_ctx(s->e);
     r.max_batch = (uint32_t)(s->o.ec.max_batch_tokens > 0 ? s->o.ec.max_batch_tokens : 512);
     r.data_endpoint = s->data_ep;
+    r.data_key = s->zauth ? s->keys.pub : ""; /* peers pull over CURVE with it */
     r.n_layers = (uint32_t)m->hp.n_layers;
     r.kv_dim = (uint32_t)m->hp.kv_dim;
     r.kv_dtype = (char *)kvw_name(eng_kv_type(s->e)); /* the element type of the pages we serve */

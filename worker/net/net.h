@@ -38,6 +38,7 @@
 #include "serve.h"
 #include "u64vec.h"
 #include "workflow.h"
+#include "zauth.h"
 
 #define SRV_VERSION "helium-worker 0.1"
 #define SRV_PROTO HELIUM__PROTOCOL__PROTOCOL_CURRENT
@@ -62,6 +63,7 @@ typedef struct {
     void *sock;          /* DEALER connected to ep */
     int inflight;        /* pulls waiting for an answer */
     bool broken;         /* a pull timed out: close once nothing is in flight */
+    char key[41];        /* the peer's data CURVE key this socket expects ("" = in the clear) */
 } peer_t;
 
 typedef struct task {
@@ -121,6 +123,8 @@ typedef struct srv {
     size_t page_bytes;
     void *zctx, *coord, *data, *mon;
     char data_ep[512];      /* advertised data endpoint ("" = none) */
+    zauth_keys keys;        /* own CURVE key pair and the coordinator's key (empty: --insecure) */
+    zauth_t *zauth;         /* the data socket's ZAP handler, NULL if the data plane is in the clear */
     peer_t *peers;          /* (SRV_MAX_PEERS) */
     int n_peers;
     task_t *tasks;

@@ -40,11 +40,17 @@ void pull_peer_release(srv_t *s, int i) {
     }
 }
 
-/* DEALER for endpoint ep (cached); index or -1. */
-static int peer_get(srv_t *s, const char *ep) {
+/* DEALER for endpoint ep whose data socket has CURVE public key key ("" =
+ * in the clear) (cached); index or -1. */
+static int peer_get(srv_t *s, const char *ep, const char *key) {
     int slot = -1;
+    if (!key) key = "";
+    if (key[0] && (!zauth_key_ok(key) || !s->keys.sec[0])) {
+        clog_msg(CLOG_WARN, "peer %s wants CURVE but %s", ep, s->keys.sec[0] ? "its key is bad" : "we have no key");
+        return -1;
+    }
     for (int i = 0; i < s->n_peers; i++) {
-        if (s->peers[i].ep && !strcmp(s->peers[i].ep, ep)) {
+        if (s->peers[i].ep && !strcmp(s->peers[i].ep, ep) && !strcmp(s->peers[i].key, key)) {
             slot = i;
             if (s->peers[i].sock) return i;
             break;
@@ -70,6 +76,12 @@ static int peer_get(srv_t *s, const char *ep) {
     if (!p->sock) return -1;
     zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(p->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    snprintf(p->key, sizeof p->key, "%s", key);
+    if (key[0] && zauth_set_client(p->sock, &s->keys, key)) {
+        clog_msg(CLOG_WARN, "peer %s: %s", ep, he_msg());
+        pull_peer_close(p);
+        return -1;
+    }
     if (zmq_connect(p->sock, ep) != 0) {
         clog_msg(CLOG_WARN, "cannot connect to peer %s: %s", ep, zmq_strerror(zmq_errno()));
         pull_peer_close(p);
@@ -260,7 +272,7 @@ bool pull_start(srv_t *s, task_t *t, const Helium__KvPullHint *h) {
         free(ph);
         return false;
     }
-    int pi = peer_get(s, h->source_endpoint);
+    int pi = peer_get(s, h->source_endpoint, h->source_key);
     if (pi < 0) {
         free(ph);
         return false;
@@ -386,7 +398,7 @@ void pull_on_kv_export(srv_t *s, const Helium__KvExportRequest *rq) {
         coord_dest d = {.s = s, .rq = rq};
         rc = export_pages(s, rq->transfer_id, rq->hashes, (int32_t)rq->n_hashes, emit_to_coord, &d);
     } else {
-        int pi = peer_get(s, rq->destination);
+        int pi = peer_get(s, rq->destination, rq->destination_key);
         if (pi < 0) {
             rc = he_set(HE_EUNAVAIL, "cannot reach %s", rq->destination);
         } else {

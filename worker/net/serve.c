@@ -50,6 +50,42 @@ static void advertise_hostname(srv_t *s) {
     clog_msg(CLOG_INFO, "data endpoint bound to every address: advertising %s (--advertise overrides)", s->data_ep);
 }
 
+/* SIGHUP: re-read the data socket's authorized keys */
+static volatile sig_atomic_t g_hup;
+
+static void on_hup(int sig) {
+    (void)sig;
+    g_hup = 1;
+}
+
+/* Keys (unless --insecure) and, for a CURVE data socket, its ZAP handler:
+ * bound here, before any CURVE socket exists. 0 or 1 (logged). */
+static int auth_setup(srv_t *s) {
+    if (s->o.insecure) return 0;
+    if (!s->o.key_file || !s->o.server_key_file) {
+        clog_msg(CLOG_ERROR, "CURVE needs --key FILE and --server-key FILE (or --insecure)");
+        return 1;
+    }
+    if (zauth_read_secret(s->o.key_file, &s->keys) || zauth_read_public(s->o.server_key_file, s->keys.server)) {
+        clog_msg(CLOG_ERROR, "%s", he_msg());
+        return 1;
+    }
+    if (!s->o.data_ep || s->o.clear_data) return 0;
+    if (!s->o.authorized_keys) {
+        clog_msg(CLOG_ERROR, "a CURVE data socket needs --authorized-keys FILE (the workers that may pull), "
+                             "or --clear-data to serve pulls in the clear");
+        return 1;
+    }
+    int rc = -1;
+    if (!(s->zauth = zauth_new(s->zctx, "data")) || (rc = zauth_load(s->zauth, s->o.authorized_keys)) < 0) {
+        clog_msg(CLOG_ERROR, "%s", he_msg());
+        return 1;
+    }
+    clog_msg(CLOG_INFO, "CURVE on: public key %s; %d worker key(s) may pull from %s", s->keys.pub, rc,
+             s->o.authorized_keys);
+    return 0;
+}
+
 static void kvs_log(int level, const char *msg) { clog_msg((clog_level)level, "%s", msg); }
 
 /* Reads one whole message from sock (non-blocking): up to 3 frames kept
@@ -189,9 +225,11 @@ static int setup(srv_t *s) {
     }
     int zero = 0, hwm = 100000;
     int64_t maxmsg = SRV_MAX_MSG_BYTES;
+    if (auth_setup(s)) return 1;
     /* coordinator DEALER */
     s->coord = zmq_socket(s->zctx, ZMQ_DEALER);
     if (!s->coord) goto zfail;
+    if (s->keys.sec[0] && zauth_set_client(s->coord, &s->keys, NULL)) goto zfail;
     zmq_setsockopt(s->coord, ZMQ_ROUTING_ID, s->id, strlen(s->id));
     zmq_setsockopt(s->coord, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s->coord, ZMQ_SNDHWM, &hwm, sizeof hwm);
@@ -213,6 +251,7 @@ static int setup(srv_t *s) {
         zmq_setsockopt(s->data, ZMQ_LINGER, &zero, sizeof zero);
         zmq_setsockopt(s->data, ZMQ_SNDHWM, &hwm, sizeof hwm);
         zmq_setsockopt(s->data, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        if (s->zauth && (zauth_set_server(s->data, &s->keys) || zauth_watch(s->zauth, s->data))) goto zfail;
         if (zmq_bind(s->data, s->o.data_ep) != 0) {
             clog_msg(CLOG_ERROR, "cannot bind data endpoint %s: %s", s->o.data_ep, zmq_strerror(zmq_errno()));
             return 1;
@@ -264,6 +303,7 @@ static void teardown(srv_t *s) {
     }
     if (s->mon) zmq_close(s->mon);
     if (s->data) zmq_close(s->data);
+    zauth_destroy(&s->zauth); /* after the data socket it watches */
     if (s->zctx) zmq_ctx_term(s->zctx);
     if (s->e) pins_drop_all(s);
     free(s->tags);
@@ -275,6 +315,12 @@ static void teardown(srv_t *s) {
  * the next one is due (capped at SRV_MAX_POLL_MS). */
 static int run_timers(srv_t *s) {
     int64_t now = clock_mono_ms(), next = now + SRV_MAX_POLL_MS;
+    if (g_hup) {
+        g_hup = 0;
+        int rc = s->zauth ? zauth_load(s->zauth, s->o.authorized_keys) : 0;
+        if (rc < 0) clog_msg(CLOG_ERROR, "authorized keys not reloaded: %s", he_msg());
+        else if (s->zauth) clog_msg(CLOG_INFO, "authorized keys reloaded: %d key(s)", rc);
+    }
     if (!s->registered) {
         /* while the connection is down a Register would only queue up: retry
          * rarely then, and at once when the monitor reports a connection */
@@ -391,6 +437,8 @@ int srv_run(const srv_opts *o) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     int rc = setup(s);
     if (!rc) rc = serve_loop(s);
     teardown(s);

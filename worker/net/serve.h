@@ -37,6 +37,12 @@ typedef struct {
     int heartbeat_ms;     /* until a RegisterAck says otherwise */
     int pull_timeout_ms;
     bool inline_pulls;    /* serve peers' pulls between engine steps, not from the pull server thread */
+    /* CURVE (common/zauth.h, docs/security.md); insecure = no keys at all */
+    const char *key_file;        /* own secret key: the coordinator link, pulls and the data socket */
+    const char *server_key_file; /* the coordinator's public key */
+    const char *authorized_keys; /* worker keys the data socket lets pull (re-read on SIGHUP) */
+    bool insecure;
+    bool clear_data;             /* keys on the coordinator link, the data socket in the clear */
     clog_level level;
     const char *health_host; /* probe port's address (NULL = 127.0.0.1) */
     int health_port;      /* HTTP /healthz and /readyz (health.h); 0 = none */
