@@ -350,6 +350,13 @@ def reanalyse(doc, bound_s=0.0, factor=3.0):
 
 # ---------------------------------------------------------------- driver
 
+def save(doc, outdir):
+    os.makedirs(outdir, exist_ok=True)
+    with open(os.path.join(outdir, "arrival.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
 def run(args, WF):
     """The --arrival mode of bench/workflows; returns the exit status."""
     W = WF.W
@@ -409,6 +416,7 @@ def run(args, WF):
                                     WF.warn(f"!!! OUTPUT MISMATCH: {name} / {pol} / {label}: {bad[:6]}")
                         doc["points"].append(rec)
                         curves[pol].append(rec)
+                        save(doc, args.out)  # every point as it comes (a cut-short run keeps what it measured)
                         WF.log(f"   {name} {label:18s} {pol:9s} " + (
                             f"FAILED: {rec['error']}" if rec.get("latency_p99_s") is None else
                             f"achieved {WF_fmt(rec.get('achieved_wpm'), 1)}/min, p50 {rec['latency_p50_s']:.2f} s, "
@@ -428,11 +436,8 @@ def run(args, WF):
         service.close()
     doc["total_wall_s"] = round(time.time() - t_all, 1)
     doc["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    os.makedirs(args.out, exist_ok=True)
+    save(doc, args.out)
     jpath = os.path.join(args.out, "arrival.json")
-    with open(jpath, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
     pngs = [] if args.no_plots else make_plots(jpath, args.out)
     write_md(os.path.join(args.out, "arrival.md"), doc, pngs)
     for key, a in doc["analysis"].items():
