@@ -18,7 +18,7 @@ CACHE=${HELIUM_CACHE:-$HOME/.cache/helium}
 bash "$SRC/scripts/install-deps.sh" --deploy >/dev/null
 V=$CACHE/venv-deploy/bin
 KUSTOMIZE=(kubectl kustomize)
-command -v kubectl >/dev/null || KUSTOMIZE=("$CACHE/bin/kustomize" build)
+command -v kubectl >/dev/null || KUSTOMIZE=("$CACHE/bin/kubectl" kustomize)
 
 TMP=$(mktemp -d /tmp/helium-deploy-lint.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -84,6 +84,16 @@ sed -i 's/^  replicas: 2$/  replicas: two/' "$TMP/k8s-b/base/workers.yaml"
 cmp -s "$SRC/deploy/k8s/base/workers.yaml" "$TMP/k8s-b/base/workers.yaml" && bad "k8s: the second breaking edit matched nothing"
 must_fail "kubernetes-validate --strict (wrong type)" validate "$TMP/k8s-b/overlays/cpu" broken-b
 
+# ---- the Grafana dashboard: valid JSON whose every query names a metric the
+# coordinator exports (compose_e2e.sh checks the same against a live /metrics)
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["panels"]' "$SRC/deploy/grafana/helium.json" 2>"$TMP/out"; then
+  missing=""
+  for m in $(grep -oE 'helium_[a-z_]+' "$SRC/deploy/grafana/helium.json" | sed -E 's/_(bucket|sum|count)$//' | sort -u); do
+    grep -rqF "\"$m" "$SRC/coordinator" || missing="$missing $m"
+  done
+  [ -z "$missing" ] && pass "grafana dashboard: JSON, every metric exported" || bad "grafana dashboard queries metrics nobody exports:$missing"
+else cat "$TMP/out" >&2; bad "deploy/grafana/helium.json is not a dashboard"; fi
+
 # ---- the environment table in docs/deploy.md covers every option
 # env_names PREFIX: the variables for the long options in --help on stdin
 env_names() { grep -oE -- '--[a-z][a-z0-9-]+' | grep -vx -- '--help' | sort -u |
@@ -94,12 +104,20 @@ if [ -x "$BIN/helium-coordinator" ] && [ -x "$BIN/helium-worker" ] && [ -x "$BIN
     "$BIN/helium-worker" serve --help | env_names HELIUM_WORKER
     "$BIN/heliumctl" --help | sed -n '1,/^commands/p' | env_names HELIUMCTL
   } >"$TMP/vars"
-  n=0
+  n=0 before=$fails
   while read -r v; do
     n=$((n + 1))
-    grep -q "\`$v\`" "$SRC/docs/deploy.md" || bad "docs/deploy.md does not list $v"
+    grep -q "\`$v\`" "$SRC/docs/deploy.md" || bad "docs/deploy.md does not list $v (add it to the Environment tables)"
+    # the coordinator's and heliumctl's parsers are strcmp chains: their
+    # environment tables are written out and must name every option
+    opt=$(echo "$v" | sed -E 's/^(HELIUM_COORD|HELIUMCTL)_//' | tr '[:upper:]_' '[:lower:]-')
+    case $v in
+      HELIUM_COORD_*) grep -qF "{\"$opt\", " "$SRC/coordinator/main.c" || bad "coordinator/main.c ENV_OPTS lacks \"$opt\"" ;;
+      HELIUMCTL_*) grep -qF -e "{\"$opt\", " -e "\"$v\"" "$SRC/ctl/main.c" || bad "ctl/main.c reads no $v" ;;
+    esac
   done <"$TMP/vars"
-  [ $n -ge 20 ] && pass "docs/deploy.md lists all $n option variables" || bad "only $n options found in --help"
+  [ $n -ge 20 ] || bad "only $n options found in --help"
+  [ $fails -eq $before ] && pass "docs/deploy.md lists all $n option variables"
 else
   bad "binaries not built in $BIN"
 fi
