@@ -9,8 +9,8 @@
  * Job i (0-based) goes to client i % CLIENTS; each client is a thread with a
  * DEALER socket of its own and at most one request outstanding. A job is a
  * one-op llm workflow whose prompt names i (so no two are the same call).
- * Job i with i % CANCEL_EVERY == CANCEL_EVERY - 1 is canceled right after its
- * acknowledgement (and must end CANCELED); before job i with
+ * Job i with i % CANCEL_EVERY == CANCEL_EVERY - 1 is a loop of 64 sequential
+ * calls, canceled right after its acknowledgement (and must end CANCELED); before job i with
  * i % BAD_EVERY == 0 the client sends a malformed frame (garbage bytes, an
  * empty frame, or a truncated Request) and expects a typed Error reply.
  *
@@ -38,6 +38,7 @@
 
 #define REPLY_TIMEOUT_MS 30000
 #define JOB_DEADLINE_S 600
+#define LOOP_ROUNDS 64 /* rounds of a job that will be canceled */
 
 typedef struct {
     char id[64];
@@ -130,11 +131,35 @@ static void submit(void *s, int i, uint64_t rid) {
     Helium__LlmOp llm = HELIUM__LLM_OP__INIT;
     llm.n_prompt = 1;
     llm.prompt = &tpp;
-    llm.max_tokens = (uint32_t)(j->cancel ? 4 * g_max_tokens : g_max_tokens);
+    llm.max_tokens = (uint32_t)g_max_tokens;
     Helium__Operator op = HELIUM__OPERATOR__INIT, *opp = &op;
     op.id = "a";
     op.kind_case = HELIUM__OPERATOR__KIND_LLM;
     op.llm = &llm;
+    /* a job to cancel is a loop of LOOP_ROUNDS calls, each reading the round
+     * before ({{prev}}): sequential, so it is still running when the cancel
+     * comes, however long the acknowledgement took (an fsync per submit) */
+    Helium__TemplatePart parts[2] = {HELIUM__TEMPLATE_PART__INIT, HELIUM__TEMPLATE_PART__INIT};
+    Helium__TemplatePart *pparts[2] = {&parts[0], &parts[1]};
+    Helium__LoopOp loop = HELIUM__LOOP_OP__INIT;
+    Helium__Operator body = HELIUM__OPERATOR__INIT, *pbody = &body;
+    if (j->cancel) {
+        parts[0].part_case = HELIUM__TEMPLATE_PART__PART_TEXT;
+        parts[0].text = prompt;
+        parts[1].part_case = HELIUM__TEMPLATE_PART__PART_PREV;
+        parts[1].prev = 1;
+        llm.n_prompt = 2;
+        llm.prompt = pparts;
+        llm.max_tokens = (uint32_t)g_max_tokens;
+        body.id = "step";
+        body.kind_case = HELIUM__OPERATOR__KIND_LLM;
+        body.llm = &llm;
+        loop.n_body = 1;
+        loop.body = &pbody;
+        loop.max_rounds = LOOP_ROUNDS;
+        op.kind_case = HELIUM__OPERATOR__KIND_LOOP;
+        op.loop = &loop;
+    }
     Helium__Workflow wf = HELIUM__WORKFLOW__INIT;
     wf.protocol_version = HELIUM__PROTOCOL__PROTOCOL_CURRENT;
     wf.name = "load";
