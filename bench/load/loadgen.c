@@ -16,7 +16,8 @@
  *
  * Submit latency: from a SubmitJob's send to its JobAccepted. Job latency:
  * from that send until a GetJob first shows a final state (each client polls
- * its unfinished jobs, 20 ms between rounds: the resolution). Prints one JSON
+ * its unfinished jobs once all its submits are acknowledged, 20 ms between
+ * rounds: so it includes the client's own later submits). Prints one JSON
  * document: percentiles, the count of every final state, and each job's id,
  * whether it was canceled, and its state ("LOST" if the coordinator no longer
  * knows it, "TIMEOUT" if it did not end within the deadline).
