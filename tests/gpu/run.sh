@@ -6,7 +6,7 @@
 #                           programs, helium-mkmodel, helium-worker and every shared
 #                           library ldd names that a bare CUDA machine lacks (not the
 #                           CUDA libraries, not glibc / libstdc++), xz-compressed
-#                           into .gpu-pack/pack.tar.xz (about 8 MB: the device tool
+#                           into .gpu-pack/pack.tar.xz (about 12 MB: the device tool
 #                           carries at most 64 MiB with the tree; OpenBLAS alone is
 #                           36 MB uncompressed). .gpu-pack/ and build-gpu/ are
 #                           git-ignored through .git/info/exclude.
