@@ -368,6 +368,9 @@ coord_t *coord_new(const coord_config *cfg) {
         goto fail;
     }
     if (!c->cfg.insecure && start_auth(c)) goto fail; /* the ZAP handler, before any CURVE socket */
+    if (c->cfg.insecure)
+        clog_msg(CLOG_WARN, "--insecure: no CURVE; whoever reaches %s or %s may submit jobs or register as a worker",
+                 c->cfg.listen, c->cfg.workers);
     if (!(c->client = bind_router(c, c->cfg.listen, false))) goto fail;
     if (!(c->wsock = bind_router(c, c->cfg.workers, true))) goto fail;
     if (c->cfg.metrics_port > 0 && !(c->metrics = metrics_new(c->cfg.metrics_host, c->cfg.metrics_port))) goto fail;

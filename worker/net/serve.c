@@ -61,7 +61,10 @@ static void on_hup(int sig) {
 /* Keys (unless --insecure) and, for a CURVE data socket, its ZAP handler:
  * bound here, before any CURVE socket exists. 0 or 1 (logged). */
 static int auth_setup(srv_t *s) {
-    if (s->o.insecure) return 0;
+    if (s->o.insecure) {
+        clog_msg(CLOG_WARN, "--insecure: no CURVE on the coordinator link%s", s->o.data_ep ? " or the data socket" : "");
+        return 0;
+    }
     if (!s->o.key_file || !s->o.server_key_file) {
         clog_msg(CLOG_ERROR, "CURVE needs --key FILE and --server-key FILE (or --insecure)");
         return 1;
@@ -70,6 +73,9 @@ static int auth_setup(srv_t *s) {
         clog_msg(CLOG_ERROR, "%s", he_msg());
         return 1;
     }
+    if (s->o.data_ep && s->o.clear_data)
+        clog_msg(CLOG_WARN, "--clear-data: KV pulls from %s travel in the clear, and anyone who reaches it may pull",
+                 s->o.data_ep);
     if (!s->o.data_ep || s->o.clear_data) return 0;
     if (!s->o.authorized_keys) {
         clog_msg(CLOG_ERROR, "a CURVE data socket needs --authorized-keys FILE (the workers that may pull), "
