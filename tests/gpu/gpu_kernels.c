@@ -226,6 +226,64 @@ static void test_embed(int t, int64_t dim, int64_t vocab) {
     cudaFree(dw), cudaFree(di), cudaFree(dx), free(w), free(ref), free(got);
 }
 
+/* Activation preparation (rounding, q8_0 split form), bias, row gather and
+ * weight dequantization: exact against the CPU's conversions. */
+static void test_prep(void) {
+    const int64_t n = 4096;
+    float *x = malloc(n * 4), *ref = malloc(n * 4), *got = malloc(n * 4), *qd_ref = malloc(n / 32 * 4),
+          *qd = malloc(n / 32 * 4);
+    int8_t *qs_ref = malloc(n), *qs = malloc(n);
+    gu_fill(x, n, 5.0f);
+    float *dx = gu_to_dev(x, n * 4), *dy = gu_dev_alloc(n * 4), *dqd = gu_dev_alloc(n / 32 * 4);
+    int8_t *dqs = gu_dev_alloc(n);
+    const int rt[2] = {HK_T_F16, HK_T_BF16};
+    for (int k = 0; k < 2; k++) {
+        cq_round_row((ggml_type)rt[k], x, ref, n);
+        GU_LAUNCH(hk_act_round(rt[k], dx, dy, n, 0));
+        gu_to_host(got, dy, n * 4);
+        gu_expect(k ? "act_round bf16 == CPU bit for bit" : "act_round f16 == CPU bit for bit",
+                  !memcmp(got, ref, n * 4), NULL);
+    }
+    cq_quantize_act_q8_0(x, qs_ref, qd_ref, n);
+    GU_LAUNCH(hk_quant_q8_0(dx, dqs, dqd, n, 0));
+    gu_to_host(qs, dqs, n);
+    gu_to_host(qd, dqd, n / 32 * 4);
+    gu_expect("quant_q8_0 quants and scales == CPU", !memcmp(qs, qs_ref, n) && !memcmp(qd, qd_ref, n / 32 * 4), NULL);
+    /* bias over rows, and a row gather */
+    const int64_t rows = 8, dim = n / rows;
+    float *b = malloc(dim * 4);
+    gu_fill(b, dim, 1.0f);
+    float *db = gu_to_dev(b, dim * 4);
+    GU_CUDA(cudaMemcpy(dy, dx, n * 4, cudaMemcpyDeviceToDevice));
+    GU_LAUNCH(hk_add_bias(dy, db, rows, dim, 0));
+    gu_to_host(got, dy, n * 4);
+    for (int64_t i = 0; i < n; i++) ref[i] = x[i] + b[i % dim];
+    gu_check("add_bias", gu_nmse(got, ref, n), 1e-7);
+    int32_t idx[3] = {5, 0, 7};
+    int32_t *didx = gu_to_dev(idx, sizeof idx);
+    GU_LAUNCH(hk_gather_rows(dx, didx, 3, dim, dy, 0));
+    gu_to_host(got, dy, 3 * dim * 4);
+    bool ok = true;
+    for (int r = 0; r < 3; r++) ok &= !memcmp(got + r * dim, x + idx[r] * dim, dim * 4);
+    gu_expect("gather_rows", ok, NULL);
+    /* dequantization of weight rows into f32 and f16 scratch */
+    const int wt[3] = {HK_T_Q8_0, HK_T_F16, HK_T_BF16};
+    for (int k = 0; k < 3; k++) {
+        uint8_t *w = make_mat(wt[k], 512, 20);
+        void *dw = gu_to_dev(w, hk_row_bytes(wt[k], 512) * 20);
+        GU_LAUNCH(hk_dequant_rows(dw, wt[k], 512, 3, 10, dy, HK_T_F32, 0));
+        gu_to_host(got, dy, 10 * 512 * 4);
+        for (int r = 0; r < 10; r++) cq_dequant_row((ggml_type)wt[k], w + (3 + r) * hk_row_bytes(wt[k], 512), ref + r * 512, 512);
+        char name[64];
+        snprintf(name, sizeof name, "dequant_rows %s -> f32 == CPU", tname(wt[k]));
+        gu_expect(name, !memcmp(got, ref, 10 * 512 * 4), NULL);
+        cudaFree(dw);
+        free(w);
+    }
+    cudaFree(dx), cudaFree(dy), cudaFree(dqd), cudaFree(dqs), cudaFree(db), cudaFree(didx);
+    free(x), free(ref), free(got), free(qd_ref), free(qd), free(qs_ref), free(qs), free(b);
+}
+
 static void test_sampling(int64_t V) {
     const int R = 6;
     float *lg = malloc(R * V * 4);
@@ -282,6 +340,7 @@ int main(void) {
     test_rope(50, 14, 64, 1, 32768);
     test_rope(17, 4, 16, 1, 100);
     test_swiglu(100003);
+    test_prep();
     const int types[5] = {HK_T_F32, HK_T_F16, HK_T_BF16, HK_T_Q8_0, HK_T_Q4_K};
     for (int i = 0; i < 5; i++) {
         test_embed(types[i], 512, 1000);
