@@ -130,6 +130,8 @@ Test(xport, lost_page_times_out_aborts_and_invalidates) {
     xp_zmq_set_faults(g_szx, &f);
     int32_t src[3] = {2, 3, 4}, dst[3] = {6, 7, 8};
     cr_assert_eq(pull(src, dst, 3, 0, 50), 0, "still waiting for the lost page");
+    for (int i = 0; i < 2000 && xport_state(g_puller, 7) != XP_RECEIVING; i++) /* a loaded machine: wait for the join */
+        cr_assert_eq(drive(0, 1), 0);
     cr_assert_eq(xport_state(g_puller, 7), XP_RECEIVING);
     int rc = xport_poll(g_puller, 7, 101); /* past the 100 ms transfer deadline */
     cr_assert_eq(rc, HE_ETIMEOUT, "%s", he_msg());
