@@ -7,7 +7,7 @@ ABUILD ?= build-asan
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build build-asan demo test conformance bench benches fuzz clean
+.PHONY: all deps build build-asan demo test tsan conformance bench benches fuzz clean
 
 all: build
 
@@ -29,6 +29,11 @@ test: build-asan
 	@cd $(ABUILD) && ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
+# ThreadSanitizer build in build-tsan/: the engine's KV copy-out race and the
+# KV-transfer cluster test (make test runs it as the ctest `tsan`)
+tsan: deps
+	@bash tests/tsan/run.sh build-tsan
+
 # Regenerates tests/conformance vectors with llama.cpp (llama-cpp-python from PyPI).
 conformance: build
 	@bash tests/conformance/run.sh $(BUILD)
@@ -46,4 +51,4 @@ fuzz: deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(CURDIR)/build-fuzz FUZZ_JOBS=$(JOBS) bash tests/fuzz/run.sh
 
 clean:
-	rm -rf $(BUILD) $(ABUILD) build-fuzz
+	rm -rf $(BUILD) $(ABUILD) build-fuzz build-tsan $(ABUILD)-tsan

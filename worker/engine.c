@@ -42,6 +42,7 @@ typedef struct seq {
     int64_t admit_seq;      /* admission order, for preemption (youngest first) */
     rng_t rng;
     float *logits;          /* (n_gen, n_vocab) when record_logits */
+    dtk_t *dt;              /* generated text (keep_text or stops), else NULL */
     struct seq *next;       /* waiting list link */
 } seq_t;
 
@@ -179,6 +180,7 @@ static void seq_free(seq_t *s) {
     free(s->bt);
     free(s->hashes);
     free(s->logits);
+    dtk_destroy(&s->dt);
     free(s);
 }
 
@@ -218,6 +220,7 @@ int eng_submit(eng_t *e, const int32_t *prompt, int32_t n, const eng_request *rq
                       e->cfg.n_ctx);
     if (!rq || rq->max_tokens <= 0) return he_set(HE_EINVAL, "max_tokens must be at least 1");
     if (rq->n_stop < 0 || (rq->n_stop > 0 && !rq->stop_ids)) return he_set(HE_EINVAL, "bad stop list");
+    if (rq->n_stops < 0 || (rq->n_stops > 0 && !rq->stops)) return he_set(HE_EINVAL, "bad stop string list");
     for (int32_t i = 0; i < n; i++)
         if (prompt[i] < 0 || prompt[i] >= e->n_vocab)
             return he_set(HE_ERANGE, "token id %d at position %d outside the vocabulary (%d)", prompt[i], i,
@@ -235,6 +238,14 @@ int eng_submit(eng_t *e, const int32_t *prompt, int32_t n, const eng_request *rq
     s->rq = *rq;
     if (rq->n_stop) memcpy(s->stop, rq->stop_ids, sizeof(int32_t) * (size_t)rq->n_stop);
     s->rq.stop_ids = s->stop;
+    s->rq.stops = NULL; /* copied into the detokenizer */
+    if (rq->keep_text || rq->n_stops > 0) {
+        s->dt = dtk_new(e->m->tok, rq->stops, rq->n_stops > 0 ? rq->n_stops : 0);
+        if (!s->dt) {
+            seq_free(s);
+            return he_set(HE_ENOMEM, "engine: out of memory");
+        }
+    }
     memcpy(s->toks, prompt, sizeof(int32_t) * (size_t)n);
     s->n_tok = s->n_prompt = n;
     s->n_phash = bh_prefix(e->m->root_hash, s->toks, n, e->cfg.block_size, s->hashes);
@@ -272,6 +283,12 @@ static void push_result(eng_t *e, seq_t *s, eng_finish fin, int err) {
         r->error = err;
         r->logits = s->logits;
         s->logits = NULL;
+        if (s->dt) {
+            const char *txt = dtk_text(s->dt, &r->text_len);
+            r->text = malloc(r->text_len + 1);
+            if (r->text) memcpy(r->text, txt, r->text_len + 1);
+            else r->text_len = 0;
+        }
         if (e->res_tail) e->res_tail->next = rn;
         else e->res_head = rn;
         e->res_tail = rn;
@@ -294,8 +311,10 @@ void eng_result_free(eng_result *r) {
     if (!r) return;
     free(r->ids);
     free(r->logits);
+    free(r->text);
     r->ids = NULL;
     r->logits = NULL;
+    r->text = NULL;
 }
 
 static void run_remove(eng_t *e, int32_t i) {
@@ -542,7 +561,18 @@ int eng_step(eng_t *e) {
         } else {
             s->toks[s->n_tok++] = tok;
             e->ctr.generated_tokens++;
-            if (s->n_tok - s->n_prompt >= s->rq.max_tokens) fin = ENG_FINISH_LENGTH;
+            int dr = s->dt ? dtk_push(s->dt, tok) : 0;
+            if (dr < 0) {
+                for (int32_t i = 0; i < e->n_run; i++)
+                    if (e->run[i] == s) {
+                        run_remove(e, i);
+                        break;
+                    }
+                push_result(e, s, ENG_FINISH_ERROR, dr);
+                continue;
+            }
+            if (dr == 1) fin = ENG_FINISH_STOP; /* the text reached a stop string */
+            else if (s->n_tok - s->n_prompt >= s->rq.max_tokens) fin = ENG_FINISH_LENGTH;
             else if (s->n_tok >= e->cfg.n_ctx) fin = ENG_FINISH_CONTEXT;
         }
         if (fin) {
@@ -698,7 +728,26 @@ int eng_prompt_hashes(const eng_t *e, const int32_t *ids, int32_t n, uint64_t *o
     return bh_prefix(e->m->root_hash, ids, n, e->cfg.block_size, out);
 }
 
+const char *eng_peek_text(eng_t *e, uint64_t id, size_t *len, size_t *stable) {
+    for (int32_t i = 0; i < e->n_run; i++) {
+        seq_t *s = e->run[i];
+        if (s->id != id) continue;
+        if (!s->dt) return NULL;
+        *stable = dtk_stable(s->dt, false);
+        return dtk_text(s->dt, len);
+    }
+    return NULL;
+}
+
 kvc_t *eng_kvc(eng_t *e) { return e->kvc; }
+int32_t eng_kv_blocks(const eng_t *e) { return kvc_n_blocks(e->kvc); }
+kvc_stats eng_cache_stats(const eng_t *e) { return kvc_get_stats(e->kvc); }
+bool eng_cached(const eng_t *e, uint64_t hash) { return kvc_lookup(e->kvc, hash) >= 0; }
+bool eng_block_hash(const eng_t *e, int32_t block, uint64_t *hash) { return kvc_block_hash(e->kvc, block, hash); }
+int eng_pin_prio(eng_t *e, uint64_t hash, uint32_t steps) { return kvc_pin_prio(e->kvc, hash, steps); }
+int32_t eng_pin_count(const eng_t *e, uint64_t hash) { return kvc_pin_count(e->kvc, hash); }
+int eng_set_prio(eng_t *e, uint64_t hash, uint32_t steps) { return kvc_set_prio(e->kvc, hash, steps); }
+void eng_set_cache_events(eng_t *e, kvc_event_fn fn, void *ud) { kvc_set_event_cb(e->kvc, fn, ud); }
 const model_t *eng_model(const eng_t *e) { return e->m; }
 int32_t eng_n_ctx(const eng_t *e) { return e->cfg.n_ctx; }
 int32_t eng_block_size(const eng_t *e) { return e->cfg.block_size; }
