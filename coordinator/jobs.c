@@ -625,6 +625,7 @@ jobs_t *jobs_new(const jobs_config *cfg, const jobs_hooks *hooks) {
     jobs_t *js = calloc(1, sizeof *js);
     if (!js) return NULL;
     js->cfg.keep_finished = cfg && cfg->keep_finished ? cfg->keep_finished : 1000;
+    js->cfg.chat = cfg ? cfg->chat : NULL;
     if (hooks) js->hooks = *hooks;
     js->fin = calloc(js->cfg.keep_finished, sizeof *js->fin);
     if (!js->fin) {
