@@ -859,7 +859,11 @@ int wf_validate(wf_t *wf) {
     for (size_t i = 0; i < wf->n_ops && !rc; i++) {
         wf_op *op = wf->ops[i];
         switch (op->kind) {
-        case WF_LLM: rc = resolve_tmpl(wf, (int)i, &op->llm.prompt, &E); break;
+        case WF_LLM:
+            rc = resolve_tmpl(wf, (int)i, &op->llm.prompt, &E);
+            for (size_t k = 0; k < op->llm.n_messages && !rc; k++) /* tasks render the messages themselves */
+                rc = resolve_tmpl(wf, (int)i, &op->llm.messages[k].content, &E);
+            break;
         case WF_TOOL:
             if (!(rc = resolve_tmpl(wf, (int)i, &op->tool.url, &E)))
                 rc = resolve_tmpl(wf, (int)i, &op->tool.body, &E);

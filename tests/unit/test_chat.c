@@ -188,6 +188,9 @@ Test(wfmsg, messages_parse_derive_and_depend) {
     cr_assert(b->llm.prompt_derived);
     cr_assert_eq(b->n_deps, 1); /* {{op.a}} inside a message */
     cr_assert_eq(b->deps[0], wf_find(wf, "a"));
+    cr_assert_eq(b->llm.messages[1].content.v[1].kind, WF_PART_INPUT); /* contents are resolved too */
+    cr_assert_eq(b->llm.messages[1].content.v[1].ref, wf_find_input(wf, "store"));
+    cr_assert_eq(b->llm.messages[1].content.v[3].ref, wf_find(wf, "a"));
     cr_assert_eq(wf_validate(wf), 0); /* idempotent */
     cr_assert_eq(b->llm.prompt.n, 4); /* "\x1esystem\x1fYou watch stores.\x1euser\x1fStore ", input, ": ", op */
     cr_assert_eq(b->llm.prompt.v[1].kind, WF_PART_INPUT);
