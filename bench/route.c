@@ -111,6 +111,10 @@ static sim_result simulate(const dir_t *d, const op_t *ops, const route_config *
                         .none_frac = (double)none / (double)n};
 }
 
+/* The whole run, phase after phase (build the directory, place the queue
+ * under each policy, route_pick alone, dir_match by prefix length): longer
+ * than a function should be, but linear, and each phase prints its own
+ * figures. */
 int main(void) {
     uint64_t root = bh_root("bench-route", 11);
     dir_t *d = dir_new();

@@ -15,7 +15,7 @@
 source "$(dirname "$0")/cluster_lib.bash"
 
 # quick failure detection for this test
-export HELIUM_COORD_ARGS="--heartbeat-ms 200 --worker-timeout-ms 3000"
+export HELIUM_COORD_ARGS="$HELIUM_COORD_ARGS --heartbeat-ms 200 --worker-timeout-ms 3000" # keeps cluster_lib's --policy router
 cluster_up 2
 COORD_PID=$(cat "$RUN/coordinator.pid")
 
