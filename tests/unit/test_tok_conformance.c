@@ -86,6 +86,11 @@ static void check_model(const cJSON *m, const char *key) {
         same_ids(ids, n, cJSON_GetObjectItem(s, "plain"), "plain", text);
         n_str++;
     }
+    /* the end-of-turn token of each family ends generation (engine: tok_is_eog) */
+    const char *eot = !strcmp(key, "gemma3") ? "<end_of_turn>" : "<|im_end|>";
+    cr_assert_eq(encode(t, eot, true, ids, CAP), 1, "%s is not one token", eot);
+    cr_assert(tok_is_eog(t, ids[0]), "%s (id %d) does not end generation", eot, ids[0]);
+    cr_assert(tok_is_eog(t, tok_eos(t)));
     chat_t *c = NULL;
     cr_assert_eq(chat_new(g, t, cJSON_GetObjectItem(m, "template")->valuestring, &c), 0, "%s", he_msg());
     const cJSON *ch;
