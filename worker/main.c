@@ -293,6 +293,103 @@ static const char *finish_name(eng_finish f) {
     }
 }
 
+/* Builds generate's jobs from o: every line of --prompts-file, or the one
+ * --prompt / --prompt-ids. Returns 0 or a herr code (nothing allocated). */
+static int gen_jobs(model_t *m, const opts *o, job **jobs_out, int *n_out) {
+    if (o->prompts_file) return load_prompts(m, o, jobs_out, n_out);
+    job *jobs = calloc(1, sizeof *jobs);
+    jobs[0].max_tokens = o->max_tokens;
+    jobs[0].sp = o->sp;
+    int rc = o->prompt ? tokenize(m, o->prompt, !o->no_bos && tok_add_bos_default(m->tok), o->special,
+                                  &jobs[0].ids, &jobs[0].n)
+                       : parse_ids(o->prompt_ids, &jobs[0].ids, &jobs[0].n);
+    if (rc) {
+        free(jobs);
+        return rc;
+    }
+    *jobs_out = jobs;
+    *n_out = 1;
+    return 0;
+}
+
+/* Prints job i's outcome: its text (or a JSON line when jsonl), or its error
+ * (steps_rc: eng_step's failure, if any). Returns 1 if the job failed. */
+static int gen_print_job(const model_t *m, const job *j, int i, bool jsonl, int steps_rc) {
+    if (j->err || !j->done || j->res.finish == ENG_FINISH_ERROR) {
+        int code = j->err ? j->err : (j->done ? j->res.error : (steps_rc ? steps_rc : HE_EINVAL));
+        const char *msg = j->err ? j->errmsg : (steps_rc ? he_msg() : "request failed");
+        if (jsonl) {
+            cJSON *obj = cJSON_CreateObject();
+            cJSON_AddNumberToObject(obj, "index", i);
+            cJSON_AddStringToObject(obj, "error", he_name(code));
+            cJSON_AddStringToObject(obj, "message", msg);
+            char *s = cJSON_PrintUnformatted(obj);
+            printf("%s\n", s);
+            free(s);
+            cJSON_Delete(obj);
+        } else {
+            fprintf(stderr, "helium-worker: error %s: %s\n", he_name(code), msg);
+        }
+        return 1;
+    }
+    char *text = tok_decode(m->tok, j->res.ids, j->res.n_gen, false);
+    if (jsonl) {
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddNumberToObject(obj, "index", i);
+        cJSON_AddStringToObject(obj, "text", text ? text : "");
+        cJSON *ids = cJSON_CreateIntArray(j->res.ids, j->res.n_gen);
+        cJSON_AddItemToObject(obj, "ids", ids);
+        cJSON_AddNumberToObject(obj, "prompt_tokens", j->res.prompt_tokens);
+        cJSON_AddNumberToObject(obj, "cached_tokens", j->res.cached_tokens);
+        cJSON_AddStringToObject(obj, "finish", finish_name(j->res.finish));
+        char *s = cJSON_PrintUnformatted(obj);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(obj);
+    } else {
+        printf("%s\n", text ? text : "");
+    }
+    free(text);
+    return 0;
+}
+
+/* Prints generate's counters: a JSON summary line when jsonl, else two
+ * human lines on stderr (only if some request ran). */
+static void gen_print_summary(const model_t *m, const eng_counters *cp, const kvc_stats *ks, int n_ok,
+                              double wall, bool jsonl) {
+    const eng_counters c = *cp;
+    double fwd = c.forward_seconds > 0 ? c.forward_seconds : 1e-9;
+    if (jsonl) {
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddStringToObject(obj, "summary", "generate");
+        cJSON_AddNumberToObject(obj, "requests", n_ok);
+        cJSON_AddNumberToObject(obj, "prompt_tokens", (double)c.prompt_tokens);
+        cJSON_AddNumberToObject(obj, "cached_tokens", (double)c.cached_tokens);
+        cJSON_AddNumberToObject(obj, "computed_tokens", (double)c.computed_tokens);
+        cJSON_AddNumberToObject(obj, "generated_tokens", (double)c.generated_tokens);
+        cJSON_AddNumberToObject(obj, "steps", (double)c.steps);
+        cJSON_AddNumberToObject(obj, "preemptions", (double)c.preemptions);
+        cJSON_AddNumberToObject(obj, "wall_seconds", wall);
+        cJSON_AddNumberToObject(obj, "tokens_per_second", (double)(c.computed_tokens + c.generated_tokens) / wall);
+        cJSON_AddNumberToObject(obj, "generated_per_second", (double)c.generated_tokens / wall);
+        cJSON_AddNumberToObject(obj, "kv_blocks_total", (double)ks->blocks_total);
+        cJSON_AddNumberToObject(obj, "kv_blocks_cached", (double)ks->blocks_cached);
+        char *s = cJSON_PrintUnformatted(obj);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(obj);
+    } else if (n_ok > 0) {
+        fprintf(stderr,
+                "--- %s | prompt %lld tokens (%lld from cache, %lld computed) | generated %lld tokens\n"
+                "--- %.1f tok/s overall, forward %.3f s | KV pages: %lld total, %lld in use, %lld cached | "
+                "prefix hit rate %.1f%%\n",
+                m->name, (long long)c.prompt_tokens, (long long)c.cached_tokens, (long long)c.computed_tokens,
+                (long long)c.generated_tokens, (double)(c.computed_tokens + c.generated_tokens) / wall, fwd,
+                (long long)ks->blocks_total, (long long)ks->blocks_used, (long long)ks->blocks_cached,
+                c.prompt_tokens ? 100.0 * (double)c.cached_tokens / (double)c.prompt_tokens : 0.0);
+    }
+}
+
 static int cmd_generate(int argc, char **argv) {
     opts o;
     int rc = parse_opts(argc, argv, &o);
@@ -306,24 +403,9 @@ static int cmd_generate(int argc, char **argv) {
     if ((rc = model_load(o.model, &m))) return die(rc);
     job *jobs = NULL;
     int n_jobs = 0;
-    if (o.prompts_file) {
-        if ((rc = load_prompts(m, &o, &jobs, &n_jobs))) {
-            model_destroy(&m);
-            return die(rc);
-        }
-    } else {
-        jobs = calloc(1, sizeof *jobs);
-        n_jobs = 1;
-        jobs[0].max_tokens = o.max_tokens;
-        jobs[0].sp = o.sp;
-        rc = o.prompt ? tokenize(m, o.prompt, !o.no_bos && tok_add_bos_default(m->tok), o.special, &jobs[0].ids,
-                                 &jobs[0].n)
-                      : parse_ids(o.prompt_ids, &jobs[0].ids, &jobs[0].n);
-        if (rc) {
-            free(jobs);
-            model_destroy(&m);
-            return die(rc);
-        }
+    if ((rc = gen_jobs(m, &o, &jobs, &n_jobs))) {
+        model_destroy(&m);
+        return die(rc);
     }
     eng_t *e = eng_new(m, NULL, &o.ec);
     if (!e) {
@@ -362,75 +444,9 @@ static int cmd_generate(int argc, char **argv) {
     kvc_stats ks = kvc_get_stats(eng_kvc(e));
     int exit_code = 0;
     bool jsonl = o.prompts_file || o.json;
-    for (int i = 0; i < n_jobs; i++) {
-        job *j = &jobs[i];
-        if (j->err || !j->done || j->res.finish == ENG_FINISH_ERROR) {
-            int code = j->err ? j->err : (j->done ? j->res.error : (steps_rc ? steps_rc : HE_EINVAL));
-            const char *msg = j->err ? j->errmsg : (steps_rc ? he_msg() : "request failed");
-            if (jsonl) {
-                cJSON *obj = cJSON_CreateObject();
-                cJSON_AddNumberToObject(obj, "index", i);
-                cJSON_AddStringToObject(obj, "error", he_name(code));
-                cJSON_AddStringToObject(obj, "message", msg);
-                char *s = cJSON_PrintUnformatted(obj);
-                printf("%s\n", s);
-                free(s);
-                cJSON_Delete(obj);
-            } else {
-                fprintf(stderr, "helium-worker: error %s: %s\n", he_name(code), msg);
-            }
-            exit_code = 1;
-            continue;
-        }
-        char *text = tok_decode(m->tok, j->res.ids, j->res.n_gen, false);
-        if (jsonl) {
-            cJSON *obj = cJSON_CreateObject();
-            cJSON_AddNumberToObject(obj, "index", i);
-            cJSON_AddStringToObject(obj, "text", text ? text : "");
-            cJSON *ids = cJSON_CreateIntArray(j->res.ids, j->res.n_gen);
-            cJSON_AddItemToObject(obj, "ids", ids);
-            cJSON_AddNumberToObject(obj, "prompt_tokens", j->res.prompt_tokens);
-            cJSON_AddNumberToObject(obj, "cached_tokens", j->res.cached_tokens);
-            cJSON_AddStringToObject(obj, "finish", finish_name(j->res.finish));
-            char *s = cJSON_PrintUnformatted(obj);
-            printf("%s\n", s);
-            free(s);
-            cJSON_Delete(obj);
-        } else {
-            printf("%s\n", text ? text : "");
-        }
-        free(text);
-    }
-    double fwd = c.forward_seconds > 0 ? c.forward_seconds : 1e-9;
-    if (jsonl) {
-        cJSON *obj = cJSON_CreateObject();
-        cJSON_AddStringToObject(obj, "summary", "generate");
-        cJSON_AddNumberToObject(obj, "requests", n_ok);
-        cJSON_AddNumberToObject(obj, "prompt_tokens", (double)c.prompt_tokens);
-        cJSON_AddNumberToObject(obj, "cached_tokens", (double)c.cached_tokens);
-        cJSON_AddNumberToObject(obj, "computed_tokens", (double)c.computed_tokens);
-        cJSON_AddNumberToObject(obj, "generated_tokens", (double)c.generated_tokens);
-        cJSON_AddNumberToObject(obj, "steps", (double)c.steps);
-        cJSON_AddNumberToObject(obj, "preemptions", (double)c.preemptions);
-        cJSON_AddNumberToObject(obj, "wall_seconds", wall);
-        cJSON_AddNumberToObject(obj, "tokens_per_second", (double)(c.computed_tokens + c.generated_tokens) / wall);
-        cJSON_AddNumberToObject(obj, "generated_per_second", (double)c.generated_tokens / wall);
-        cJSON_AddNumberToObject(obj, "kv_blocks_total", (double)ks.blocks_total);
-        cJSON_AddNumberToObject(obj, "kv_blocks_cached", (double)ks.blocks_cached);
-        char *s = cJSON_PrintUnformatted(obj);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(obj);
-    } else if (n_ok > 0) {
-        fprintf(stderr,
-                "--- %s | prompt %lld tokens (%lld from cache, %lld computed) | generated %lld tokens\n"
-                "--- %.1f tok/s overall, forward %.3f s | KV pages: %lld total, %lld in use, %lld cached | "
-                "prefix hit rate %.1f%%\n",
-                m->name, (long long)c.prompt_tokens, (long long)c.cached_tokens, (long long)c.computed_tokens,
-                (long long)c.generated_tokens, (double)(c.computed_tokens + c.generated_tokens) / wall, fwd,
-                (long long)ks.blocks_total, (long long)ks.blocks_used, (long long)ks.blocks_cached,
-                c.prompt_tokens ? 100.0 * (double)c.cached_tokens / (double)c.prompt_tokens : 0.0);
-    }
+    for (int i = 0; i < n_jobs; i++)
+        if (gen_print_job(m, &jobs[i], i, jsonl, steps_rc)) exit_code = 1;
+    gen_print_summary(m, &c, &ks, n_ok, wall, jsonl);
     for (int i = 0; i < n_jobs; i++) {
         free(jobs[i].ids);
         eng_result_free(&jobs[i].res);
