@@ -116,6 +116,198 @@ int main(int argc, char **argv) {
     return rc;
 }
 
+/* Option parsing: each opt_* function takes option a (argv[*i]) with its
+ * value v (argv[*i + 1], NULL if none) and returns ARG_DONE (taken; *i moved
+ * past a value), ARG_OTHER (not one of its options) or 2 after printing why
+ * the value is bad. */
+#define ARG_DONE 0
+#define ARG_OTHER 1
+#define NEED_VALUE()                                                                   \
+    do {                                                                               \
+        if (!v) {                                                                      \
+            fprintf(stderr, "helium-coordinator: %s needs a value\n", a);              \
+            return 2;                                                                  \
+        }                                                                              \
+        (*i)++;                                                                        \
+    } while (0)
+#define BAD_VALUE()                                                                    \
+    do {                                                                               \
+        fprintf(stderr, "helium-coordinator: bad value '%s' for %s\n", v, a);          \
+        return 2;                                                                      \
+    } while (0)
+
+/* The process's own options: model, endpoints, timers, tools, keys, logs. */
+static int opt_server(const char *a, const char *v, int *i, coord_config *cfg, const char **allow,
+                      size_t *n_allow) {
+    long n;
+    if (!strcmp(a, "--model")) {
+        NEED_VALUE();
+        cfg->model_path = v;
+    } else if (!strcmp(a, "--listen")) {
+        NEED_VALUE();
+        cfg->listen = v;
+    } else if (!strcmp(a, "--workers")) {
+        NEED_VALUE();
+        cfg->workers = v;
+    } else if (!strcmp(a, "--metrics-port")) {
+        NEED_VALUE();
+        if (!args_long(v, 0, 65535, &n)) BAD_VALUE();
+        cfg->metrics_port = (int)n;
+    } else if (!strcmp(a, "--metrics-host")) {
+        NEED_VALUE();
+        cfg->metrics_host = v;
+    } else if (!strcmp(a, "--heartbeat-ms")) {
+        NEED_VALUE();
+        if (!args_long(v, 10, 60000, &n)) BAD_VALUE();
+        cfg->heartbeat_ms = (int)n;
+    } else if (!strcmp(a, "--worker-timeout-ms")) {
+        NEED_VALUE();
+        if (!args_long(v, 50, 3600000, &n)) BAD_VALUE();
+        cfg->worker_timeout_ms = (int)n;
+    } else if (!strcmp(a, "--chat-template")) {
+        NEED_VALUE();
+        cfg->chat_template = v;
+    } else if (!strcmp(a, "--allow-host")) {
+        NEED_VALUE();
+        if (*n_allow == MAX_ALLOW) {
+            fprintf(stderr, "helium-coordinator: at most %d --allow-host\n", MAX_ALLOW);
+            return 2;
+        }
+        allow[(*n_allow)++] = v;
+    } else if (!strcmp(a, "--keep-jobs")) {
+        NEED_VALUE();
+        if (!args_long(v, 1, 10000000, &n)) BAD_VALUE();
+        cfg->keep_jobs = (size_t)n;
+    } else if (!strcmp(a, "--stream")) {
+        cfg->stream = 1;
+    } else if (!strcmp(a, "--key")) {
+        NEED_VALUE();
+        cfg->key_file = v;
+    } else if (!strcmp(a, "--authorized-keys")) {
+        NEED_VALUE();
+        cfg->authorized_keys = v;
+    } else if (!strcmp(a, "--insecure")) {
+        cfg->insecure = 1;
+    } else if (!strcmp(a, "--log-level")) {
+        NEED_VALUE();
+        int l = clog_level_from_name(v);
+        if (l < 0) BAD_VALUE();
+        clog_set_level((clog_level)l);
+    } else {
+        return ARG_OTHER;
+    }
+    return ARG_DONE;
+}
+
+/* The scheduling policy and its knobs. */
+static int opt_policy(const char *a, const char *v, int *i, coord_config *cfg) {
+    long n;
+    if (!strcmp(a, "--policy")) {
+        NEED_VALUE();
+        cfg->policy = v;
+    } else if (!strcmp(a, "--imbalance-abs")) {
+        NEED_VALUE();
+        if (!args_long(v, 1, 1L << 40, &n)) BAD_VALUE();
+        cfg->imbalance_abs = n;
+    } else if (!strcmp(a, "--imbalance-rel") || !strcmp(a, "--helium-load-weight")) {
+        NEED_VALUE();
+        double x;
+        if (!args_double(v, 0, 1e6, &x)) BAD_VALUE();
+        if (!strcmp(a, "--imbalance-rel")) {
+            if (x < 1.0) BAD_VALUE();
+            cfg->imbalance_rel = x;
+        } else {
+            cfg->helium_load_weight = x;
+        }
+    } else if (!strcmp(a, "--helium-kv-admit")) {
+        NEED_VALUE();
+        if (!args_long(v, 0, 1, &n)) BAD_VALUE();
+        cfg->helium_kv_admit = (int)n;
+    } else if (!strcmp(a, "--helium-split")) {
+        NEED_VALUE();
+        if (!args_long(v, 0, 1, &n)) BAD_VALUE();
+        cfg->helium_split = (int)n;
+    } else if (!strcmp(a, "--baseline-pulls")) {
+        NEED_VALUE();
+        if (!args_long(v, 0, 1, &n)) BAD_VALUE();
+        cfg->baseline_pulls = (int)n;
+    } else if (!strcmp(a, "--helium-hold-idle")) {
+        NEED_VALUE();
+        if (!args_long(v, 0, 1, &n)) BAD_VALUE();
+        cfg->helium_hold_idle = (int)n;
+    } else if (!strcmp(a, "--helium-starve")) {
+        NEED_VALUE();
+        if (!args_long(v, 0, 1L << 40, &n)) BAD_VALUE();
+        cfg->helium_starve_tokens = n;
+    } else {
+        return ARG_OTHER;
+    }
+    return ARG_DONE;
+}
+
+/* The journal's options. */
+static int opt_journal(const char *a, const char *v, int *i, coord_config *cfg) {
+    if (!strcmp(a, "--journal")) {
+        NEED_VALUE();
+        cfg->journal_dir = v;
+    } else if (!strcmp(a, "--fsync")) {
+        NEED_VALUE();
+        jnl_fsync m;
+        if (jnl_fsync_parse(v, &m)) BAD_VALUE();
+        cfg->journal_fsync = (int)m;
+    } else if (!strcmp(a, "--journal-compact-mb")) {
+        NEED_VALUE();
+        double x;
+        if (!args_double(v, 0.001, 1e6, &x)) BAD_VALUE();
+        cfg->journal_compact_bytes = (unsigned long long)(x * 1048576.0);
+    } else {
+        return ARG_OTHER;
+    }
+    return ARG_DONE;
+}
+#undef NEED_VALUE
+#undef BAD_VALUE
+
+/* Fills cfg and allow[0..*n_allow) from argv and checks the combination.
+ * Returns -1 to go on, or the exit status (0 after --help, 2 on bad usage,
+ * with the reason printed). */
+static int parse_args(int argc, char **argv, coord_config *cfg, const char **allow, size_t *n_allow) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        int r = opt_server(a, v, &i, cfg, allow, n_allow);
+        if (r == ARG_OTHER) r = opt_policy(a, v, &i, cfg);
+        if (r == ARG_OTHER) r = opt_journal(a, v, &i, cfg);
+        if (r == ARG_OTHER) {
+            fprintf(stderr, "helium-coordinator: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (r != ARG_DONE) return r;
+    }
+    if (!cfg->model_path) {
+        fprintf(stderr, "helium-coordinator: --model FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (cfg->worker_timeout_ms <= cfg->heartbeat_ms) {
+        fprintf(stderr, "helium-coordinator: --worker-timeout-ms (%d) must exceed --heartbeat-ms (%d)\n",
+                cfg->worker_timeout_ms, cfg->heartbeat_ms);
+        return 2;
+    }
+    if (cfg->insecure ? cfg->key_file || cfg->authorized_keys : !cfg->key_file || !cfg->authorized_keys) {
+        fprintf(stderr, "helium-coordinator: %s\n",
+                cfg->insecure ? "--insecure excludes --key and --authorized-keys"
+                              : "give --key FILE and --authorized-keys FILE (CURVE), or --insecure to run without keys");
+        return 2;
+    }
+    return -1;
+}
+
 static int run(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "helium",
                         .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,
@@ -123,153 +315,8 @@ static int run(int argc, char **argv) {
                         .helium_kv_admit = -1, .journal_fsync = JNL_FSYNC_BATCH};
     const char *allow[MAX_ALLOW];
     size_t n_allow = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
-#define NEED_VALUE()                                                                   \
-    do {                                                                               \
-        if (!v) {                                                                      \
-            fprintf(stderr, "helium-coordinator: %s needs a value\n", a);              \
-            return 2;                                                                  \
-        }                                                                              \
-        i++;                                                                           \
-    } while (0)
-#define BAD_VALUE()                                                                    \
-    do {                                                                               \
-        fprintf(stderr, "helium-coordinator: bad value '%s' for %s\n", v, a);          \
-        return 2;                                                                      \
-    } while (0)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--model")) {
-            NEED_VALUE();
-            cfg.model_path = v;
-        } else if (!strcmp(a, "--listen")) {
-            NEED_VALUE();
-            cfg.listen = v;
-        } else if (!strcmp(a, "--workers")) {
-            NEED_VALUE();
-            cfg.workers = v;
-        } else if (!strcmp(a, "--metrics-port")) {
-            NEED_VALUE();
-            if (!args_long(v, 0, 65535, &n)) BAD_VALUE();
-            cfg.metrics_port = (int)n;
-        } else if (!strcmp(a, "--metrics-host")) {
-            NEED_VALUE();
-            cfg.metrics_host = v;
-        } else if (!strcmp(a, "--heartbeat-ms")) {
-            NEED_VALUE();
-            if (!args_long(v, 10, 60000, &n)) BAD_VALUE();
-            cfg.heartbeat_ms = (int)n;
-        } else if (!strcmp(a, "--worker-timeout-ms")) {
-            NEED_VALUE();
-            if (!args_long(v, 50, 3600000, &n)) BAD_VALUE();
-            cfg.worker_timeout_ms = (int)n;
-        } else if (!strcmp(a, "--policy")) {
-            NEED_VALUE();
-            cfg.policy = v;
-        } else if (!strcmp(a, "--chat-template")) {
-            NEED_VALUE();
-            cfg.chat_template = v;
-        } else if (!strcmp(a, "--allow-host")) {
-            NEED_VALUE();
-            if (n_allow == MAX_ALLOW) {
-                fprintf(stderr, "helium-coordinator: at most %d --allow-host\n", MAX_ALLOW);
-                return 2;
-            }
-            allow[n_allow++] = v;
-        } else if (!strcmp(a, "--keep-jobs")) {
-            NEED_VALUE();
-            if (!args_long(v, 1, 10000000, &n)) BAD_VALUE();
-            cfg.keep_jobs = (size_t)n;
-        } else if (!strcmp(a, "--stream")) {
-            cfg.stream = 1;
-        } else if (!strcmp(a, "--imbalance-abs")) {
-            NEED_VALUE();
-            if (!args_long(v, 1, 1L << 40, &n)) BAD_VALUE();
-            cfg.imbalance_abs = n;
-        } else if (!strcmp(a, "--imbalance-rel") || !strcmp(a, "--helium-load-weight")) {
-            NEED_VALUE();
-            double x;
-            if (!args_double(v, 0, 1e6, &x)) BAD_VALUE();
-            if (!strcmp(a, "--imbalance-rel")) {
-                if (x < 1.0) BAD_VALUE();
-                cfg.imbalance_rel = x;
-            } else {
-                cfg.helium_load_weight = x;
-            }
-        } else if (!strcmp(a, "--helium-kv-admit")) {
-            NEED_VALUE();
-            if (!args_long(v, 0, 1, &n)) BAD_VALUE();
-            cfg.helium_kv_admit = (int)n;
-        } else if (!strcmp(a, "--helium-split")) {
-            NEED_VALUE();
-            if (!args_long(v, 0, 1, &n)) BAD_VALUE();
-            cfg.helium_split = (int)n;
-        } else if (!strcmp(a, "--baseline-pulls")) {
-            NEED_VALUE();
-            if (!args_long(v, 0, 1, &n)) BAD_VALUE();
-            cfg.baseline_pulls = (int)n;
-        } else if (!strcmp(a, "--helium-hold-idle")) {
-            NEED_VALUE();
-            if (!args_long(v, 0, 1, &n)) BAD_VALUE();
-            cfg.helium_hold_idle = (int)n;
-        } else if (!strcmp(a, "--helium-starve")) {
-            NEED_VALUE();
-            if (!args_long(v, 0, 1L << 40, &n)) BAD_VALUE();
-            cfg.helium_starve_tokens = n;
-        } else if (!strcmp(a, "--journal")) {
-            NEED_VALUE();
-            cfg.journal_dir = v;
-        } else if (!strcmp(a, "--fsync")) {
-            NEED_VALUE();
-            jnl_fsync m;
-            if (jnl_fsync_parse(v, &m)) BAD_VALUE();
-            cfg.journal_fsync = (int)m;
-        } else if (!strcmp(a, "--journal-compact-mb")) {
-            NEED_VALUE();
-            double x;
-            if (!args_double(v, 0.001, 1e6, &x)) BAD_VALUE();
-            cfg.journal_compact_bytes = (unsigned long long)(x * 1048576.0);
-        } else if (!strcmp(a, "--key")) {
-            NEED_VALUE();
-            cfg.key_file = v;
-        } else if (!strcmp(a, "--authorized-keys")) {
-            NEED_VALUE();
-            cfg.authorized_keys = v;
-        } else if (!strcmp(a, "--insecure")) {
-            cfg.insecure = 1;
-        } else if (!strcmp(a, "--log-level")) {
-            NEED_VALUE();
-            int l = clog_level_from_name(v);
-            if (l < 0) BAD_VALUE();
-            clog_set_level((clog_level)l);
-        } else {
-            fprintf(stderr, "helium-coordinator: unknown argument '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-#undef NEED_VALUE
-#undef BAD_VALUE
-    }
-    if (!cfg.model_path) {
-        fprintf(stderr, "helium-coordinator: --model FILE is required\n");
-        usage(stderr);
-        return 2;
-    }
-    if (cfg.worker_timeout_ms <= cfg.heartbeat_ms) {
-        fprintf(stderr, "helium-coordinator: --worker-timeout-ms (%d) must exceed --heartbeat-ms (%d)\n",
-                cfg.worker_timeout_ms, cfg.heartbeat_ms);
-        return 2;
-    }
-    if (cfg.insecure ? cfg.key_file || cfg.authorized_keys : !cfg.key_file || !cfg.authorized_keys) {
-        fprintf(stderr, "helium-coordinator: %s\n",
-                cfg.insecure ? "--insecure excludes --key and --authorized-keys"
-                             : "give --key FILE and --authorized-keys FILE (CURVE), or --insecure to run without keys");
-        return 2;
-    }
+    int prc = parse_args(argc, argv, &cfg, allow, &n_allow);
+    if (prc >= 0) return prc;
     cfg.reload_keys = &g_reload;
     cfg.allow_hosts = allow;
     cfg.n_allow_hosts = n_allow;
