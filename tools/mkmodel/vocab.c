@@ -254,24 +254,9 @@ static int cmp_char_rank(const void *x, const void *y) {
     return a->key_idx < b->key_idx ? -1 : (a->key_idx > b->key_idx);
 }
 
-static int build_spm(const char *text, size_t len, int32_t n_vocab, vocab_t **out) {
-    int32_t n_avail = n_vocab - N_SPM_FIXED;
-    if (n_avail < 2)
-        return he_set(HE_EINVAL, "vocab: an SPM vocabulary needs at least %d tokens", N_SPM_FIXED + 2);
-    mkmap_t *words = mkmap_new();
-    mkmap_t *chars = mkmap_new();
-    bpet_t *t = bpet_new();
-    vocab_t *v = vocab_alloc(VOCAB_SPM, n_vocab);
-    int64_t *cfreq = NULL;
-    char_rank *rank = NULL;
-    int32_t *alpha_id = NULL; /* chars map entry -> trainer symbol id, or -1 */
-    int32_t *syms = NULL;
-    int rc = 0;
-    if (!words || !chars || !t || !v) {
-        rc = he_set(HE_ENOMEM, "vocab: out of memory");
-        goto done;
-    }
-    /* words: each line, SentencePiece style */
+/* Counts every line's SentencePiece words of text[0..len) into words. */
+static int spm_count_words(const char *text, size_t len, mkmap_t *words) {
+    int rc;
     for (size_t b = 0; b < len;) {
         const char *nl = memchr(text + b, '\n', len - b);
         size_t e = nl ? (size_t)(nl - text) : len;
@@ -279,10 +264,15 @@ static int build_spm(const char *text, size_t len, int32_t n_vocab, vocab_t **ou
         if (le > b && text[le - 1] == '\r')
             le--;
         if (le > b && (rc = pretok_split_spm(text + b, le - b, count_piece, words)) != 0)
-            goto done;
+            return rc;
         b = e + 1;
     }
-    /* character frequencies */
+    return 0;
+}
+
+/* Fills chars (UTF-8 char -> index) and *cfreq_p (index -> weighted count,
+ * malloc'd, freed by the caller also on failure) from words. */
+static int spm_count_chars(mkmap_t *words, mkmap_t *chars, int64_t **cfreq_p) {
     size_t cap = 0;
     for (size_t i = 0; i < mkmap_count(words); i++) {
         size_t wl;
@@ -292,49 +282,56 @@ static int build_spm(const char *text, size_t len, int32_t n_vocab, vocab_t **ou
             uint32_t cp;
             size_t cl = pretok_utf8(w + k, wl - k, &cp);
             int32_t *ci = mkmap_put(chars, w + k, cl, (int32_t)mkmap_count(chars), NULL);
-            if (!ci) {
-                rc = he_set(HE_ENOMEM, "vocab: out of memory");
-                goto done;
-            }
+            if (!ci)
+                return he_set(HE_ENOMEM, "vocab: out of memory");
             if ((size_t)*ci >= cap) {
                 size_t nc = cap ? cap * 2 : 256;
-                int64_t *nf = realloc(cfreq, nc * sizeof *nf);
-                if (!nf) {
-                    rc = he_set(HE_ENOMEM, "vocab: out of memory");
-                    goto done;
-                }
+                int64_t *nf = realloc(*cfreq_p, nc * sizeof *nf);
+                if (!nf)
+                    return he_set(HE_ENOMEM, "vocab: out of memory");
                 memset(nf + cap, 0, (nc - cap) * sizeof *nf);
-                cfreq = nf;
+                *cfreq_p = nf;
                 cap = nc;
             }
-            cfreq[*ci] += f;
+            (*cfreq_p)[*ci] += f;
             k += cl;
         }
     }
-    /* alphabet: the most frequent chars seen at least twice, at most half the room */
+    return 0;
+}
+
+/* Alphabet: the most frequent chars seen at least twice, at most half of
+ * n_avail, become the trainer's first symbols. alpha_id (n_chars + 1, from
+ * the caller) gets chars entry -> symbol id or -1; *n_alpha their count. */
+static int spm_alphabet(mkmap_t *chars, const int64_t *cfreq, bpet_t *t, int32_t n_avail, int32_t *alpha_id,
+                        int32_t *n_alpha) {
     size_t n_chars = mkmap_count(chars);
-    rank = malloc((n_chars + 1) * sizeof *rank);
-    alpha_id = malloc((n_chars + 1) * sizeof *alpha_id);
-    if (!rank || !alpha_id) {
-        rc = he_set(HE_ENOMEM, "vocab: out of memory");
-        goto done;
-    }
+    char_rank *rank = malloc((n_chars + 1) * sizeof *rank);
+    if (!rank)
+        return he_set(HE_ENOMEM, "vocab: out of memory");
     for (size_t i = 0; i < n_chars; i++) {
         rank[i] = (char_rank){(uint32_t)i, cfreq[i]};
         alpha_id[i] = -1;
     }
     qsort(rank, n_chars, sizeof *rank, cmp_char_rank);
-    int32_t n_alpha = 0;
-    for (size_t i = 0; i < n_chars && n_alpha < n_avail / 2 && rank[i].freq >= 2; i++) {
+    int rc = 0;
+    *n_alpha = 0;
+    for (size_t i = 0; i < n_chars && *n_alpha < n_avail / 2 && rank[i].freq >= 2; i++) {
         size_t cl;
         const char *c = mkmap_key(chars, rank[i].key_idx, &cl);
         if ((rc = bpet_add_symbol(t, c, cl)) < 0)
-            goto done;
+            break;
         alpha_id[rank[i].key_idx] = rc;
-        n_alpha++;
+        (*n_alpha)++;
+        rc = 0;
     }
-    rc = 0;
-    /* training words: runs of alphabet chars (others will fall back to bytes) */
+    free(rank);
+    return rc;
+}
+
+/* Training words: the runs of alphabet chars of each word (the other chars
+ * will fall back to bytes), with the word's count. */
+static int spm_add_words(mkmap_t *words, mkmap_t *chars, const int32_t *alpha_id, bpet_t *t) {
     size_t max_len = 0;
     for (size_t i = 0; i < mkmap_count(words); i++) {
         size_t wl;
@@ -342,12 +339,11 @@ static int build_spm(const char *text, size_t len, int32_t n_vocab, vocab_t **ou
         if (wl > max_len)
             max_len = wl;
     }
-    syms = malloc((max_len + 1) * sizeof *syms);
-    if (!syms) {
-        rc = he_set(HE_ENOMEM, "vocab: out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < mkmap_count(words); i++) {
+    int32_t *syms = malloc((max_len + 1) * sizeof *syms);
+    if (!syms)
+        return he_set(HE_ENOMEM, "vocab: out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < mkmap_count(words) && !rc; i++) {
         size_t wl, n = 0;
         const char *w = mkmap_key(words, i, &wl);
         for (size_t k = 0; k <= wl;) {
@@ -362,20 +358,19 @@ static int build_spm(const char *text, size_t len, int32_t n_vocab, vocab_t **ou
                 syms[n++] = id;
             } else {
                 if ((rc = bpet_add_word(t, syms, n, mkmap_value(words, i))) != 0)
-                    goto done;
+                    break;
                 n = 0;
             }
             k += cl;
         }
     }
-    if ((rc = bpet_train(t, n_avail - n_alpha)) != 0)
-        goto done;
-    if (bpet_n_symbols(t) != n_avail) {
-        rc = he_set(HE_EFORMAT, "vocab: trainer produced %d symbols, expected %d", (int)bpet_n_symbols(t),
-                    (int)n_avail);
-        goto done;
-    }
-    /* layout: fixed tokens, learned pieces, then the alphabet */
+    free(syms);
+    return rc;
+}
+
+/* Lays out v: fixed tokens (<unk>, <s>, </s>, 256 byte tokens), the learned
+ * pieces, then the alphabet, scored by position. */
+static int spm_layout(vocab_t *v, bpet_t *t, int32_t n_alpha, int32_t n_avail, int32_t n_vocab) {
     static const char *const fixed[] = {"<unk>", "<s>", "</s>"};
     for (int k = 0; k < 3; k++) {
         v->tokens[k] = dup_n(fixed[k], strlen(fixed[k]));
@@ -403,21 +398,52 @@ static int build_spm(const char *text, size_t len, int32_t n_vocab, vocab_t **ou
         v->scores[pos] = -(float)(pos - N_SPM_FIXED);
     }
     for (int32_t i = 0; i < n_vocab; i++) {
-        if (!v->tokens[i]) {
-            rc = he_set(HE_ENOMEM, "vocab: out of memory");
-            goto done;
-        }
+        if (!v->tokens[i])
+            return he_set(HE_ENOMEM, "vocab: out of memory");
     }
     v->unk = 0;
     v->bos = 1;
     v->eos = 2;
     if (bpet_n_merges(t))
         v->min_merge_count = bpet_merge_count(t, bpet_n_merges(t) - 1);
-    rc = check_unique(v);
+    return 0;
+}
+
+static int build_spm(const char *text, size_t len, int32_t n_vocab, vocab_t **out) {
+    int32_t n_avail = n_vocab - N_SPM_FIXED;
+    if (n_avail < 2)
+        return he_set(HE_EINVAL, "vocab: an SPM vocabulary needs at least %d tokens", N_SPM_FIXED + 2);
+    mkmap_t *words = mkmap_new();
+    mkmap_t *chars = mkmap_new();
+    bpet_t *t = bpet_new();
+    vocab_t *v = vocab_alloc(VOCAB_SPM, n_vocab);
+    int64_t *cfreq = NULL;
+    int32_t *alpha_id = NULL; /* chars map entry -> trainer symbol id, or -1 */
+    int32_t n_alpha = 0;
+    int rc = 0;
+    if (!words || !chars || !t || !v) {
+        rc = he_set(HE_ENOMEM, "vocab: out of memory");
+        goto done;
+    }
+    if ((rc = spm_count_words(text, len, words)) != 0 || (rc = spm_count_chars(words, chars, &cfreq)) != 0)
+        goto done;
+    alpha_id = malloc((mkmap_count(chars) + 1) * sizeof *alpha_id);
+    if (!alpha_id) {
+        rc = he_set(HE_ENOMEM, "vocab: out of memory");
+        goto done;
+    }
+    if ((rc = spm_alphabet(chars, cfreq, t, n_avail, alpha_id, &n_alpha)) != 0 ||
+        (rc = spm_add_words(words, chars, alpha_id, t)) != 0 || (rc = bpet_train(t, n_avail - n_alpha)) != 0)
+        goto done;
+    if (bpet_n_symbols(t) != n_avail) {
+        rc = he_set(HE_EFORMAT, "vocab: trainer produced %d symbols, expected %d", (int)bpet_n_symbols(t),
+                    (int)n_avail);
+        goto done;
+    }
+    if ((rc = spm_layout(v, t, n_alpha, n_avail, n_vocab)) == 0)
+        rc = check_unique(v);
 done:
-    free(syms);
     free(alpha_id);
-    free(rank);
     free(cfreq);
     bpet_destroy(&t);
     mkmap_destroy(&chars);
