@@ -10,8 +10,11 @@
  * ptree_shared_prefixes plus one placement per uncovered prefix; both run
  * only after something changed. Group lookups are linear in the groups
  * (few: one per shared prefix in use); dedup lookups hash on the key.
+ *
+ * The result cache's call identity and the dedup table (one computation per
+ * identical in-flight call) are opt_dedup.c; struct opt is opt_impl.h.
  */
-#include "opt.h"
+#include "opt_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,82 +27,12 @@
 #include "log.h"
 #include "plan.h"
 
-#define OPT_DD_BUCKETS 256
-#define OPT_TOOL_COST 256   /* token steps charged to a tool call in critical paths */
-#define OPT_DYN_GUESS 64    /* tokens guessed for a prompt's unknown part */
-
-struct opt_dd {
-    rcache_key key;
-    job_task *leader;       /* NULL once finished or orphaned */
-    job_task **f;           /* (n_f) followers */
-    size_t n_f, cap_f;
-    opt_dd *next;           /* bucket chain, or the orphan list */
-};
-
-typedef struct {
-    char tag[OPT_TAG_LEN];
-    int slot;
-    sched_policy pol;
-    uint64_t *hashes;       /* (n_blocks) pinned blocks, prefix order */
-    int32_t n_blocks;
-    int32_t *tokens;        /* (n_blocks * block size) their tokens, for ptree_match */
-    job_task **users;       /* (n_users) dispatched tasks whose prompt covers the blocks */
-    size_t n_users, cap_users;
-    uint64_t warm_task;     /* warm dispatch in flight (0 = none) */
-    int64_t warm_load;      /* load it added to its worker */
-    uint32_t steps;         /* the eviction priority the worker has (steps to execution) */
-    int32_t live;           /* leading blocks a pending call still shares (as of the last sweep) */
-} opt_pin;
-
-typedef struct {
-    uint64_t *v;            /* (cap) 0 = empty */
-    size_t n, cap;
-} u64set;
-
-struct opt {
-    const tok_t *tok;
-    sched_t *sched;
-    wkrs_t *wkrs;
-    jobs_t *jobs;
-    opt_io io;
-    bool have_model;
-    uint64_t root;
-    int32_t bs;
-    ptree_t *pt[2];         /* kvflow, helium */
-    bool warm_dirty;        /* the helium tree changed since the last opt_warm */
-    bool sweep_dirty;       /* something a group depends on changed */
-    opt_pin **pins;         /* (n_pins) */
-    size_t n_pins, cap_pins;
-    uint64_t next_pin;
-    rcache_t *rc;
-    opt_dd *dd[OPT_DD_BUCKETS];
-    opt_dd *orphans;
-    u64set prompts[SCHED_N_POLICIES], blocks[SCHED_N_POLICIES];
-    ptree_slot *slots;      /* (cap_slots) opt_order output */
-    size_t cap_slots;
-    u64set ws;              /* opt_ws_fits scratch */
-    uint64_t *hbuf;         /* (cap_hbuf) scratch hashes */
-    size_t cap_hbuf;
-    opt_counters st[SCHED_N_POLICIES];
-};
-
 /* ------------------------------------------------------------- helpers */
 
 static uint64_t mono_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 16;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q) return he_set(HE_ENOMEM, "out of memory");
-    *p = q;
-    *cap = c;
-    return 0;
 }
 
 bool opt_tracks(sched_policy p) { return p == SCHED_KVFLOW || p == SCHED_HELIUM; }
@@ -816,125 +749,4 @@ int opt_order(opt_t *o, const ptree_slot **slots) {
         }
         if (grow((void **)&o->slots, &o->cap_slots, (size_t)n, sizeof *o->slots)) return 0;
     }
-}
-
-/* ---------------------------------------------------- result cache, dedup */
-
-bool opt_call_of(const opt_t *o, const job_task *t, rcache_call *c) {
-    memset(c, 0, sizeof *c);
-    if (t->kind != JT_LLM || !t->ids || t->n_ids <= 0) return false;
-    const wf_op *op = t->job->wf->ops[t->op];
-    c->kind = RCACHE_LLM;
-    c->model_root = o->root;
-    c->model = op->llm.model;
-    c->ids = t->ids;
-    c->n_ids = (size_t)t->n_ids;
-    c->temperature = op->llm.sampling.temperature;
-    c->top_k = op->llm.sampling.top_k;
-    c->top_p = op->llm.sampling.top_p;
-    c->seed = t->seed;
-    c->seeded = op->llm.sampling.seed != 0;
-    c->max_tokens = op->llm.max_tokens;
-    c->stop = (const char *const *)op->llm.stop;
-    c->n_stop = op->llm.n_stop;
-    return rcache_cacheable(c, false);
-}
-
-static opt_dd **bucket(opt_t *o, rcache_key k) { return &o->dd[k.lo & (OPT_DD_BUCKETS - 1)]; }
-
-opt_dd *opt_dd_find(opt_t *o, rcache_key key) {
-    for (opt_dd *e = *bucket(o, key); e; e = e->next)
-        if (e->leader && e->key.lo == key.lo && e->key.hi == key.hi) return e;
-    return NULL;
-}
-
-int opt_dd_lead(opt_t *o, rcache_key key, job_task *t) {
-    opt_dd *e = calloc(1, sizeof *e);
-    if (!e) return he_set(HE_ENOMEM, "out of memory");
-    e->key = key;
-    e->leader = t;
-    opt_dd **b = bucket(o, key);
-    e->next = *b;
-    *b = e;
-    t->opt = e;
-    return 0;
-}
-
-int opt_dd_follow(opt_t *o, opt_dd *e, job_task *t) {
-    (void)o;
-    if (grow((void **)&e->f, &e->cap_f, e->n_f + 1, sizeof *e->f)) return HE_ENOMEM;
-    e->f[e->n_f++] = t;
-    t->opt = e;
-    return 0;
-}
-
-bool opt_dd_leads(const job_task *t) { return t->opt && ((const opt_dd *)t->opt)->leader == t; }
-
-static void unlink_entry(opt_t *o, opt_dd *e) {
-    for (opt_dd **pp = bucket(o, e->key); *pp; pp = &(*pp)->next)
-        if (*pp == e) {
-            *pp = e->next;
-            e->next = NULL;
-            return;
-        }
-}
-
-opt_dd *opt_dd_finish(opt_t *o, job_task *t, rcache_key *key) {
-    opt_dd *e = t->opt;
-    if (!e || e->leader != t) return NULL;
-    unlink_entry(o, e);
-    e->leader = NULL;
-    t->opt = NULL;
-    *key = e->key;
-    return e;
-}
-
-job_task *opt_dd_pop(opt_dd *e) {
-    if (!e || e->n_f == 0) return NULL;
-    job_task *t = e->f[0];
-    memmove(e->f, e->f + 1, (e->n_f - 1) * sizeof *e->f);
-    e->n_f--;
-    t->opt = NULL;
-    return t;
-}
-
-void opt_dd_free(opt_dd **e) {
-    if (!e || !*e) return;
-    free((*e)->f);
-    free(*e);
-    *e = NULL;
-}
-
-void opt_dd_drop(opt_t *o, job_task *t) {
-    opt_dd *e = t->opt;
-    if (!e) return;
-    t->opt = NULL;
-    if (e->leader == t) {
-        unlink_entry(o, e);
-        e->leader = NULL;
-        if (e->n_f == 0) {
-            opt_dd_free(&e);
-            return;
-        }
-        e->next = o->orphans;
-        o->orphans = e;
-        return;
-    }
-    for (size_t k = 0; k < e->n_f; k++)
-        if (e->f[k] == t) {
-            memmove(e->f + k, e->f + k + 1, (e->n_f - k - 1) * sizeof *e->f);
-            e->n_f--;
-            return;
-        }
-}
-
-job_task *opt_dd_pop_orphan(opt_t *o) {
-    while (o->orphans) {
-        opt_dd *e = o->orphans;
-        job_task *t = opt_dd_pop(e);
-        if (t) return t;
-        o->orphans = e->next;
-        opt_dd_free(&e);
-    }
-    return NULL;
 }

@@ -1,0 +1,89 @@
+/* opt_impl: PRIVATE to the optimizer (opt.c: planning, pins, warming, KV
+ * admission, order; opt_dedup.c: result-cache call identity and the dedup
+ * table). Nothing else includes it; the interface is opt.h.
+ *
+ * Holds struct opt and its parts. Ownership as opt.c says: pin groups, dedup
+ * entries, prefix trees, the result cache and the min-prompt sets belong to
+ * the opt_t; tasks are borrowed while live. Single-threaded (the
+ * coordinator's loop), so no field has a lock.
+ */
+#ifndef HELIUM_OPT_IMPL_H
+#define HELIUM_OPT_IMPL_H
+
+#include <stdlib.h>
+
+#include "herr.h"
+#include "opt.h"
+
+#define OPT_DD_BUCKETS 256
+#define OPT_TOOL_COST 256   /* token steps charged to a tool call in critical paths */
+#define OPT_DYN_GUESS 64    /* tokens guessed for a prompt's unknown part */
+
+struct opt_dd {
+    rcache_key key;
+    job_task *leader;       /* NULL once finished or orphaned */
+    job_task **f;           /* (n_f) followers */
+    size_t n_f, cap_f;
+    opt_dd *next;           /* bucket chain, or the orphan list */
+};
+
+typedef struct {
+    char tag[OPT_TAG_LEN];
+    int slot;
+    sched_policy pol;
+    uint64_t *hashes;       /* (n_blocks) pinned blocks, prefix order */
+    int32_t n_blocks;
+    int32_t *tokens;        /* (n_blocks * block size) their tokens, for ptree_match */
+    job_task **users;       /* (n_users) dispatched tasks whose prompt covers the blocks */
+    size_t n_users, cap_users;
+    uint64_t warm_task;     /* warm dispatch in flight (0 = none) */
+    int64_t warm_load;      /* load it added to its worker */
+    uint32_t steps;         /* the eviction priority the worker has (steps to execution) */
+    int32_t live;           /* leading blocks a pending call still shares (as of the last sweep) */
+} opt_pin;
+
+typedef struct {
+    uint64_t *v;            /* (cap) 0 = empty */
+    size_t n, cap;
+} u64set;
+
+struct opt {
+    const tok_t *tok;
+    sched_t *sched;
+    wkrs_t *wkrs;
+    jobs_t *jobs;
+    opt_io io;
+    bool have_model;
+    uint64_t root;
+    int32_t bs;
+    ptree_t *pt[2];         /* kvflow, helium */
+    bool warm_dirty;        /* the helium tree changed since the last opt_warm */
+    bool sweep_dirty;       /* something a group depends on changed */
+    opt_pin **pins;         /* (n_pins) */
+    size_t n_pins, cap_pins;
+    uint64_t next_pin;
+    rcache_t *rc;
+    opt_dd *dd[OPT_DD_BUCKETS];
+    opt_dd *orphans;
+    u64set prompts[SCHED_N_POLICIES], blocks[SCHED_N_POLICIES];
+    ptree_slot *slots;      /* (cap_slots) opt_order output */
+    size_t cap_slots;
+    u64set ws;              /* opt_ws_fits scratch */
+    uint64_t *hbuf;         /* (cap_hbuf) scratch hashes */
+    size_t cap_hbuf;
+    opt_counters st[SCHED_N_POLICIES];
+};
+
+/* Grows *p (elements of elem bytes) to hold need; cap doubles. */
+static inline int grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return he_set(HE_ENOMEM, "out of memory");
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+#endif /* HELIUM_OPT_IMPL_H */
