@@ -234,6 +234,10 @@ def write_md(path, doc, pngs):
          "(linear between ladder points); a policy stops climbing after a point past 2x the bound",
          "- targets (issue 19): at the load where the best baseline's p99 reaches the bound, helium's p99 at most "
          "half the bound; helium's sustainable load at least 1.5x the best baseline's", ""]
+    if doc.get("runs"):
+        s += [f"Runs: {doc['runs']}.", ""]
+    if doc.get("dropped_points"):
+        s += ["Points without a measurement (not plotted): " + "; ".join(doc["dropped_points"]) + ".", ""]
     for key, a in doc["analysis"].items():
         wl, pat = key.split("|", 1)
         s += [f"## {wl}, {pat}", ""]
