@@ -6,7 +6,6 @@
  * is asserted on, and every error path leaves the wf_t destroyable. Errors
  * name the operator they are about (he_op).
  */
-#define _POSIX_C_SOURCE 200809L /* strndup */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +15,16 @@
 #include "herr.h"
 #include "wfmsg.h"
 #include "workflow.h"
+
+/* text[0..len) and a NUL (len bytes kept even when text holds a NUL: the
+ * parser is told the length). NULL when out of memory. */
+static char *copy_text(const char *text, size_t len) {
+    char *p = malloc(len + 1);
+    if (!p) return NULL;
+    if (len) memcpy(p, text, len);
+    p[len] = 0;
+    return p;
+}
 
 /* Names op id as the subject of the error rc just recorded, unless an
  * operator nested in it already is (herr.h he_op). Returns rc. */
@@ -454,7 +463,7 @@ int wf_parse_json(const char *text, size_t len, wf_t **out) {
         return he_set(HE_ELIMIT, "workflow JSON is %zu bytes (limit %u)", len, WF_MAX_JSON_BYTES);
     /* cJSON reads a NUL-terminated private copy, so it can never run past the
      * caller's buffer whatever the input looks like. */
-    char *buf = strndup(text ? text : "", len);
+    char *buf = copy_text(text, len);
     if (!buf) return he_set(HE_ENOMEM, "workflow: out of memory");
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len + 1, &end, 0);
