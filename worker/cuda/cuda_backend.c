@@ -212,6 +212,10 @@ be_t *be_cuda_new(const model_t *m, const be_cuda_config *cfg) {
                cfg->block_size, cfg->max_tokens, cfg->max_seqs, cfg->max_ctx, cfg->kv_type);
         return NULL;
     }
+    if (m->hp.arch == MODEL_ARCH_GEMMA3) { /* its extra norms, GeGLU and windows are in the CPU backend only */
+        he_set(HE_EUNSUPPORTED, "cuda: architecture gemma3 is not supported by the CUDA backend (the CPU backend runs it)");
+        return NULL;
+    }
     if (be_cuda_probe(cfg->device)) return NULL;
     be_t *be = calloc(1, sizeof *be);
     cu_be *C = calloc(1, sizeof *C);
