@@ -283,7 +283,8 @@ def plot(doc, outdir):
     files = []
     for key, a in doc["analysis"].items():
         wl, pat = key.split("|", 1)
-        pts = [p for p in doc["points"] if p["workload"] == wl and p["pattern"] == pat]
+        pts = sorted((p for p in doc["points"] if p["workload"] == wl and p["pattern"] == pat),
+                     key=lambda p: p["offered_wpm"])
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         for ax, q in zip(axes, ("latency_p50_s", "latency_p99_s")):
             for pol in doc["settings"]["policies"]:
