@@ -18,7 +18,7 @@
 source "$(dirname "$0")/cluster_lib.bash"
 
 # w1 is frozen for a few seconds on purpose: it must not be declared dead
-export HELIUM_COORD_ARGS="--worker-timeout-ms 120000"
+export HELIUM_COORD_ARGS="${HELIUM_COORD_ARGS:-} --worker-timeout-ms 120000" # keeps cluster_lib's --policy router
 cluster_up 1
 
 S1=$(python3 -c '
