@@ -389,7 +389,8 @@ def main():
     ap.add_argument("--ctx", type=int, default=32768, help="llama-server -c (the unified KV cache, all slots)")
     ap.add_argument("--kv-type", default="f32", help="llama-server KV cache type (f32: as Helium's)")
     ap.add_argument("--fa", default="off", choices=["on", "off", "auto"], help="llama-server flash attention")
-    ap.add_argument("--server-args", default="", help="extra llama-server arguments")
+    ap.add_argument("--server-args", default="--poll 0", help="extra llama-server arguments (default --poll 0: no "
+                    "spin-waiting, which on a shared or oversubscribed CPU measured slower)")
     ap.add_argument("--llama-server", default=None, help="llama-server binary (default: build-llama-server.sh)")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--tok-check", type=int, default=8, help="prompts per workload whose token ids are compared")
