@@ -29,8 +29,8 @@ cat >"$TMP/wf.json" <<'EOF'
   "ops": [
     {"id": "parts", "type": "map", "over": "input.topic", "split": "lines",
      "body": {"type": "llm", "max_tokens": 24, "prompt": "Write one line about {{item}}:"}},
-    {"id": "sum", "type": "llm", "max_tokens": 24, "prompt": "Lines:\n{{op.parts}}\nIn short:"},
-    {"id": "end", "type": "llm", "max_tokens": 24, "prompt": "{{op.sum}}\nAnd so:"}
+    {"id": "sum", "type": "llm", "max_tokens": 400, "prompt": "Lines:\n{{op.parts}}\nIn short:"},
+    {"id": "end", "type": "llm", "max_tokens": 400, "prompt": "{{op.sum}}\nAnd so:"}
   ],
   "output": "end"
 }
@@ -77,6 +77,8 @@ submit() { # submit I: prints the job id if the coordinator acknowledged
     --input "topic=$(topic "$1")" 2>/dev/null
 }
 
+# (sum and end decode 400 tokens each, one after the other, so that a job
+# still runs when a kill lands even on a fast, quiet machine)
 # Job i is submitted and the coordinator is killed 0-0.7 s later: before,
 # during or after the acknowledgement, while earlier jobs still run. A submit
 # that got no answer is sent again (as a heliumctl user would), without a
