@@ -2,7 +2,7 @@
 # bench_arrival: bench/workflows --arrival at a tiny size. Three customer
 # service jobs (an LLM call, an HTTP tool call, a draft, a polish loop) arrive
 # by a Poisson pattern and by a submit-time trace, under every policy, each
-# point on a fresh 2-worker cluster with the small generated model. Greedy
+# point on a fresh 2-worker cluster with the tiny generated model. Greedy
 # outputs must be identical under every policy and arrival pattern: the bench
 # compares every op output of every job with the first run's and exits 1 on a
 # difference; this test also reads arrival.json and checks that every point
@@ -15,7 +15,7 @@ BUILD=${HELIUM_BUILD:-$SRC/build}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-arrival.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 printf '0\n0.4\n0.5\n' > "$tmp/trace.txt"
-PYTHONDONTWRITEBYTECODE=1 python3 "$SRC/bench/workflows.py" --build "$BUILD" --preset small \
+PYTHONDONTWRITEBYTECODE=1 python3 "$SRC/bench/workflows.py" --build "$BUILD" --preset tiny \
     --workloads customer_service --arrival poisson:120 --arrival "trace:$tmp/trace.txt" --arrival-jobs 3 \
     --workdir "$tmp/work" --out "$tmp/out" --no-plots --timeout 300 > "$tmp/log" 2>&1
 rc=$?
