@@ -44,6 +44,9 @@ static void fill_pull(Helium__KvPullHint *pull, const sched_choice *ch) {
     pull->source_worker = ch->pull_from->id;
     pull->source_endpoint = ch->pull_from->endpoint;
     pull->source_key = ch->pull_from->data_key;
+    /* the puller asks for the transport only if both ends share it */
+    const char *xp = wkr_xport_shared(ch->pull_from, ch->worker);
+    pull->source_xport = (char *)(xp ? xp : "");
     pull->first_block = (uint32_t)ch->pull_first;
     pull->n_hashes = (size_t)ch->pull_blocks;
     pull->hashes = (uint64_t *)ch->hashes + ch->pull_first;

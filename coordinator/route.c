@@ -23,6 +23,8 @@ void route_config_default(route_config *c) {
     c->default_prefill_tok_s = 500.0;
     c->default_link_bytes_s = 1e9;
     c->pull_latency_s = 0.002;
+    c->default_xport_link_bytes_s = 2e10;
+    c->xport_latency_s = 0.005;
 }
 
 /* One way of running the operator on a worker. */
@@ -45,6 +47,16 @@ double route_pull_times(const route_config *c, const route_worker *w, int32_t mi
     double link = rate(w->link_bytes_s, c->default_link_bytes_s, 1e9);
     *t_pull = c->pull_latency_s + (double)missing * (double)c->page_bytes / link;
     *t_rec = (double)missing * (double)block_size / pf;
+    return pf;
+}
+
+double route_pull_times_pair(const route_config *c, const route_worker *w, const route_worker *p, int32_t missing,
+                             int32_t block_size, double *t_pull, double *t_rec) {
+    double pf = route_pull_times(c, w, missing, block_size, t_pull, t_rec);
+    if (p && p != w && w->xport_group != 0 && p->xport_group == w->xport_group) {
+        double link = rate(w->xport_link_bytes_s, c->default_xport_link_bytes_s, 2e10);
+        *t_pull = c->xport_latency_s + (double)missing * (double)c->page_bytes / link;
+    }
     return pf;
 }
 
@@ -76,7 +88,7 @@ static option evaluate(const route_config *c, const route_worker *ws, int w, int
     int32_t prun = run_of(&ws[p], src, cap);
     if (prun <= o.reuse) return o;
     int32_t missing = prun - o.reuse;
-    double pf = route_pull_times(c, x, missing, block_size, &o.t_pull, &o.t_rec);
+    double pf = route_pull_times_pair(c, x, &ws[p], missing, block_size, &o.t_pull, &o.t_rec);
     if (o.t_pull < o.t_rec) {
         double cost = (double)(prompt_tokens - prun * block_size) + o.t_pull * pf + load;
         if (cost < o.cost) {

@@ -14,7 +14,10 @@
  *   t_pull      = latency + missing_pages * page_bytes / link_bytes_per_s
  *   t_recompute = missing_tokens / prefill_tokens_per_s(w)
  * (both measured at run time; the pull's time is added to cost(w) as
- * t_pull * prefill_tokens_per_s(w) token steps).
+ * t_pull * prefill_tokens_per_s(w) token steps). The link is the pair's:
+ * when w and p share a KV transport (the same non-zero xport_group, e.g.
+ * NCCL between two GPU workers) it is that transport's rate into w and its
+ * fixed cost (xport_link_bytes_s, xport_latency_s), else ZeroMQ's.
  *
  * Guards: a worker is never chosen if its KV pages (free + reclaimable)
  * cannot hold prompt + max_tokens; and when the load is imbalanced
@@ -45,6 +48,9 @@ typedef struct {
     int64_t load_tokens;       /* outstanding work in tokens */
     double prefill_tok_s;      /* measured prefill speed; <= 0: unknown (use route_config default) */
     double link_bytes_s;       /* measured pull bandwidth into this worker; <= 0: unknown (use default) */
+    uint32_t xport_group;      /* != 0: workers with the same value share a KV transport (pulls between them
+                                  use it); 0: ZeroMQ only */
+    double xport_link_bytes_s; /* measured transport bandwidth into this worker; <= 0: unknown (use default) */
 } route_worker;
 
 typedef struct {
@@ -57,6 +63,8 @@ typedef struct {
     double default_prefill_tok_s; /* default 500 */
     double default_link_bytes_s;  /* default 1e9 */
     double pull_latency_s;     /* default 0.002 */
+    double default_xport_link_bytes_s; /* a KV transport's rate until measured; default 2e10 */
+    double xport_latency_s;    /* a KV transport pull's fixed cost; default 0.005 */
     int64_t starve_tokens;     /* > 0: a worker whose load is below this is about to go idle, and the
                                   decision is made among such workers only (default 0: off) */
 } route_config;
@@ -78,6 +86,12 @@ void route_config_default(route_config *c);
  * link, *t_rec = tokens / prefill speed. Returns the prefill speed used. */
 double route_pull_times(const route_config *c, const route_worker *w, int32_t missing, int32_t block_size,
                         double *t_pull, double *t_rec);
+
+/* As route_pull_times, for a pull from worker p into worker w: over their
+ * shared transport's link (rate and fixed cost) when they have one, else
+ * ZeroMQ's (route_pull_times). p NULL: ZeroMQ. */
+double route_pull_times_pair(const route_config *c, const route_worker *w, const route_worker *p, int32_t missing,
+                             int32_t block_size, double *t_pull, double *t_rec);
 
 /* Chooses a worker for a prompt whose block hashes' directory runs are in
  * runs[] (indexed by slot, from dir_match). n_blocks_needed = pages the

@@ -296,6 +296,19 @@ static int32_t shared_pages(const int32_t *pend, int slot, int32_t pages) {
     return pend[slot] < pages ? pend[slot] : pages;
 }
 
+/* Workers that share a KV transport (wkr_xport_shared) get the same
+ * non-zero group: a hash of transport, domain and KV type. */
+static uint32_t sched_xport_group(const wkr_t *w) {
+    if (!w->kv_xport[0]) return 0;
+    uint32_t h = 2166136261u;
+    const char *parts[3] = {w->kv_xport, w->xport_domain, w->kv_dtype};
+    for (int i = 0; i < 3; i++) {
+        for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) h = (h ^ *p) * 16777619u;
+        h = (h ^ 0xff) * 16777619u;
+    }
+    return h ? h : 1;
+}
+
 /* only >= 0: consider that slot alone. */
 /* The workers one placement weighs, and the prompt's runs on each (by slot). */
 typedef struct {
@@ -326,7 +339,9 @@ static int gather(sched_t *s, int32_t n, int only, cands *c, int32_t *max_pool) 
         c->wk[c->nw] = w;
         c->rw[c->nw] = (route_worker){.slot = w->slot, .alive = true, .kv_blocks_avail = wkr_kv_avail(w),
                                       .load_tokens = w->load_tokens, .prefill_tok_s = w->prefill_tok_s,
-                                      .link_bytes_s = w->link_bytes_s};
+                                      .link_bytes_s = w->link_bytes_s,
+                                      .xport_group = sched_xport_group(w),
+                                      .xport_link_bytes_s = w->xport_link_bytes_s};
         c->nw++;
     }
     if (n_alive == 0) return he_set(HE_EUNAVAIL, "no worker is alive");

@@ -102,6 +102,8 @@ void wkr_register(wkr_t *w, const Helium__Register *reg, uint64_t now_us) {
     copy_str(w->endpoint, sizeof w->endpoint, reg->data_endpoint);
     copy_str(w->data_key, sizeof w->data_key, reg->data_key);
     copy_str(w->kv_dtype, sizeof w->kv_dtype, reg->kv_dtype);
+    copy_str(w->kv_xport, sizeof w->kv_xport, reg->kv_xport);
+    copy_str(w->xport_domain, sizeof w->xport_domain, reg->xport_domain);
     copy_str(w->version, sizeof w->version, reg->version);
     w->model_root = reg->model_root;
     w->block_size = reg->block_size;
@@ -117,11 +119,36 @@ void wkr_register(wkr_t *w, const Helium__Register *reg, uint64_t now_us) {
     w->kv_free = w->kv_blocks_total;
     w->reserved_pages = 0;
     w->n_counters = 0;
-    w->prefill_tok_s = w->link_bytes_s = 0;
+    w->prefill_tok_s = w->link_bytes_s = w->xport_link_bytes_s = 0;
     w->have_prev = false;
     w->cache_seq = 0;
     w->seq_known = false;
     w->resync_pending = false;
+}
+
+const char *wkr_xport_shared(const wkr_t *src, const wkr_t *dst) {
+    if (!src || !dst || src == dst || !src->kv_xport[0] || strcmp(src->kv_xport, dst->kv_xport)) return NULL;
+    if (strcmp(src->xport_domain, dst->xport_domain)) return NULL;
+    if (strcmp(src->kv_dtype, dst->kv_dtype)) return NULL; /* a transport moves raw pool pages */
+    return src->kv_xport;
+}
+
+/* A link rate from one pair of cumulative counters (tokens pulled, link
+ * microseconds): updates *rate (an EMA) once 1 ms of new link time and new
+ * tokens have accumulated since *pt / *pu, then moves them; resets them when
+ * the counters went back (a restarted worker). */
+static double ema(double old, double x);
+static void link_rate(const wkr_t *w, uint64_t tokens, uint64_t us, uint64_t *pt, uint64_t *pu, double *rate) {
+    if (us >= *pu + 1000 && tokens > *pt && w->block_size) {
+        double bytes = (double)(tokens - *pt) / w->block_size * (double)w->page_bytes;
+        *rate = ema(*rate, bytes / ((double)(us - *pu) / 1e6));
+        *pt = tokens;
+        *pu = us;
+    }
+    if (us < *pu || tokens < *pt) {
+        *pt = tokens;
+        *pu = us;
+    }
 }
 
 uint64_t wkr_counter_get(const wkr_t *w, const char *key) {
@@ -152,7 +179,12 @@ void wkr_heartbeat(wkr_t *w, const Helium__Heartbeat *hb, uint64_t now_us) {
     }
     uint64_t tokens = wkr_counter_get(w, "computed_tokens") + wkr_counter_get(w, "generated_tokens");
     uint64_t fwd = wkr_counter_get(w, "forward_us");
+    /* pulled_tokens / pull_us cover every pull; the xport_ ones the pulls over
+     * the worker's transport: ZeroMQ's share is the difference */
+    uint64_t xpulled = wkr_counter_get(w, "xport_pulled_tokens"), xpull_us = wkr_counter_get(w, "xport_pull_us");
     uint64_t pulled = wkr_counter_get(w, "pulled_tokens"), pull_us = wkr_counter_get(w, "pull_us");
+    pulled = pulled > xpulled ? pulled - xpulled : 0;
+    pull_us = pull_us > xpull_us ? pull_us - xpull_us : 0;
     if (w->have_prev) {
         if (fwd >= w->prev_forward_us + 20000 && tokens >= w->prev_tokens) {
             double x = (double)(tokens - w->prev_tokens) / ((double)(fwd - w->prev_forward_us) / 1e6);
@@ -160,21 +192,15 @@ void wkr_heartbeat(wkr_t *w, const Helium__Heartbeat *hb, uint64_t now_us) {
             w->prev_tokens = tokens;
             w->prev_forward_us = fwd;
         }
-        if (pull_us >= w->prev_pull_us + 1000 && pulled > w->prev_pulled && w->block_size) {
-            double bytes = (double)(pulled - w->prev_pulled) / w->block_size * (double)w->page_bytes;
-            w->link_bytes_s = ema(w->link_bytes_s, bytes / ((double)(pull_us - w->prev_pull_us) / 1e6));
-            w->prev_pulled = pulled;
-            w->prev_pull_us = pull_us;
-        }
+        link_rate(w, pulled, pull_us, &w->prev_pulled, &w->prev_pull_us, &w->link_bytes_s);
+        link_rate(w, xpulled, xpull_us, &w->prev_xpulled, &w->prev_xpull_us, &w->xport_link_bytes_s);
         if (fwd < w->prev_forward_us || tokens < w->prev_tokens) { /* counters were reset */
             w->prev_tokens = tokens;
             w->prev_forward_us = fwd;
         }
-        if (pull_us < w->prev_pull_us || pulled < w->prev_pulled) {
-            w->prev_pulled = pulled;
-            w->prev_pull_us = pull_us;
-        }
     } else {
+        w->prev_xpulled = xpulled;
+        w->prev_xpull_us = xpull_us;
         w->prev_tokens = tokens;
         w->prev_forward_us = fwd;
         w->prev_pulled = pulled;

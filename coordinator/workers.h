@@ -24,7 +24,7 @@
 
 #define WKR_ID_LEN 64
 #define WKR_IDENT_MAX 255     /* ZeroMQ routing ids are 1..255 bytes */
-#define WKR_MAX_COUNTERS 32
+#define WKR_MAX_COUNTERS 48
 
 typedef struct {
     char key[48];
@@ -45,6 +45,8 @@ typedef struct wkr {
     /* registration */
     char model[128], backend[32], endpoint[256], kv_dtype[16], version[64];
     char data_key[41];          /* the data endpoint's CURVE public key (Z85), "" = in the clear */
+    char kv_xport[16];          /* KV transport besides ZeroMQ (Register.kv_xport), "" = none */
+    char xport_domain[64];      /* who may join its transport links (Register.xport_domain) */
     uint64_t model_root;
     uint32_t block_size, kv_blocks_total, n_ctx, max_batch, n_layers, kv_dim;
     size_t page_bytes;        /* one KV page on the wire: n_layers * 2 * block_size * kv_dim * dtype bytes */
@@ -57,8 +59,9 @@ typedef struct wkr {
 
     /* rates measured from counter deltas (<= 0: unknown) */
     double prefill_tok_s;     /* tokens per second of forward time */
-    double link_bytes_s;      /* KV pull bandwidth into this worker */
-    uint64_t prev_tokens, prev_forward_us, prev_pulled, prev_pull_us;
+    double link_bytes_s;      /* KV pull bandwidth into this worker over ZeroMQ (KvPages) */
+    double xport_link_bytes_s; /* ... over its KV transport (kv_xport; heartbeat xport_* counters) */
+    uint64_t prev_tokens, prev_forward_us, prev_pulled, prev_pull_us, prev_xpulled, prev_xpull_us;
     bool have_prev;
 
     /* cache events */
@@ -96,6 +99,10 @@ void wkr_register(wkr_t *w, const Helium__Register *reg, uint64_t now_us);
 
 /* Applies a heartbeat: load, counters, measured rates. */
 void wkr_heartbeat(wkr_t *w, const Helium__Heartbeat *hb, uint64_t now_us);
+
+/* The transport pulls between a source and a destination worker may use:
+ * both registered the same kv_xport in the same xport_domain. NULL: ZeroMQ. */
+const char *wkr_xport_shared(const wkr_t *src, const wkr_t *dst);
 
 /* A counter from the last heartbeat (0 if absent). */
 uint64_t wkr_counter_get(const wkr_t *w, const char *key);

@@ -710,6 +710,70 @@ int eng_kv_import(eng_t *e, const uint64_t *hashes, int32_t n, const void *buf) 
     return stored;
 }
 
+/* ---- pages moved by a transport (engine.h): reserve / commit / release on
+ * the receiving side, hold / unhold on the sending side. A reserved page is
+ * an allocated, uncommitted block (ref 1) that no sequence's block table
+ * names; a held page is a committed block with one extra ref. */
+
+int eng_kv_reserve(eng_t *e, int32_t n, int32_t *pages) {
+    if (n <= 0 || !pages) return he_set(HE_EINVAL, "engine: reserve of %d pages", n);
+    if (n > kvc_available(e->kvc))
+        return he_set(HE_ENOMEM, "engine: %d KV pages asked for a transfer, %d available", n,
+                      kvc_available(e->kvc));
+    for (int32_t i = 0; i < n; i++) {
+        int32_t b = kvc_alloc(e->kvc);
+        if (b < 0) { /* cannot happen after the check above; stay safe */
+            eng_kv_release(e, pages, i);
+            return he_set(HE_ENOMEM, "engine: no free KV page for a transfer");
+        }
+        pages[i] = b;
+    }
+    return n;
+}
+
+int eng_kv_commit(eng_t *e, const int32_t *pages, const uint64_t *hashes, int32_t n) {
+    int32_t stored = 0;
+    for (int32_t i = 0; i < n; i++) {
+        /* a hash cached meanwhile (computed or imported) keeps its page; ours
+         * stays uncommitted and the unref frees it */
+        if (kvc_lookup(e->kvc, hashes[i]) < 0 && kvc_commit(e->kvc, pages[i], hashes[i]) == pages[i]) stored++;
+        kvc_unref(e->kvc, pages[i]);
+    }
+    e->ctr.imported_blocks += stored;
+    return stored;
+}
+
+void eng_kv_release(eng_t *e, const int32_t *pages, int32_t n) {
+    for (int32_t i = n - 1; i >= 0; i--) kvc_unref(e->kvc, pages[i]);
+}
+
+int eng_kv_hold(eng_t *e, const uint64_t *hashes, int32_t n, int32_t *pages) {
+    int32_t k = 0;
+    for (; k < n; k++) {
+        int32_t b = kvc_lookup(e->kvc, hashes[k]);
+        if (b < 0) break;
+        kvc_ref(e->kvc, b);
+        pages[k] = b;
+    }
+    return k;
+}
+
+void eng_kv_unhold(eng_t *e, const int32_t *pages, int32_t n) {
+    for (int32_t i = n - 1; i >= 0; i--) kvc_unref(e->kvc, pages[i]); /* tail first: see kvcache.h */
+}
+
+int eng_kv_page_read(eng_t *e, int32_t page, void *dst) {
+    if (page < 0 || page >= kvc_n_blocks(e->kvc)) return he_set(HE_ERANGE, "engine: KV page %d outside the pool", page);
+    return e->be->ops->kv_export(e->be, page, dst);
+}
+
+int eng_kv_page_write(eng_t *e, int32_t page, const void *src) {
+    if (page < 0 || page >= kvc_n_blocks(e->kvc)) return he_set(HE_ERANGE, "engine: KV page %d outside the pool", page);
+    return e->be->ops->kv_import(e->be, page, src);
+}
+
+be_t *eng_be(eng_t *e) { return e->be; }
+
 int eng_pin(eng_t *e, const uint64_t *hashes, int32_t n) {
     int32_t k = 0;
     for (; k < n; k++)

@@ -147,6 +147,35 @@ int eng_kv_import(eng_t *e, const uint64_t *hashes, int32_t n, const void *buf);
  * to the backend's type first: buf holds n pages of eng_kv_page_bytes_of(e,
  * src_type) bytes. Same returns as eng_kv_import; HE_EINVAL for a bad type. */
 int eng_kv_import_typed(eng_t *e, const uint64_t *hashes, int32_t n, const void *buf, int src_type);
+/* Pages moved by a transport (worker/net/xport.h) straight into and out of
+ * the backend's pool, by pool page index. All engine-thread only.
+ *
+ * Destination (the puller): reserve takes n free pages (evicting cached ones
+ * as kvc_alloc does) that belong to no sequence and no hash: nothing reads
+ * them, nothing evicts them, nothing else writes them. The transport fills
+ * them; then commit registers page i under hashes[i] (a hash already cached
+ * meanwhile keeps its page and the reserved one is freed) and they become
+ * ordinary reclaimable cached pages, or release frees them unread (a failed
+ * or abandoned transfer: the call recomputes them). Every reserved page is
+ * committed or released exactly once.
+ * reserve: n, or HE_ENOMEM (nothing taken) / HE_EINVAL. commit: pages stored
+ * (counted as imported_blocks). */
+int eng_kv_reserve(eng_t *e, int32_t n, int32_t *pages);
+int eng_kv_commit(eng_t *e, const int32_t *pages, const uint64_t *hashes, int32_t n);
+void eng_kv_release(eng_t *e, const int32_t *pages, int32_t n);
+/* Source (the server): hold takes a reference on the pages of the leading
+ * cached run of hashes[0..n) and writes their indices to pages; a held page
+ * is neither evicted nor reused (its KV is committed, so never written) until
+ * unhold. Returns the run's length k (0..n); the caller unholds those k
+ * pages exactly once. Counts nothing (the caller counts what it sends). */
+int eng_kv_hold(eng_t *e, const uint64_t *hashes, int32_t n, int32_t *pages);
+void eng_kv_unhold(eng_t *e, const int32_t *pages, int32_t n);
+/* One pool page in the backend's wire format (eng_kv_page_bytes): read a
+ * held page, write a reserved one. HE_ERANGE for a page outside the pool. */
+int eng_kv_page_read(eng_t *e, int32_t page, void *dst);
+int eng_kv_page_write(eng_t *e, int32_t page, const void *src);
+/* The backend the engine runs on (a transport over its pool needs it). */
+be_t *eng_be(eng_t *e);
 size_t eng_kv_page_bytes(const eng_t *e);
 /* The backend's KV element type (kvw_type) and a page's bytes in type t. */
 int eng_kv_type(const eng_t *e);

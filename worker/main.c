@@ -700,6 +700,10 @@ static void serve_usage(FILE *f) {
             "  --pull-timeout-ms N  give up on a KV pull after N ms and recompute (default 2000)\n"
             "  --inline-pulls       serve peers' KV pulls between engine steps (default: from a thread\n"
             "                       of their own, at once)\n"
+            "  --kv-xport X         KV transport under pulls besides ZeroMQ: auto (nccl with --backend cuda),\n"
+            "                       nccl, zmq-ref (the ZeroMQ reference transport, one host), off\n"
+            "  --xport-domain D     workers of one domain may join transport links (default: host name)\n"
+            "  --kv-xport-fault F   tests: the zmq-ref transport injects drop, token or send faults\n"
             "  --log-level L        error | warn | info | debug (default info)\n"
             "  --health-port N      serve GET /healthz and /readyz on this port (default 0: none)\n"
             "  --health-host ADDR   IPv4 address of the probe port (default 127.0.0.1)\n"
@@ -716,7 +720,7 @@ static void serve_usage(FILE *f) {
 
 enum { S_COORD = 256, S_MODEL, S_ID, S_DATA, S_ADV, S_THREADS, S_KVMB, S_KVBLOCKS, S_BS, S_BATCH, S_SEQS, S_CTX,
        S_NOPC, S_HB, S_PULLTO, S_INLINE, S_LOG, S_HPORT, S_HHOST, S_DRAIN, S_KEY, S_SKEY, S_AKEYS, S_CLEAR,
-       S_INSECURE, S_HELP };
+       S_INSECURE, S_XPORT, S_XDOMAIN, S_XFAULT, S_HELP };
 
 /* serve's options; each is also HELIUM_WORKER_<OPTION> (cmd_serve) */
 static const struct option SERVE_OPTS[] = {
@@ -730,6 +734,7 @@ static const struct option SERVE_OPTS[] = {
     {"health-port", 1, 0, S_HPORT}, {"health-host", 1, 0, S_HHOST}, {"drain-timeout-ms", 1, 0, S_DRAIN},
     {"key", 1, 0, S_KEY}, {"server-key", 1, 0, S_SKEY}, {"authorized-keys", 1, 0, S_AKEYS},
     {"clear-data", 0, 0, S_CLEAR}, {"insecure", 0, 0, S_INSECURE},
+    {"kv-xport", 1, 0, S_XPORT}, {"xport-domain", 1, 0, S_XDOMAIN}, {"kv-xport-fault", 1, 0, S_XFAULT},
     {"help", 0, 0, S_HELP}, {0, 0, 0, 0}};
 #define N_SERVE_OPTS (sizeof SERVE_OPTS / sizeof SERVE_OPTS[0] - 1)
 
@@ -775,6 +780,20 @@ static int serve_parse(int argc, char **argv, srv_opts *o) {
         case S_HB: rc = serve_int("heartbeat-ms", optarg, 10, 600000, &o->heartbeat_ms); break;
         case S_PULLTO: rc = serve_int("pull-timeout-ms", optarg, 1, 600000, &o->pull_timeout_ms); break;
         case S_INLINE: o->inline_pulls = true; break;
+        case S_XPORT:
+        case S_XFAULT: {
+            const char *ok = c == S_XPORT ? ",auto,nccl,zmq-ref,off," : ",drop,token,send,";
+            char pat[32];
+            snprintf(pat, sizeof pat, ",%.24s,", optarg);
+            if (!strstr(ok, pat) || strchr(optarg, ',')) {
+                fprintf(stderr, "helium-worker serve: --%s must be one of %.*s\n", c == S_XPORT ? "kv-xport" : "kv-xport-fault",
+                        (int)strlen(ok) - 2, ok + 1);
+                rc = 2;
+            } else if (c == S_XPORT) o->kv_xport = optarg;
+            else o->kv_xport_fault = optarg;
+            break;
+        }
+        case S_XDOMAIN: o->xport_domain = optarg; break;
         case S_HPORT: rc = serve_int("health-port", optarg, 0, 65535, &o->health_port); break;
         case S_HHOST: o->health_host = optarg; break;
         case S_KEY: o->key_file = optarg; break;

@@ -142,6 +142,22 @@ check(d("computed_tokens", a1, a2) == lacked,
 check(d("exported_blocks", h1, h2) >= want // bs,
       "%s exported %d blocks, expected >= %d" % (H, d("exported_blocks", h1, h2), want // bs))
 check(d("pulls_served", h1, h2) >= 1, "%s served %d pulls" % (H, d("pulls_served", h1, h2)))
+# HELIUM_XPORT_EXPECT (tests/cli/cluster_xport.sh): the pull went over the
+# workers' KV transport ("transport") or failed on it and fell back to ZeroMQ
+# ("fallback"); either way everything above holds unchanged
+xp = os.environ.get("HELIUM_XPORT_EXPECT", "")
+if xp == "transport":
+    check(d("xport_pulled_tokens", a1, a2) == c["pulled_tokens"], "%s pulled %d tokens over the transport, op says %d"
+          % (A, d("xport_pulled_tokens", a1, a2), c["pulled_tokens"]))
+    check(d("xport_fallbacks", a1, a2) == 0, "%s fell back %d times" % (A, d("xport_fallbacks", a1, a2)))
+    check(d("xport_served", h1, h2) >= 1, "%s served %d pulls over the transport" % (H, d("xport_served", h1, h2)))
+elif xp:
+    check(d("xport_fallbacks", a1, a2) >= 1, "%s never fell back to ZeroMQ" % A)
+    check(d("xport_pulled_tokens", a1, a2) == 0, "%s pulled %d tokens over a failing transport"
+          % (A, d("xport_pulled_tokens", a1, a2)))
+    check(d("xport_aborts", a1, a2) >= 1, "%s aborted no link" % A)
+    if xp == "fallback-invalidated":
+        check(d("xport_invalidated_pages", a1, a2) >= 1, "%s invalidated no received page" % A)
 print("transfer: c on %s pulled %d tokens from %s; c2 reused %d (pull waits %d); %s computed %d of %d prompt "
       "tokens; outputs match generate" % (A, c["pulled_tokens"], H, c2["cached_tokens"], d("pull_waits", a1, a2), A,
       d("computed_tokens", a1, a2), c["prompt_tokens"] + c2["prompt_tokens"]))

@@ -86,6 +86,8 @@ void srv_send_register(srv_t *s) {
     r.kv_dim = (uint32_t)m->hp.kv_dim;
     r.kv_dtype = (char *)kvw_name(eng_kv_type(s->e)); /* the element type of the pages we serve */
     r.version = SRV_VERSION;
+    r.kv_xport = s->xp_name;     /* "" = ZeroMQ only */
+    r.xport_domain = s->xp_domain;
     Helium__WorkerMsg w = HELIUM__WORKER_MSG__INIT;
     w.body_case = HELIUM__WORKER_MSG__BODY_REG;
     w.reg = &r;
@@ -95,6 +97,8 @@ void srv_send_register(srv_t *s) {
 void srv_send_heartbeat(srv_t *s) {
     eng_counters c = eng_get_counters(s->e);
     kvc_stats ks = eng_cache_stats(s->e);
+    xport_stats xs = {0};
+    if (s->xp) xs = xport_get_stats(s->xp);
     int queued = eng_n_waiting(s->e);
     for (task_t *t = s->tasks; t; t = t->next)
         if (!t->submitted) queued++;
@@ -137,6 +141,14 @@ void srv_send_heartbeat(srv_t *s) {
         {"warm_tasks", s->warm_tasks},
         {"pull_us", s->pull_us},
         {"pull_bytes", s->pull_bytes},
+        /* pulls over the KV transport (xport_pull.c); pulled_tokens and pull_us include them */
+        {"xport_pulled_tokens", s->xp_pulled_tokens},
+        {"xport_pull_us", s->xp_pull_us},
+        {"xport_fallbacks", s->xp_fallbacks},
+        {"xport_declined", s->xp_declined},
+        {"xport_served", s->xp_served},
+        {"xport_aborts", xs.aborts},
+        {"xport_invalidated_pages", xs.invalidated_pages},
         {"draining", s->draining},  /* the coordinator places nothing more here */
         {"leaving", s->leaving},    /* ... and re-dispatches what is still here */
     };

@@ -181,7 +181,9 @@ static bool serve_pull(kvs_t *k, const dest *d, const void *data, size_t len) {
         return true;
     }
     if (p->protocol_version != k->cfg.geom.protocol_version || p->body_case != HELIUM__PEER_MSG__BODY_PULL ||
-        !p->pull) {
+        !p->pull || (p->pull->xport && p->pull->xport[0])) {
+        /* a pull over a transport needs the engine thread: it holds the
+         * pages while they are in flight (engine.h eng_kv_hold) */
         helium__peer_msg__free_unpacked(p, NULL);
         return false; /* the main thread judges (and counts) it */
     }
@@ -250,6 +252,44 @@ static void drain(kvs_t *k, void *pair) {
     }
 }
 
+/* Messages from the main thread: [identity][delimiter flag][payload] is a
+ * reply to send to that peer (kvs_reply); anything else means stop. Returns
+ * true to stop. Reads at most KVS_DRAIN_MSGS. */
+static bool from_main(kvs_t *k, void *pair) {
+    for (int m = 0; m < KVS_DRAIN_MSGS; m++) {
+        zmq_msg_t fr[3];
+        int n = 0, more = 1;
+        bool bad = false;
+        while (more) {
+            zmq_msg_t x;
+            zmq_msg_init(&x);
+            if (zmq_msg_recv(&x, pair, n == 0 && !bad ? ZMQ_DONTWAIT : 0) < 0) {
+                zmq_msg_close(&x);
+                for (int i = 0; i < n; i++) zmq_msg_close(&fr[i]);
+                return false; /* nothing more now */
+            }
+            more = zmq_msg_more(&x);
+            if (n < 3) fr[n++] = x;
+            else bad = true, zmq_msg_close(&x);
+        }
+        bool stop = bad || n != 3 || zmq_msg_size(&fr[1]) != 1;
+        if (!stop) {
+            dest d = {.k = k, .ident = zmq_msg_data(&fr[0]), .ident_len = zmq_msg_size(&fr[0]),
+                      .delim = *(const uint8_t *)zmq_msg_data(&fr[1]) != 0};
+            void *sock = k->cfg.data;
+            if (zmq_send(sock, d.ident, d.ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+                (d.delim && zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) ||
+                zmq_send(sock, zmq_msg_data(&fr[2]), zmq_msg_size(&fr[2]), ZMQ_DONTWAIT) < 0) {
+                atomic_fetch_add(&k->send_errors, 1);
+                klog(k, 1, "could not send a reply of the main thread: %s", zmq_strerror(zmq_errno()));
+            }
+        }
+        for (int i = 0; i < n; i++) zmq_msg_close(&fr[i]);
+        if (stop) return true;
+    }
+    return false;
+}
+
 static void *run(void *arg) {
     kvs_t *k = arg;
     void *pair = zmq_socket(k->cfg.zctx, ZMQ_PAIR);
@@ -268,7 +308,7 @@ static void *run(void *arg) {
             klog(k, 0, "pull server: zmq_poll: %s", zmq_strerror(zmq_errno()));
             break;
         }
-        if (it[1].revents & ZMQ_POLLIN) break; /* the main thread says stop */
+        if ((it[1].revents & ZMQ_POLLIN) && from_main(k, pair)) break; /* the main thread says stop */
         if (it[0].revents & ZMQ_POLLIN) drain(k, pair);
     }
     zmq_close(pair);
@@ -313,6 +353,16 @@ kvs_t *kvs_start(const kvs_config *cfg) {
 }
 
 void *kvs_forward_socket(kvs_t *k) { return k ? k->pair_main : NULL; }
+
+int kvs_reply(kvs_t *k, const void *ident, size_t ident_len, bool delim, const void *buf, size_t len) {
+    uint8_t flag = delim ? 1 : 0;
+    if (!k || !ident || ident_len == 0) return he_set(HE_EINVAL, "kvs_reply: no peer");
+    if (zmq_send(k->pair_main, ident, ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(k->pair_main, &flag, 1, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(k->pair_main, buf, len, ZMQ_DONTWAIT) < 0)
+        return he_set(HE_EUNAVAIL, "kvs_reply: %s", zmq_strerror(zmq_errno()));
+    return 0;
+}
 
 void kvs_stop(kvs_t **self_p) {
     if (!self_p || !*self_p) return;

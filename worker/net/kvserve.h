@@ -10,7 +10,12 @@
  * every other message to the main thread unread, over an inproc PAIR.
  *
  * Forwarded messages are three frames: [peer identity][one byte: 1 if the
- * peer sent an empty delimiter frame, else 0][payload].
+ * peer sent an empty delimiter frame, else 0][payload]. The same three
+ * frames from the main thread (kvs_reply) are a reply the thread sends to
+ * that peer; any other message from the main thread stops the thread. A
+ * KvPull that asks for a transport (KvPull.xport) is forwarded too: the
+ * engine thread holds its pages while they are in flight (worker/net/
+ * xport_pull.c) and answers through kvs_reply.
  *
  * kvs_export is the export itself, also used by the main thread for the
  * coordinator's KvExportRequest.
@@ -73,6 +78,10 @@ typedef struct kvs kvs_t;
 kvs_t *kvs_start(const kvs_config *cfg);
 /* The main thread's end of the PAIR: poll it and read forwarded messages. */
 void *kvs_forward_socket(kvs_t *k);
+/* The main thread's answer to a forwarded message: the thread sends buf to
+ * the peer ident (with an empty delimiter frame first if delim). Main thread
+ * only. 0, or HE_EUNAVAIL when the pipe is full. */
+int kvs_reply(kvs_t *k, const void *ident, size_t ident_len, bool delim, const void *buf, size_t len);
 /* Stops and joins the thread, which closes the data socket. */
 void kvs_stop(kvs_t **self_p);
 

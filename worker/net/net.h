@@ -38,6 +38,7 @@
 #include "serve.h"
 #include "u64vec.h"
 #include "workflow.h"
+#include "xport.h"
 #include "zauth.h"
 
 #define SRV_VERSION "helium-worker 0.1"
@@ -98,6 +99,12 @@ typedef struct task {
     int32_t n_want, n_got;
     int32_t pulled_tokens;
     u64vec pinned;          /* imported pages pinned until the request runs */
+    /* the pull over a transport (xport_pull.c); main thread only */
+    bool xp_offered;        /* our KvPull asked for s->xp (its answer is still to come) */
+    uint64_t xp_peer;       /* the link's key (xpl_peer_key of the peer's endpoint) */
+    int32_t *xp_pages;      /* (xp_n) reserved destination pages while the transfer runs; NULL: none */
+    int32_t xp_n;
+    int64_t xp_start_us;    /* when the transfer was started */
     uint64_t wait_xfer;     /* != 0: held until this pull (another task's) ends, as it brings our prefix */
     /* streaming: what OpProgress messages have carried so far */
     int32_t n_streamed_ids;
@@ -151,6 +158,13 @@ typedef struct srv {
     int64_t step_us;        /* time inside eng_step, all steps */
     int64_t exported;       /* pages this thread exported (the pull server counts its own) */
     kvs_geom geom;          /* what our KvPages say about the pages */
+    /* the KV transport under pulls (xport_pull.c), NULL: ZeroMQ KvPages only */
+    xport_t *xp;
+    char xp_name[16];       /* Register.kv_xport ("" = none) */
+    char xp_domain[64];     /* Register.xport_domain */
+    struct xpl_serve *xp_serves; /* (xp_n_serves) our held pages in flight to peers */
+    int xp_n_serves, xp_cap_serves;
+    int64_t xp_pulled_tokens, xp_pull_us, xp_fallbacks, xp_declined, xp_served, xp_serve_failed;
     kvs_t *kvs;             /* the pull server thread (owns the data socket), or NULL: inline */
     bool draining, stop, ever_registered;
     int exit_code;
@@ -206,5 +220,18 @@ void pull_import_pushed(srv_t *s, const Helium__KvPages *kp, const char *from);
 void pull_on_kv_export(srv_t *s, const Helium__KvExportRequest *rq);
 void pull_on_data_frame(srv_t *s, const void *ident, size_t ident_len, bool delim, const void *data, size_t len);
 void pull_on_peer_reply(srv_t *s, int pi, const void *data, size_t len);
+int pull_resend(srv_t *s, task_t *t);
+void pull_pin_imported(srv_t *s, task_t *t, uint64_t hash);
+void pull_link_time(srv_t *s, task_t *t, int32_t pages, size_t page_bytes, int64_t *link_us);
+
+/* xport_pull.c: pulls over the KV transport (xport.h), both ends */
+int xpl_setup(srv_t *s);
+void xpl_teardown(srv_t *s);
+uint64_t xpl_peer_key(const char *name);
+void xpl_offer(srv_t *s, task_t *t, const Helium__KvPullHint *h, Helium__KvPull *pull, uint8_t *token);
+bool xpl_on_pages(srv_t *s, task_t *t, const Helium__KvPages *kp, const char *from);
+void xpl_task_gone(srv_t *s, task_t *t);
+void xpl_serve_pull(srv_t *s, const void *ident, size_t ident_len, bool delim, const Helium__KvPull *pl);
+int64_t xpl_timers(srv_t *s, int64_t now, int64_t next);
 
 #endif

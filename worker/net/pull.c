@@ -126,15 +126,35 @@ static int check_page(const srv_t *s, const Helium__KvPage *pg, int type) {
     return 0;
 }
 
+/* Pins a page just imported for t until t runs (within kv_blocks/4 in all). */
+void pull_pin_imported(srv_t *s, task_t *t, uint64_t hash) {
+    if (t && s->n_pinned < eng_kv_blocks(s->e) / 4 && eng_pin(s->e, &hash, 1) == 1) {
+        if (u64v_push(&t->pinned, hash)) s->n_pinned++;
+        else eng_unpin(s->e, &hash, 1);
+    }
+}
+
 /* Imports one verified page; pins it for t (if any, within budget). Returns
  * 1 stored, 0 already cached, or a negative herr code. */
 static int import_page(srv_t *s, task_t *t, const Helium__KvPage *pg, int type) {
     int rc = eng_kv_import_typed(s->e, &pg->hash, 1, pg->data.data, type);
-    if (rc == 1 && t && s->n_pinned < eng_kv_blocks(s->e) / 4 && eng_pin(s->e, &pg->hash, 1) == 1) {
-        if (u64v_push(&t->pinned, pg->hash)) s->n_pinned++;
-        else eng_unpin(s->e, &pg->hash, 1);
-    }
+    if (rc == 1) pull_pin_imported(s, t, pg->hash);
     return rc;
+}
+
+/* Link time of t's pull: from the KvPull (or the previous chunk) to `pages`
+ * pages of page_bytes imported now, less the engine steps run meanwhile.
+ * Replies are read between steps, so pages that arrived mid-step waited for
+ * its end: that wait is this worker's, not the link's. Adds it to pull_us and
+ * the bytes to pull_bytes; *link_us (if given) gets it. */
+void pull_link_time(srv_t *s, task_t *t, int32_t pages, size_t page_bytes, int64_t *link_us) {
+    int64_t now = clock_mono_us(), link = (now - t->pull_mark_us) - (s->step_us - t->pull_mark_step);
+    if (link < 1) link = 1;
+    s->pull_us += link;
+    t->pull_mark_step = s->step_us;
+    s->pull_bytes += (int64_t)pages * (int64_t)page_bytes; /* wire bytes */
+    t->pull_mark_us = now;
+    if (link_us) *link_us = link;
 }
 
 /* The transfer of a pull in flight that brings pages of t's prompt (its
@@ -185,6 +205,7 @@ void pull_release_waiters(srv_t *s) {
 
 /* Ends t's pull and submits it to the engine. */
 void pull_finish(srv_t *s, task_t *t, const char *why) {
+    xpl_task_gone(s, t); /* a transfer still in flight is abandoned (its pages released) */
     t->pulling = false;
     pull_peer_release(s, t->peer);
     clog_msg(CLOG_INFO, "task %llu pull %llu %s: %d of %d pages, %d tokens imported in %.1f ms",
@@ -206,6 +227,7 @@ static void on_pull_pages(srv_t *s, const Helium__KvPages *kp, const char *from)
              from);
         return;
     }
+    if (xpl_on_pages(s, t, kp, from)) return; /* the transport's header (or pages it does not expect) */
     int type = KVW_F32;
     if (check_pages_header(s, kp, &type)) {
         srv_bad_frame(s, from, "%s", he_msg());
@@ -232,17 +254,7 @@ static void on_pull_pages(srv_t *s, const Helium__KvPages *kp, const char *from)
         s->pulled_tokens += rc * s->bs;
         t->n_got++;
     }
-    if (t->n_got > got0) {
-        /* link time: from the KvPull (or the previous chunk) to these pages
-         * imported, less the engine steps run meanwhile. Replies are read
-         * between steps, so pages that arrived mid-step waited for its end:
-         * that wait is this worker's, not the link's. */
-        int64_t now = clock_mono_us(), link = (now - t->pull_mark_us) - (s->step_us - t->pull_mark_step);
-        s->pull_us += link > 1 ? link : 1;
-        t->pull_mark_step = s->step_us;
-        s->pull_bytes += (int64_t)(t->n_got - got0) * (int64_t)eng_kv_page_bytes_of(s->e, type); /* wire bytes */
-        t->pull_mark_us = now;
-    }
+    if (t->n_got > got0) pull_link_time(s, t, t->n_got - got0, eng_kv_page_bytes_of(s->e, type), NULL);
     csync_flush(s);
     if (bad) pull_finish(s, t, "stopped early");
     else if (kp->last || t->n_got >= t->n_want) pull_finish(s, t, "done");
@@ -291,10 +303,13 @@ bool pull_start(srv_t *s, task_t *t, const Helium__KvPullHint *h) {
     pull.n_hashes = (size_t)t->n_want;
     pull.hashes = t->want;
     pull.requester = s->id;
+    uint8_t token[XP_TOKEN_MAX];
+    xpl_offer(s, t, h, &pull, token); /* over the transport, if both ends have it */
     Helium__PeerMsg pm = HELIUM__PEER_MSG__INIT;
     pm.body_case = HELIUM__PEER_MSG__BODY_PULL;
     pm.pull = &pull;
     if (srv_send_peer(s, s->peers[pi].sock, NULL, 0, false, &pm, "KvPull")) {
+        xpl_task_gone(s, t);
         free(t->want);
         t->want = NULL;
         return false;
@@ -308,6 +323,23 @@ bool pull_start(srv_t *s, task_t *t, const Helium__KvPullHint *h) {
     clog_msg(CLOG_INFO, "task %llu: pulling blocks %d..%d from %s (%s), transfer %llu", (unsigned long long)t->task_id,
          lo, end - 1, h->source_worker ? h->source_worker : "?", h->source_endpoint, (unsigned long long)t->xfer);
     return true;
+}
+
+/* Asks t's peer again, over ZeroMQ, for the pages t still wants (the same
+ * transfer id: tasks waiting for this pull keep waiting). After a failed
+ * transfer over the transport (xport_pull.c). 0 or a negative herr code. */
+int pull_resend(srv_t *s, task_t *t) {
+    if (t->peer < 0 || t->peer >= s->n_peers || !s->peers[t->peer].sock || t->n_got >= t->n_want)
+        return he_set(HE_EUNAVAIL, "no connection to resend pull %llu", (unsigned long long)t->xfer);
+    Helium__KvPull pull = HELIUM__KV_PULL__INIT;
+    pull.transfer_id = t->xfer;
+    pull.n_hashes = (size_t)(t->n_want - t->n_got);
+    pull.hashes = t->want + t->n_got;
+    pull.requester = s->id;
+    Helium__PeerMsg pm = HELIUM__PEER_MSG__INIT;
+    pm.body_case = HELIUM__PEER_MSG__BODY_PULL;
+    pm.pull = &pull;
+    return srv_send_peer(s, s->peers[t->peer].sock, NULL, 0, false, &pm, "KvPull");
 }
 
 /* Exports the leading cached run of hashes[0..n) as KvPages messages of at
@@ -447,7 +479,10 @@ void pull_on_data_frame(srv_t *s, const void *ident, size_t ident_len, bool deli
         return;
     }
     peer_dest d = {.s = s, .sock = s->data, .ident = ident, .ident_len = ident_len, .delim = delim};
-    if (p->body_case == HELIUM__PEER_MSG__BODY_PULL && p->pull && !s->data) {
+    if (p->body_case == HELIUM__PEER_MSG__BODY_PULL && p->pull && p->pull->xport && p->pull->xport[0]) {
+        s->pulls_served++;
+        xpl_serve_pull(s, ident, ident_len, delim, p->pull); /* forwarded by the pull server, or inline */
+    } else if (p->body_case == HELIUM__PEER_MSG__BODY_PULL && p->pull && !s->data) {
         /* the pull server thread answers pulls; it forwards only the rest */
         srv_bad_frame(s, "the pull server", "a forwarded KvPull");
     } else if (p->body_case == HELIUM__PEER_MSG__BODY_PULL && p->pull) {
@@ -495,6 +530,7 @@ void pull_on_peer_reply(srv_t *s, int pi, const void *data, size_t len) {
  * whose awaited pull ended without pull_finish (a canceled task). Returns
  * the earlier of next and the nearest deadline still ahead. */
 int64_t pull_timers(srv_t *s, int64_t now, int64_t next) {
+    next = xpl_timers(s, now, next); /* transfers over the transport: progress, completion, fallback */
     pull_release_waiters(s);
     for (task_t *t = s->tasks, *nx; t; t = nx) {
         nx = t->next;

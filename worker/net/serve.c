@@ -277,6 +277,7 @@ static int setup(srv_t *s) {
             else clog_msg(CLOG_WARN, "no pull server thread (%s): serving pulls between engine steps", he_msg());
         }
     }
+    if (xpl_setup(s)) return 1; /* the KV transport under pulls, if any (xport_pull.c) */
     if (s->o.health_port > 0) {
         if (!(s->health = health_new(s->o.health_host, s->o.health_port))) {
             clog_msg(CLOG_ERROR, "%s", he_msg());
@@ -301,6 +302,7 @@ static void teardown(srv_t *s) {
     health_destroy(&s->health);
     kvs_stop(&s->kvs); /* it closes the data socket */
     while (s->tasks) task_free(s, s->tasks);
+    if (s->e) xpl_teardown(s); /* before the context ends: the transport may hold sockets */
     for (int i = 0; i < s->n_peers; i++) pull_peer_close(&s->peers[i]);
     free(s->peers);
     if (s->coord) {

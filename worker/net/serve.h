@@ -37,6 +37,10 @@ typedef struct {
     int heartbeat_ms;     /* until a RegisterAck says otherwise */
     int pull_timeout_ms;
     bool inline_pulls;    /* serve peers' pulls between engine steps, not from the pull server thread */
+    const char *kv_xport; /* KV transport under pulls (xport_pull.c): auto (nccl on --backend cuda), nccl,
+                             zmq-ref, off; NULL = auto */
+    const char *xport_domain;   /* Register.xport_domain (NULL: the host name) */
+    const char *kv_xport_fault; /* tests: a fault the zmq-ref transport injects (drop, token, send) */
     /* CURVE (common/zauth.h, docs/security.md); insecure = no keys at all */
     const char *key_file;        /* own secret key: the coordinator link, pulls and the data socket */
     const char *server_key_file; /* the coordinator's public key */

@@ -44,6 +44,7 @@ void task_free(srv_t *s, task_t *t) {
             break;
         }
     task_unpin(s, t);
+    xpl_task_gone(s, t); /* a transfer over the KV transport is abandoned, its pages released */
     if (t->pulling) {
         t->pulling = false;
         pull_peer_release(s, t->peer);
