@@ -52,6 +52,7 @@
 
 typedef struct {
     uint64_t bad_client_frames, bad_worker_frames, unknown_worker_msgs, stale_results;
+    uint64_t lost_computed_tokens; /* computed by attempts whose results were not used (worker_proto.c) */
     uint64_t redispatches, resyncs, workers_lost, rejected_workers;
     uint64_t prompt_tokens, cached_tokens, pulled_tokens, generated_tokens;
     uint64_t kv_pulls, kv_pull_bytes, tool_calls, tool_errors, requests;

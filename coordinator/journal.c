@@ -224,7 +224,7 @@ static int load(jnl_t *j, jnl_replay_fn fn, void *ud) {
                     n);
     } else {
         replay_ctx c = {fn, ud};
-        scan_result res;
+        scan_result res = {0};
         rc = scan(j->path, p, n, replay_one, &c, &res);
         if (!rc) {
             j->st.replayed = res.records;

@@ -158,6 +158,19 @@ static job_task *match_task(coord_t *c, wkr_t *w, const char *job_id, const char
     return t;
 }
 
+/* A result that is not used (a superseded attempt's, a failed one's) still
+ * stands for prompt tokens the worker computed, and those KV blocks may serve
+ * later calls through the directory: count them with the job's policy, so
+ * that computed_tokens is the cluster's whole prefill work (without this a
+ * run with lost workers could report fewer computed tokens than the least
+ * the batch needs). Counted apart too, as lost_computed_tokens. */
+static void count_lost_work(coord_t *c, const Helium__OpResult *r) {
+    if (!r->computed_tokens) return;
+    c->st.lost_computed_tokens += r->computed_tokens;
+    job_t *j = r->job_id ? jobs_get(c->jobs, r->job_id) : NULL;
+    if (j) opt_stats(c->opt, (sched_policy)j->pol)->computed_tokens += r->computed_tokens;
+}
+
 void wp_on_result(coord_t *c, wkr_t *w, const Helium__OpResult *r) {
     bool ok = !r->error || r->error->code == HELIUM__ERROR_CODE__ERROR_OK;
     if (opt_warm_result(c->opt, w, r->task_id, ok, r->computed_tokens, r->cached_tokens, r->pulled_tokens)) {
@@ -167,6 +180,7 @@ void wp_on_result(coord_t *c, wkr_t *w, const Helium__OpResult *r) {
         return;
     }
     job_task *t = match_task(c, w, r->job_id, r->op_id, r->item, r->task_id, r->attempt);
+    if (!t || !ok) count_lost_work(c, r);
     if (!t) {
         c->st.stale_results++;
         clog_msg(CLOG_DEBUG, "worker %s: stale result for %s/%s item %u attempt %u (task %" PRIu64 ") ignored", w->id,

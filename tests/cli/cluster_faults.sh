@@ -12,6 +12,8 @@
 #     since heliumctl refuses them itself: that is checked too), and a prompt
 #     longer than the context (the job FAILS with PROMPT_TOO_LONG).
 #  4. after all that, the coordinator still serves a normal job.
+#  5. a worker declared lost that resumes sends a stale result: the prompt
+#     tokens it computed are counted (lost_computed_tokens), not dropped.
 source "$(dirname "$0")/cluster_lib.bash"
 
 # quick failure detection for this test
@@ -183,5 +185,64 @@ j = load_json(sys.argv[1])
 check(j["state"] == "DONE", j["state"])
 ref = generate("The store manager reviewed the weekly report and", 16)
 check(j["output"] == ref["text"], "%r != %r" % (j["output"], ref["text"]))
+PYEOF
+
+# ---- 5. a worker declared lost that comes back with its result: the result
+# is stale (the call ran again elsewhere), but the prompt tokens it computed
+# are real work (and its KV re-enters the directory through the resync), so
+# they are counted: computed_tokens never drops below the batch's minimum.
+start_worker w3
+ctl --json status >"$TMP/s5.json" || fail "status failed"
+ALIVE=$(pyrun "$TMP/s5.json" <<'PYEOF'
+print(" ".join(x["id"] for x in load_json(sys.argv[1])["workers"] if x["alive"]))
+PYEOF
+)
+[ "$(echo "$ALIVE" | wc -w)" = 2 ] || fail "expected two live workers before step 5, got '$ALIVE'"
+for w in $ALIVE; do kill_worker "$w" STOP; done
+LATE=$(python3 -c 'print(" ".join("fact%d" % i for i in range(300)))')
+cat >"$TMP/late.json" <<'EOF'
+{"name": "late", "inputs": ["text"],
+ "ops": [{"id": "sum", "type": "llm", "max_tokens": 8, "prompt": "Facts: {{input.text}}\nSummary:"}]}
+EOF
+JOB=$(ctl submit "$TMP/late.json" --input "text=$LATE") ||
+  { for w in $ALIVE; do kill_worker "$w" CONT; done; fail "submit (step 5) failed"; }
+LATEW=""
+for _ in $(seq 1 100); do
+  ctl --json result "$JOB" >"$TMP/late-mid.json" 2>/dev/null || true
+  LATEW=$(pyrun "$TMP/late-mid.json" <<'PYEOF'
+try:
+    o = ops_by_id(load_json(sys.argv[1]))["sum"]
+    print(o["worker"] if o["state"] == "RUNNING" and o["worker"] else "")
+except Exception:
+    print("")
+PYEOF
+  )
+  [ -n "$LATEW" ] && break
+  sleep 0.02
+done
+[ -n "$LATEW" ] || { for w in $ALIVE; do kill_worker "$w" CONT; done; fail "job $JOB never showed a running op"; }
+for w in $ALIVE; do [ "$w" = "$LATEW" ] || kill_worker "$w" CONT; done
+wait_job "$JOB" "$TMP/late.out" 120 || { kill_worker "$LATEW" CONT; fail "job $JOB did not complete with $LATEW frozen"; }
+kill_worker "$LATEW" CONT
+note "froze $LATEW past its timeout; the call ran again elsewhere; $LATEW resumed"
+ok=""
+for _ in $(seq 1 150); do
+  ctl --json status >"$TMP/late-status.json" || fail "status failed"
+  if pyrun "$TMP/late-status.json" <<'PYEOF'
+c = load_json(sys.argv[1])["counters"]
+sys.exit(0 if c.get("stale_results", 0) >= 1 and c.get("lost_computed_tokens", 0) > 0 else 1)
+PYEOF
+  then ok=1; break; fi
+  sleep 0.1
+done
+[ -n "$ok" ] || fail "no stale result with computed tokens counted after $LATEW resumed: $(head -c 1500 "$TMP/late-status.json")"
+pyrun "$TMP/late-status.json" "$TMP/late.out" <<'PYEOF' || fail "counters after the late result"
+s, j = load_json(sys.argv[1]), load_json(sys.argv[2])
+c = s["counters"]
+check(j["state"] == "DONE", j["state"])
+comp, mn = c.get("computed_tokens.router", 0), c.get("min_prompt_tokens.router", 0)
+check(mn > 0 and comp >= mn, "computed_tokens %d below the minimum %d" % (comp, mn))
+print("late result: stale_results %d, lost_computed_tokens %d, computed %d >= min %d" % (
+    c["stale_results"], c["lost_computed_tokens"], comp, mn))
 PYEOF
 note "ok"
