@@ -37,11 +37,14 @@ static void usage(FILE *f) {
             "  generate --model FILE (--prompt TEXT | --prompt-ids 1,2,3 | --prompts-file FILE.jsonl)\n"
             "           [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
             "           [--threads N] [--kv-mb MB] [--block-size N] [--batch-tokens N] [--no-prefix-cache]\n"
-            "           [--ignore-eos] [--json] [--backend cpu|cuda] [--kv-dtype f16|bf16] [--kv-memory MB|P%%]\n"
+            "           [--ignore-eos] [--json] [--no-special] [--backend cpu|cuda] [--kv-dtype f16|bf16] [--kv-memory MB|P%%]\n"
             "  eval     --model FILE --ids 1,2,3 --logits-out FILE  (float32 LE, n_tokens x n_vocab)\n"
             "  tokenize --model FILE (--text TEXT [--no-bos] [--special] | --chat FILE.json [--chat-template NAME]\n"
             "           [--print-text])   --chat: the ids of the chat as the model's template renders it, with\n"
             "           the generation prompt, control tokens parsed (as the coordinator sends a `messages` op)\n"
+            "  control tokens in prompt text (<|im_start|>, ...): generate parses them by default, as the\n"
+            "           coordinator does (--no-special: plain text, for untrusted input); tokenize --text only\n"
+            "           with --special\n"
             "  bench    --model FILE [--prompt-tokens 512] [--gen-tokens 64] [--batch 1,8] [--threads N] [--reps 3]\n"
             "           [--backend cpu|cuda] [--kv-dtype f16|bf16] [--kv-memory MB|P%%]\n"
             "  serve    --coordinator ENDPOINT --model FILE [options]   (see helium-worker serve --help)\n"
@@ -120,11 +123,12 @@ typedef struct {
     smp_params sp;
     eng_config ec;
     const char *chat, *chat_template;
-    bool ignore_eos, json, no_bos, special, print_text;
+    bool ignore_eos, json, no_bos, print_text;
+    int special; /* control tokens parsed: 1 --special, 0 --no-special, -1 the command's default */
 } opts;
 
 enum { O_MODEL = 256, O_PROMPT, O_PROMPT_IDS, O_PROMPTS_FILE, O_MAXTOK, O_TEMP, O_TOPK, O_TOPP, O_SEED,
-       O_THREADS, O_KVMB, O_BS, O_BATCH, O_NOPC, O_IGNEOS, O_JSON, O_IDS, O_LOGITS, O_TEXT, O_NOBOS, O_SPECIAL, O_CHAT, O_CHATT, O_PTEXT,
+       O_THREADS, O_KVMB, O_BS, O_BATCH, O_NOPC, O_IGNEOS, O_JSON, O_IDS, O_LOGITS, O_TEXT, O_NOBOS, O_SPECIAL, O_NOSPECIAL, O_CHAT, O_CHATT, O_PTEXT,
        O_BACKEND, O_KVDTYPE, O_KVMEM, O_HELP };
 
 static int parse_opts(int argc, char **argv, opts *o) {
@@ -135,10 +139,11 @@ static int parse_opts(int argc, char **argv, opts *o) {
         {"kv-mb", 1, 0, O_KVMB}, {"block-size", 1, 0, O_BS}, {"batch-tokens", 1, 0, O_BATCH},
         {"no-prefix-cache", 0, 0, O_NOPC}, {"ignore-eos", 0, 0, O_IGNEOS}, {"json", 0, 0, O_JSON},
         {"ids", 1, 0, O_IDS}, {"logits-out", 1, 0, O_LOGITS}, {"text", 1, 0, O_TEXT}, {"no-bos", 0, 0, O_NOBOS},
-        {"special", 0, 0, O_SPECIAL}, {"chat", 1, 0, O_CHAT}, {"chat-template", 1, 0, O_CHATT},
+        {"special", 0, 0, O_SPECIAL}, {"no-special", 0, 0, O_NOSPECIAL}, {"chat", 1, 0, O_CHAT}, {"chat-template", 1, 0, O_CHATT},
         {"print-text", 0, 0, O_PTEXT}, {"backend", 1, 0, O_BACKEND}, {"kv-dtype", 1, 0, O_KVDTYPE},
         {"kv-memory", 1, 0, O_KVMEM}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
+    o->special = -1;
     o->max_tokens = 32;
     o->sp.top_p = 1.0f;
     int c, opt_i = 0;
@@ -167,7 +172,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
         case O_LOGITS: o->logits_out = optarg; break;
         case O_TEXT: o->text = optarg; break;
         case O_NOBOS: o->no_bos = true; break;
-        case O_SPECIAL: o->special = true; break;
+        case O_SPECIAL: o->special = 1; break;
+        case O_NOSPECIAL: o->special = 0; break;
         case O_CHAT: o->chat = optarg; break;
         case O_CHATT: o->chat_template = optarg; break;
         case O_PTEXT: o->print_text = true; break;
@@ -254,7 +260,7 @@ static int load_prompts(const model_t *m, const opts *o, job **out, int *n_out) 
         if (cJSON_IsNumber(t)) j->sp.temperature = (float)t->valuedouble;
         if (cJSON_IsNumber(sd)) j->sp.seed = (uint64_t)sd->valuedouble;
         if (cJSON_IsString(p)) {
-            int r = tokenize(m, p->valuestring, !o->no_bos && tok_add_bos_default(m->tok), o->special, &j->ids,
+            int r = tokenize(m, p->valuestring, !o->no_bos && tok_add_bos_default(m->tok), o->special != 0, &j->ids,
                              &j->n);
             if (r) { j->err = r; snprintf(j->errmsg, sizeof j->errmsg, "%s", he_msg()); }
         } else if (cJSON_IsArray(pi)) {
@@ -300,7 +306,7 @@ static int gen_jobs(model_t *m, const opts *o, job **jobs_out, int *n_out) {
     job *jobs = calloc(1, sizeof *jobs);
     jobs[0].max_tokens = o->max_tokens;
     jobs[0].sp = o->sp;
-    int rc = o->prompt ? tokenize(m, o->prompt, !o->no_bos && tok_add_bos_default(m->tok), o->special,
+    int rc = o->prompt ? tokenize(m, o->prompt, !o->no_bos && tok_add_bos_default(m->tok), o->special != 0,
                                   &jobs[0].ids, &jobs[0].n)
                        : parse_ids(o->prompt_ids, &jobs[0].ids, &jobs[0].n);
     if (rc) {
@@ -543,7 +549,7 @@ static int cmd_tokenize(int argc, char **argv) {
         }
         free(chat_text);
     } else {
-        rc = tokenize(m, o.text, !o.no_bos && tok_add_bos_default(m->tok), o.special, &ids, &n);
+        rc = tokenize(m, o.text, !o.no_bos && tok_add_bos_default(m->tok), o.special == 1, &ids, &n);
     }
     if (!rc) {
         for (int32_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", ids[i]);

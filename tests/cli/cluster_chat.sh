@@ -61,6 +61,23 @@ print("chat: 3 map items equal generate on the rendered chat; %d of %d prompt to
       (st["cached_tokens"], st["prompt_tokens"]))
 PYEOF
 
+# helium-worker generate parses control tokens in --prompt by default, as the
+# coordinator does (and as `tokenize --special` does); --no-special is text
+pyrun "$TMP" <<'PYEOF' || fail "generate's control-token parsing"
+prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+def run(*flags):
+    out = subprocess.run([BIN + "/helium-worker", "generate", "--model", MODEL, "--prompt", prompt, "--max-tokens", "4",
+                          "--threads", "1", "--json"] + list(flags), check=True, capture_output=True).stdout
+    return json.loads(out.decode("utf-8", "surrogateescape").splitlines()[0])
+ids = subprocess.run([BIN + "/helium-worker", "tokenize", "--model", MODEL, "--text", prompt, "--special"],
+                     check=True, capture_output=True, text=True).stdout.strip().split(",")
+d, s, n = run(), run("--special"), run("--no-special")
+check(d["prompt_tokens"] == s["prompt_tokens"] == len(ids), "default %d, --special %d, tokenize --special %d tokens" % (
+    d["prompt_tokens"], s["prompt_tokens"], len(ids)))
+check(d["ids"] == s["ids"], "default and --special generate differently")
+check(n["prompt_tokens"] > d["prompt_tokens"], "--no-special: %d tokens, parsed: %d" % (n["prompt_tokens"], d["prompt_tokens"]))
+PYEOF
+
 # an unknown role: refused at submit, typed, naming the op
 cat >"$TMP/bad.json" <<'EOF'
 {"ops": [{"id": "ask", "type": "llm", "messages": [{"role": "narrator", "content": "hello"}]}]}
