@@ -85,6 +85,23 @@ setup_libs() {
   export HELIUM_BIN=$UNPACK/bin
 }
 
+# cluster_check NAME TITLE WORKER_ARGS XPORT_EXPECT: tests/cli/cluster_transfer.sh
+# with those worker arguments; one ok/FAIL line in gpu_cluster.log.
+cluster_check() {
+  local name=$1 title=$2 args=$3 expect=$4 t=$SECONDS
+  echo "=== $title"
+  HELIUM_SRC=$ROOT HELIUM_WORKER_ARGS="$args" HELIUM_XPORT_EXPECT=$expect KEEP_TMP=1 \
+    timeout 240 bash "$ROOT/tests/cli/cluster_transfer.sh" >"$LOG/$name.log" 2>&1
+  local rc=$?
+  # the workers' logs, for the record (KEEP_TMP keeps the run directory)
+  local d
+  d=$(grep -o 'files kept in [^ ]*' "$LOG/$name.log" | awk '{print $4}' | tail -1)
+  [[ -n $d && -d $d/run ]] && cat "$d"/run/*.log >"$LOG/$name.workers.log" 2>/dev/null
+  tail -5 "$LOG/$name.log"
+  if [[ $rc == 0 ]]; then echo "ok   $title ($((SECONDS - t)) s)" | tee -a "$LOG/gpu_cluster.log"
+  else echo "FAIL $title: rc $rc (log $LOG/$name.log)" | tee -a "$LOG/gpu_cluster.log"; fails=$((fails + 1)); fi
+}
+
 run() {
   local LOG=${OUT:-/tmp/helium-gpu}
   mkdir -p "$LOG"
@@ -101,14 +118,20 @@ run() {
   done
   # a real cluster of two GPU workers (coordinator, heliumctl, ZeroMQ pulls of
   # F16 pages between them): the CPU-side transfer test with --backend cuda
-  echo "=== cluster_transfer with --backend cuda workers"
-  local t=$SECONDS
-  HELIUM_SRC=$ROOT HELIUM_WORKER_ARGS="--backend cuda" timeout 240 bash "$ROOT/tests/cli/cluster_transfer.sh" \
-    >"$LOG/cluster_cuda.log" 2>&1
-  local rc=$?
-  tail -5 "$LOG/cluster_cuda.log"
-  if [[ $rc == 0 ]]; then echo "ok   cluster_transfer, two CUDA workers ($((SECONDS - t)) s)" | tee -a "$LOG/gpu_cluster.log"
-  else echo "FAIL cluster_transfer, two CUDA workers: rc $rc (log $LOG/cluster_cuda.log)" | tee -a "$LOG/gpu_cluster.log"; fails=$((fails + 1)); fi
+  # (--kv-xport off: KvPages over ZeroMQ only)
+  cluster_check cluster_cuda "cluster_transfer, two CUDA workers, ZeroMQ" "--backend cuda --kv-xport off" ""
+  # the same two workers with the NCCL transport under the pull
+  # (worker/net/xport_pull.c): the unique id travels in the KvPull, both
+  # processes join a 2-rank communicator, the server sends the held pages
+  # with ncclSend, the puller receives them into reserved pages. Two ranks on
+  # one GPU may be refused by NCCL ("Duplicate GPU"): then the link aborts
+  # and the pull falls back to ZeroMQ, which this check accepts and reports
+  # ("transport tried: transport|fallback"); outputs and counters are
+  # checked either way. The long pull timeout gives NCCL's first join 10 s.
+  cluster_check cluster_nccl "cluster_transfer, two CUDA workers, NCCL transport" \
+    "--backend cuda --kv-xport nccl --pull-timeout-ms 30000" tried
+  grep -h -i 'transport tried:\|KV transport\|xport\|nccl' "$LOG/cluster_nccl.log" "$LOG/cluster_nccl.workers.log" \
+    2>/dev/null | head -20
   echo "--- summary ($((SECONDS - t0)) s)"
   grep -h -E '^(ok|FAIL) ' "$LOG"/gpu_*.log | awk '{n[$1]++} END {printf "checks: %d ok, %d FAIL\n", n["ok"], n["FAIL"]}'
   grep -h '^FAIL ' "$LOG"/gpu_*.log || true
