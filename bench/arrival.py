@@ -159,7 +159,8 @@ def run_point(WF, args, wl, paths, policy, offsets, rng, tag):
     rec["latency_mean_s"] = round(sum(lat) / len(lat), 3) if lat else None
     rec["latencies_s"] = [round(x, 3) for x in lat]
     cb, ca = WF.counters_of(before), WF.counters_of(after)
-    for k in ("prompt_tokens", "cached_tokens", "computed_tokens", "generated_tokens", "kv_pulls", "warm_tokens"):
+    for k in ("prompt_tokens", "cached_tokens", "computed_tokens", "generated_tokens", "kv_pulls", "warm_tokens",
+              "min_prompt_tokens"):
         rec[k] = WF.delta(ca, cb, k)
     rec["loadavg_end"] = round(os.getloadavg()[0], 2)
     return rec, results
@@ -195,6 +196,28 @@ def p99_at(pts, load):
     return None
 
 
+def work_bound(curves, bases):
+    """The work bound (as bench/workflows' ceiling column): a job's work is the
+    prompt tokens computed plus the tokens generated; the least work is the
+    batch's minimum prompt tokens plus the fewest tokens any point generated.
+    Where throughput follows work (this CPU), no policy can sustain more than
+    (the best baseline's work / the least work) x its load. Decode rows cost
+    more than prompt tokens here, so counting them alike can only raise it."""
+    pts = [pt for c in curves.values() for pt in c if pt.get("achieved_wpm") and pt.get("min_prompt_tokens")]
+    if not pts:
+        return {}
+    least = min(pt["min_prompt_tokens"] for pt in pts) + min(pt["generated_tokens"] for pt in pts)
+    def work(pol):
+        ws = sorted(pt["computed_tokens"] + pt["generated_tokens"] for pt in curves.get(pol, [])
+                    if pt.get("achieved_wpm") and pt.get("computed_tokens") is not None)
+        return ws[len(ws) // 2] if ws else None
+    out = {"least_work_tok": least, "work_tok": {p: work(p) for p in curves}}
+    bw = [out["work_tok"][p] for p in bases if out["work_tok"].get(p)]
+    if bw and least:
+        out["work_bound"] = round(min(bw) / least, 3)  # against any baseline (the least-work one)
+    return out
+
+
 def analyse(curves, pols, bound):
     """Sustainable loads and the issue's two targets for one workload and pattern."""
     sus = {p: interp_load([(pt["offered_wpm"], pt.get("latency_p99_s") if pt.get("achieved_wpm") else None)
@@ -205,10 +228,13 @@ def analyse(curves, pols, bound):
            "not_reached": [p for p in pols if curves.get(p) and curves[p][-1].get("latency_p99_s") is not None
                            and curves[p][-1].get("achieved_wpm") and curves[p][-1]["latency_p99_s"] <= bound]}
     bases = [p for p in pols if p != "helium" and sus[p][1] is not None]
+    out.update(work_bound(curves, bases))
     if "helium" in pols and bases:
         best = max(bases, key=lambda p: sus[p][1])
         load = sus[best][1]
         hp = p99_at([(pt["offered_wpm"], pt.get("latency_p99_s")) for pt in curves["helium"]], load)
+        if out.get("work_tok", {}).get(best) and out.get("least_work_tok"):  # against the best baseline itself
+            out["work_bound"] = round(out["work_tok"][best] / out["least_work_tok"], 3)
         out.update({"best_baseline": best, "best_baseline_load_wpm": load, "helium_p99_there_s": hp,
                     "p99_ratio_there": round(hp / bound, 3) if hp else None,
                     "sustainable_ratio": round(sus["helium"][1] / load, 3) if sus["helium"][1] and load else None})
@@ -256,6 +282,12 @@ def write_md(path, doc, pngs):
                      f"Helium's p99 there: {WF_fmt(a.get('helium_p99_there_s'))} s = "
                      f"{WF_fmt(a.get('p99_ratio_there'))} of the bound (target <= 0.5); helium's sustainable load "
                      f"/ the best baseline's: {WF_fmt(a.get('sustainable_ratio'))}x (target >= 1.5).")
+        if a.get("work_bound"):
+            s.append(f"Work per point (prompt tokens computed + generated, median over the curve): " +
+                     ", ".join(f"{p} {v}" for p, v in a["work_tok"].items() if v) +
+                     f"; the least the jobs need: {a['least_work_tok']}. Work bound: {WF_fmt(a['work_bound'])}x "
+                     "(the best baseline's work / the least work: where throughput follows work, no policy "
+                     "sustains more than that multiple of its load).")
         s.append("")
     if pngs:
         s += ["Plots: " + ", ".join(f"`{p}`" for p in pngs), ""]

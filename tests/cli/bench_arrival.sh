@@ -40,6 +40,16 @@ for p in pts:
         bad.append(f"{where}: outputs {p.get('outputs_check')}")
     if p.get("latency_p99_s") is None or p.get("latency_p50_s") is None:
         bad.append(f"{where}: no latency percentiles")
+    # the work bound's inputs: the minimum is a property of the jobs, the same
+    # for every policy, and no policy computes less than it
+    if not p.get("min_prompt_tokens") or p.get("computed_tokens", 0) < p["min_prompt_tokens"]:
+        bad.append(f"{where}: computed {p.get('computed_tokens')} tokens, minimum {p.get('min_prompt_tokens')}")
+mins = {p.get("min_prompt_tokens") for p in pts if p["label"] == pts[0]["label"]}
+if len(mins) != 1:
+    bad.append(f"min_prompt_tokens differs between policies on the same jobs: {sorted(mins, key=str)}")
+for key, a in doc["analysis"].items():
+    if a.get("least_work_tok") and a.get("work_bound") is not None and a["work_bound"] < 1.0:
+        bad.append(f"{key}: work bound {a['work_bound']} < 1 (a baseline did less than the least work)")
 refs = sum(1 for p in pts if p.get("outputs_check") == "reference")
 if refs != 1:
     bad.append(f"{refs} reference runs, expected 1 (every other point compared with it)")
