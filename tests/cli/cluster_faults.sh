@@ -21,6 +21,26 @@ export HELIUM_COORD_ARGS="$HELIUM_COORD_ARGS --heartbeat-ms 200 --worker-timeout
 cluster_up 2
 COORD_PID=$(cat "$RUN/coordinator.pid")
 
+# running_worker JOB OP: the worker that op OP of JOB shows as RUNNING on
+# (polled for up to ~2 s); empty if none
+running_worker() {
+  local w="" _
+  for _ in $(seq 1 100); do
+    ctl --json result "$1" >"$TMP/mid.json" 2>/dev/null || true
+    w=$(pyrun "$TMP/mid.json" "$2" <<'PYEOF'
+try:
+    o = ops_by_id(load_json(sys.argv[1]))[sys.argv[2]]
+    print(o["worker"] if o["state"] == "RUNNING" and o["worker"] else "")
+except Exception:
+    print("")
+PYEOF
+    )
+    [ -n "$w" ] && break
+    sleep 0.02
+  done
+  echo "$w"
+}
+
 RAWSEND=$HELIUM_BUILD/tests/rawsend # tests/cli/rawsend.c, a CMake target
 [ -x "$RAWSEND" ] || fail "$RAWSEND is missing (not built)"
 
@@ -55,21 +75,7 @@ kill_worker w1 STOP
 kill_worker w2 STOP
 JOB=$(ctl submit "$TMP/wf.json" --input "system=$SYSTEM" --input "stores=$STORES") ||
   { kill_worker w1 CONT; kill_worker w2 CONT; fail "submit failed"; }
-VICTIM=""
-for _ in $(seq 1 100); do
-  ctl --json result "$JOB" >"$TMP/mid.json" 2>/dev/null || true
-  VICTIM=$(pyrun "$TMP/mid.json" <<'PYEOF'
-import sys
-try:
-    m = ops_by_id(load_json(sys.argv[1]))["audit"]
-    print(m["worker"] if m["state"] == "RUNNING" and m["worker"] else "")
-except Exception:
-    print("")
-PYEOF
-  )
-  [ -n "$VICTIM" ] && break
-  sleep 0.02
-done
+VICTIM=$(running_worker "$JOB" audit)
 [ -n "$VICTIM" ] || { kill_worker w1 CONT; kill_worker w2 CONT; fail "the map of $JOB never showed a running item"; }
 case $VICTIM in w1) SURVIVOR=w2 ;; w2) SURVIVOR=w1 ;; *) fail "map ran on '$VICTIM'" ;; esac
 kill_worker "$VICTIM" KILL
@@ -206,20 +212,7 @@ cat >"$TMP/late.json" <<'EOF'
 EOF
 JOB=$(ctl submit "$TMP/late.json" --input "text=$LATE") ||
   { for w in $ALIVE; do kill_worker "$w" CONT; done; fail "submit (step 5) failed"; }
-LATEW=""
-for _ in $(seq 1 100); do
-  ctl --json result "$JOB" >"$TMP/late-mid.json" 2>/dev/null || true
-  LATEW=$(pyrun "$TMP/late-mid.json" <<'PYEOF'
-try:
-    o = ops_by_id(load_json(sys.argv[1]))["sum"]
-    print(o["worker"] if o["state"] == "RUNNING" and o["worker"] else "")
-except Exception:
-    print("")
-PYEOF
-  )
-  [ -n "$LATEW" ] && break
-  sleep 0.02
-done
+LATEW=$(running_worker "$JOB" sum)
 [ -n "$LATEW" ] || { for w in $ALIVE; do kill_worker "$w" CONT; done; fail "job $JOB never showed a running op"; }
 for w in $ALIVE; do [ "$w" = "$LATEW" ] || kill_worker "$w" CONT; done
 wait_job "$JOB" "$TMP/late.out" 120 || { kill_worker "$LATEW" CONT; fail "job $JOB did not complete with $LATEW frozen"; }
