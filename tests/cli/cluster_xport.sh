@@ -9,7 +9,10 @@
 #   2. the sender drops a page: the transfer passes its deadline, the
 #      reserved pages are invalidated and released, and the pull falls back
 #      to ZeroMQ for the same pages: pulled, cached and computed tokens and
-#      the outputs are exactly those of the plain run;
+#      the outputs are exactly those of the plain run (this one with
+#      --inline-pulls: the engine thread owns the data socket and answers
+#      itself; in 1 and 3 the pull server thread forwards the pull and sends
+#      the engine thread's answer);
 #   3. the joining side gets a wrong token: the join passes its deadline,
 #      same fallback, same results.
 # --pull-timeout-ms 6000 leaves the fallback room: the transport's deadlines
@@ -24,6 +27,6 @@ run() {
     bash "$here/cluster_transfer.sh" || { echo "cluster_xport: FAILED ($expect $*)" >&2; exit 1; }
 }
 run transport
-run fallback-invalidated --kv-xport-fault drop
+run fallback-invalidated --kv-xport-fault drop --inline-pulls
 run fallback --kv-xport-fault token
 echo "cluster_xport: ok"
