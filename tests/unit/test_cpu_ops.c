@@ -312,7 +312,7 @@ Test(cpu_ops, matmul_fused_jobs_and_threads) {
             wf[j] = malloc(sizeof(float) * (size_t)(in * outs[j]));
             size_t rb;
             w[j] = make_weights(GGML_T_F16, in, outs[j], wf[j], &rb);
-            m[j] = (cpu_mat){GGML_T_F16, in, outs[j], rb, w[j]};
+            m[j] = (cpu_mat){GGML_T_F16, in, outs[j], rb, w[j], NULL};
             y[j] = malloc(sizeof(float) * (size_t)(n * outs[j]));
         }
         float x[6 * 64], xa[6 * 64];
@@ -588,7 +588,7 @@ Test(cpu_ops, matmul_is_batch_invariant) {
         float *wf = malloc(sizeof(float) * (size_t)(in * out));
         size_t rb;
         void *w = make_weights(types[ti], in, out, wf, &rb);
-        cpu_mat m = {types[ti], in, out, rb, w};
+        cpu_mat m = {types[ti], in, out, rb, w, NULL};
         float *x = malloc(sizeof(float) * (size_t)(n * in));
         float *yall = malloc(sizeof(float) * (size_t)(n * out));
         fill(x, n * in, 1.0f);

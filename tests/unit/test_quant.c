@@ -6,7 +6,9 @@
  *  - every SIMD level this CPU has (AVX2, AVX-512 VNNI) against the scalar
  *    kernel, bit for bit, on random blocks including extreme quants;
  *  - q8_1 / q8_K activation quantization against their definitions;
- *  - cpu_matmul on block types: equal to the dots, and batch invariant.
+ *  - cpu_matmul on block types: equal to the dots, and batch invariant;
+ *  - repacked weights (cq_rp_*, where this CPU has the kernels): the same
+ *    bits as the dots (Q8_0: as the scalar path), every batch size.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -353,6 +355,55 @@ Test(quant, matmul_is_the_dot_and_batch_invariant) {
             }
     }
     free(w), free(x), free(y), free(y1);
+}
+
+/* Repacked weights: cpu_matmul over rows repacked 16 at a time (out not a
+ * multiple of 16: a padded last group) gives, for every batch size and
+ * thread count, the bits of the dot of each row and column (for Q8_0: of the
+ * scalar path, whose chain the kernel follows), with bias and accumulate. */
+Test(quant, repacked_matmul_has_the_dot_bits) {
+    rng_seed(6);
+    const ggml_type rtypes[] = {GGML_T_Q4_0, GGML_T_Q4_1, GGML_T_Q5_0, GGML_T_Q5_1, GGML_T_Q8_0};
+    const int64_t in = 320, out = 45, nbmax = 11;
+    uint8_t *w = malloc(ggml_row_size(GGML_T_Q8_0, in) * out);
+    float *x = malloc(sizeof(float) * in * nbmax), *bias = malloc(sizeof(float) * out);
+    float *y = malloc(sizeof(float) * out * nbmax), *want = malloc(sizeof(float) * out * nbmax);
+    for (int64_t e = 0; e < in * nbmax; e++) x[e] = rng_f() * (e % 7 ? 1.0f : 50.0f);
+    for (int64_t r = 0; r < out; r++) bias[r] = rng_f();
+    if (!cq_rp_kernel(GGML_T_Q5_0, cq_level_best())) cr_log_info("no repacked kernels at %s: checks the fallback", cq_level_name(cq_level_best()));
+    for (size_t i = 0; i < sizeof rtypes / sizeof rtypes[0]; i++) {
+        ggml_type t = rtypes[i];
+        size_t rb = ggml_row_size(t, in);
+        for (int64_t r = 0; r < out; r++) rand_row(t, w + r * rb, in);
+        cpu_mat plain = {.type = t, .in = in, .out = out, .row_bytes = rb, .data = w};
+        cpu_mat m = plain;
+        cr_assert_eq(cpu_mat_repack(&m), 0);
+        cr_assert_eq(m.rp != NULL, cq_rp_kernel(t, cq_level_best()) != NULL, "%s", ggml_type_name(t));
+        for (int64_t nb = 1; nb <= nbmax; nb += 3)
+            for (int nth = 1; nth <= 2; nth++) {
+                cpu_ctx_t *ref = cpu_ctx_new(1), *c = cpu_ctx_new(nth);
+                if (t == GGML_T_Q8_0) cpu_ctx_set_scalar(ref, true);
+                cpu_act a = {0}, ar = {0};
+                cr_assert_eq(cpu_act_prepare(ref, &ar, t, x, nb, in), 0);
+                cr_assert_eq(cpu_act_prepare(c, &a, t, x, nb, in), 0);
+                for (int64_t e = 0; e < out * nb; e++) want[e] = y[e] = (float)e;
+                cpu_mm jr = {.w = &plain, .y = want, .ldy = out, .bias = bias, .accumulate = true};
+                cpu_mm j = {.w = &m, .y = y, .ldy = out, .bias = bias, .accumulate = true};
+                cr_assert_eq(cpu_matmul(ref, &ar, &jr, 1), 0);
+                cr_assert_eq(cpu_matmul(c, &a, &j, 1), 0);
+                for (int64_t e = 0; e < out * nb; e++)
+                    cr_assert_eq(memcmp(&y[e], &want[e], 4), 0, "%s batch %lld threads %d: row %lld col %lld: %a vs %a",
+                                 ggml_type_name(t), (long long)nb, nth, (long long)(e % out), (long long)(e / out),
+                                 y[e], want[e]);
+                cpu_act_free(&a);
+                cpu_act_free(&ar);
+                cpu_ctx_destroy(&ref);
+                cpu_ctx_destroy(&c);
+            }
+        cpu_mat_release(&m);
+        cr_assert_null(m.rp);
+    }
+    free(w), free(x), free(bias), free(y), free(want);
 }
 
 Test(quant, bad_row_length_is_refused) {

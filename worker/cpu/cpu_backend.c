@@ -350,6 +350,10 @@ static void cpu_destroy(be_t *be) {
         cpu_ctx_destroy(&B->ctx);
         cpu_act_free(&B->act);
         free(B->kv);
+        if (B->mats)
+            for (int64_t i = 0; i < (int64_t)(be->model->hp.n_layers > 0 ? be->model->hp.n_layers : 1) * M_N; i++)
+                cpu_mat_release(&B->mats[i]);
+        cpu_mat_release(&B->out);
         free(B->mats);
         free(B->x);
         free(B->h);
@@ -461,8 +465,11 @@ be_t *be_cpu_new(const model_t *m, int32_t n_blocks, int32_t block_size, int32_t
         W[M_GATE] = cpu_mat_of(L->w_gate);
         W[M_UP] = cpu_mat_of(L->w_up);
         W[M_DOWN] = cpu_mat_of(L->w_down);
+        for (int i = 0; i < M_N; i++)
+            if (cpu_mat_repack(&W[i])) goto fail;
     }
     B->out = cpu_mat_of(m->output);
+    if (cpu_mat_repack(&B->out)) goto fail;
     return be;
 fail:
     cpu_destroy(be);

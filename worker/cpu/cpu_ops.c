@@ -83,6 +83,22 @@ cpu_mat cpu_mat_of(const gguf_tensor *t) {
     return m;
 }
 
+int cpu_mat_repack(cpu_mat *m) {
+    if (m->rp || m->out <= 0 || m->in % 32 || !cq_rp_kernel(m->type, cq_level_best())) return 0;
+    size_t bytes = cq_rp_bytes(m->type, m->in, m->out);
+    void *p = alloc64(bytes);
+    if (!p) return he_set(HE_ENOMEM, "cpu: cannot allocate %zu bytes for repacked weights", bytes);
+    cq_rp_pack(m->type, m->data, m->row_bytes, m->in, m->out, p);
+    m->rp = p;
+    return 0;
+}
+
+void cpu_mat_release(cpu_mat *m) {
+    if (!m) return;
+    free(m->rp);
+    m->rp = NULL;
+}
+
 /* ------------------------------------------------------------------ activations */
 
 void cpu_act_free(cpu_act *a) {
@@ -90,8 +106,7 @@ void cpu_act_free(cpu_act *a) {
     free(a->fbuf);
     free(a->qsbuf);
     free(a->qdbuf);
-    free(a->qcbuf);
-    free(a->qd8buf);
+    free(a->qbbuf);
     free(a->xqbuf);
     memset(a, 0, sizeof *a);
 }
@@ -103,8 +118,7 @@ int cpu_act_prepare(cpu_ctx_t *c, cpu_act *a, ggml_type wtype, const float *x, i
     a->f = NULL;
     a->qs = NULL;
     a->qd = NULL;
-    a->qc = NULL;
-    a->qd8 = NULL;
+    a->qb = NULL;
     a->xq = NULL;
     a->xq_row = 0;
     bool gemm = n >= cpu_ctx_gemm_min(c, wtype);
@@ -129,33 +143,27 @@ int cpu_act_prepare(cpu_ctx_t *c, cpu_act *a, ggml_type wtype, const float *x, i
         int rc = grow_one((void **)&a->qsbuf, &a->qscap, nel, 1);
         if (!rc) rc = grow_one((void **)&a->qdbuf, &a->qdcap, nel / QK8_0, sizeof(float));
         if (!rc && gemm) rc = grow_one((void **)&a->fbuf, &a->fcap, nel, sizeof(float));
+        if (!rc && !gemm) rc = grow_one((void **)&a->qbbuf, &a->qbcap, nel / QK8_0, sizeof(int32_t));
         if (rc) return rc;
-        const bool vnni = CPU_VNNI && !gemm && !c->scalar;
-        if (vnni) {
-            rc = grow_one((void **)&a->qcbuf, &a->qccap, nel / 4, sizeof(int32_t));
-            if (!rc) rc = grow_one((void **)&a->qd8buf, &a->qd8cap, nel / 4, sizeof(float));
-            if (rc) return rc;
-        }
         int8_t *qs = a->qsbuf;
         float *qd = a->qdbuf, *f = gemm ? a->fbuf : NULL;
-        int32_t *qc = vnni ? a->qcbuf : NULL;
-        float *qd8 = vnni ? a->qd8buf : NULL;
+        int32_t *qb = gemm ? NULL : a->qbbuf;
         int64_t nb = in / QK8_0;
 #pragma omp parallel for num_threads(c->nth) if (par) schedule(static)
         for (int64_t i = 0; i < n; i++) {
             cq_quantize_act_q8_0(x + i * in, qs + i * in, qd + i * nb, in);
             if (f)
                 for (int64_t k = 0; k < in; k++) f[i * in + k] = (float)qs[i * in + k] * qd[i * nb + k / QK8_0];
-            if (qc) {
-                const int8_t *q = qs + i * in;
-                for (int64_t k = 0; k < in / 4; k++) qc[i * (in / 4) + k] = -128 * (q[4 * k] + q[4 * k + 1] + q[4 * k + 2] + q[4 * k + 3]);
-                for (int64_t k = 0; k < in / 4; k++) qd8[i * (in / 4) + k] = qd[i * nb + k / 8];
-            }
+            if (qb)
+                for (int64_t k = 0; k < nb; k++) {
+                    int32_t bs = 0;
+                    for (int e = 0; e < QK8_0; e++) bs += qs[i * in + k * QK8_0 + e];
+                    qb[i * nb + k] = -128 * bs;
+                }
         }
         a->qs = qs;
         a->qd = qd;
-        a->qc = qc;
-        a->qd8 = qd8;
+        a->qb = qb;
         a->f = f;
         return 0;
     }
@@ -241,16 +249,20 @@ static inline __attribute__((always_inline)) void mmf_tile(ggml_type t, const ui
         }
 }
 
-/* The q8_0 x q8_0 version: R <= 4 weight rows (4 only with B == 1), B <= 4 activation rows. */
+/* The q8_0 x q8_0 version: R <= 4 weight rows (4 only with B == 1), B <= 4
+ * activation rows. Each block's integer total is exact (8 int32 lanes summed)
+ * and enters one f32 chain fma(dw * dx, total, acc): the chain of the scalar
+ * path and of the repacked kernels (cq_rp_*), so every CPU level gives the
+ * same bits. */
 static inline __attribute__((always_inline)) void mmq_tile(const uint8_t *w, size_t rb, const int R,
                                                            const int8_t *xq, const float *xd,
                                                            int64_t in, const int B, bool pf, float *out) {
     const int64_t nb = in / QK8_0;
-    __m256 acc[4][4];
+    float acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int b = 0; b < B; b++) acc[r][b] = _mm256_setzero_ps();
+        for (int b = 0; b < B; b++) acc[r][b] = 0.0f;
 #if !(defined(__AVX512VNNI__) && defined(__AVX512VL__))
     const __m256i ones = _mm256_set1_epi16(1);
 #endif
@@ -280,64 +292,15 @@ static inline __attribute__((always_inline)) void mmq_tile(const uint8_t *w, siz
 #else
                 __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], sx), ones);
 #endif
-                acc[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * dx), _mm256_cvtepi32_ps(s32), acc[r][b]);
+                acc[r][b] = fmaf(dw[r] * dx, (float)hsum_i32(s32), acc[r][b]);
             }
         }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int b = 0; b < B; b++) out[r * B + b] = hsum8(acc[r][b]);
+        for (int b = 0; b < B; b++) out[r * B + b] = acc[r][b];
 }
-
-#if CPU_VNNI
-/* q8_0 x q8_0 with vpdpbusd on (w + 128) and x, started from the
- * activation's correction qc (so no sign trick), and the per-block scale
- * product formed from a broadcast weight scale and the pre-broadcast
- * activation scales qd8. R <= 4 weight rows, B <= 4 activation rows. (Folding
- * four blocks' lane sums with integer horizontal adds before the float work
- * measured no faster on Zen 4.) */
-static inline __attribute__((always_inline)) void mmq_tile_vnni(const uint8_t *w, size_t rb, const int R,
-                                                                const int8_t *xq, const int32_t *xc,
-                                                                const float *xd8, int64_t in, const int B,
-                                                                bool pf, float *out) {
-    const int64_t nb = in / QK8_0;
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    __m256 acc[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int b = 0; b < B; b++) acc[r][b] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < nb; k++) {
-        __m256i wu[4];
-        __m256 dw[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            const cq_block_q8_0 *blk = (const cq_block_q8_0 *)(w + (size_t)r * rb) + k;
-            if (pf)
-                _mm_prefetch((const char *)(w + (size_t)(MMQ_PFD * R + r) * rb + (size_t)k * sizeof(cq_block_q8_0)),
-                             MMQ_HINT);
-            wu[r] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)blk->qs), flip);
-            dw[r] = _mm256_set1_ps(_cvtsh_ss(blk->d));
-        }
-#pragma GCC unroll 4
-        for (int b = 0; b < B; b++) {
-            const __m256i xv = _mm256_load_si256((const __m256i *)(xq + b * in + k * QK8_0));
-            const __m256i cv = _mm256_load_si256((const __m256i *)(xc + b * (in / 4) + k * 8));
-            const __m256 dx = _mm256_load_ps(xd8 + b * (in / 4) + k * 8);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) {
-                __m256i s32 = _mm256_dpbusd_epi32(cv, wu[r], xv);
-                acc[r][b] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(s32), acc[r][b]);
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int b = 0; b < B; b++) out[r * B + b] = hsum8(acc[r][b]);
-}
-#endif
 #endif /* CPU_SIMD */
 
 static inline void store_tile(const cpu_mm *j, int64_t r0, int R, int64_t b0, int B, const float *out) {
@@ -389,18 +352,8 @@ static void mmf_rows_bf16(const cpu_mm *j, const cpu_act *a, int64_t r0, int64_t
     mmf_rows(GGML_T_BF16, j, a, r0, r1, b0, b1);
 }
 
-#if CPU_VNNI
-#define MMQ_CASE(RR, BB)                                                                  \
-    case (RR) * 8 + (BB):                                                                 \
-        if (a->qc)                                                                        \
-            mmq_tile_vnni(w, rb, RR, xq, a->qc + b * (in / 4), a->qd8 + b * (in / 4), in, BB, b == b0, out); \
-        else                                                                              \
-            mmq_tile(w, rb, RR, xq, xd, in, BB, b == b0, out);                            \
-        break
-#else
 #define MMQ_CASE(RR, BB) \
     case (RR) * 8 + (BB): mmq_tile(w, rb, RR, xq, xd, in, BB, b == b0, out); break
-#endif
 static void mmq_rows(const cpu_mm *j, const cpu_act *a, int64_t r0, int64_t r1, int64_t b0, int64_t b1) {
     const size_t rb = j->w->row_bytes;
     const int64_t in = a->in, n = b1 - b0, nb = in / QK8_0;
@@ -442,7 +395,7 @@ static void mm_rows_scalar(const cpu_mm *j, const cpu_act *a, int64_t r0, int64_
                     int32_t is = 0;
                     const int8_t *xq = a->qs + b * in + k * QK8_0;
                     for (int i = 0; i < QK8_0; i++) is += (int32_t)blk[k].qs[i] * xq[i];
-                    s = madd((float)is, cq_f16_to_f32(blk[k].d) * a->qd[b * nb + k], s);
+                    s = fmaf(cq_f16_to_f32(blk[k].d) * a->qd[b * nb + k], (float)is, s);
                 }
                 store_tile(j, r, 1, b, 1, &s);
             }
@@ -480,8 +433,58 @@ static void mm_rows_qdot(const cpu_ctx_t *c, const cpu_mm *j, const cpu_act *a, 
     }
 }
 
+/* Repacked weights: rows [r0, r1) (r0 a multiple of 16) in groups of 16,
+ * each group against up to 4 activation rows at a time. */
+static void mm_rows_rp(cq_rp_fn fn, const cpu_mm *j, const cpu_act *a, int64_t r0, int64_t r1, int64_t b0,
+                       int64_t b1) {
+    const cpu_mat *w = j->w;
+    const int64_t in = a->in, nb = in / 32;
+    const size_t gbytes = (size_t)nb * cq_rp_block_bytes(w->type);
+    cq_xrows xr;
+    if (a->xq) {
+        const size_t blk = ggml_row_size(cq_dot_type(w->type), 32);
+        const bool q81 = cq_dot_type(w->type) == GGML_T_Q8_1;
+        const float *d = cq_act_scales(a->xq, in, blk);
+        xr = (cq_xrows){.qs = (const int8_t *)a->xq + (q81 ? 4 : 2), .qs_row = a->xq_row, .qs_blk = blk, .d = d,
+                        .s = q81 ? d + nb : NULL, .off = q81 ? NULL : cq_act_boff(a->xq, in), .m_row = a->xq_row};
+    } else {
+        xr = (cq_xrows){.qs = a->qs, .qs_row = (size_t)in, .qs_blk = QK8_0, .d = a->qd, .s = NULL, .off = a->qb,
+                        .m_row = (size_t)nb * sizeof(float)};
+    }
+    for (int64_t g0 = r0; g0 < r1; g0 += CQ_RP_ROWS) {
+        const uint8_t *grp = (const uint8_t *)w->rp + (size_t)(g0 / CQ_RP_ROWS) * gbytes;
+        const int nr = (int)(r1 - g0 < CQ_RP_ROWS ? r1 - g0 : CQ_RP_ROWS);
+        for (int64_t b = b0; b < b1;) {
+            const int nc = (int)(b1 - b >= 4 ? 4 : b1 - b);
+            cq_xrows xb = xr;
+            xb.qs += (size_t)b * xr.qs_row;
+            xb.d = (const float *)((const char *)xr.d + (size_t)b * xr.m_row);
+            if (xr.s) xb.s = (const float *)((const char *)xr.s + (size_t)b * xr.m_row);
+            if (xr.off) xb.off = (const int32_t *)((const char *)xr.off + (size_t)b * xr.m_row);
+            float out[4 * CQ_RP_ROWS];
+            fn(grp, in, &xb, nc, out);
+            for (int c = 0; c < nc; c++) {
+                float *y = j->y + (b + c) * j->ldy + g0;
+                for (int r = 0; r < nr; r++) {
+                    float v = out[c * CQ_RP_ROWS + r];
+                    if (j->bias) v += j->bias[g0 + r];
+                    y[r] = j->accumulate ? y[r] + v : v;
+                }
+            }
+            b += nc;
+        }
+    }
+}
+
 static void mm_rows_small(const cpu_ctx_t *c, const cpu_mm *j, const cpu_act *a, int64_t r0, int64_t r1,
                           int64_t b0, int64_t b1, float *tmp) {
+    if (j->w->rp && !c->scalar) {
+        cq_rp_fn fn = cq_rp_kernel(j->w->type, cq_level_best());
+        if (fn && (a->xq || a->qb)) {
+            mm_rows_rp(fn, j, a, r0, r1, b0, b1);
+            return;
+        }
+    }
     if (a->xq) {
         mm_rows_qdot(c, j, a, r0, r1, b0, b1);
         return;

@@ -45,10 +45,18 @@ typedef struct {
     int64_t in, out;
     size_t row_bytes;
     const void *data;   /* (out, row_bytes) */
+    void *rp;           /* (ceil(out / 16), in / 32, cq_rp_block_bytes) the rows
+                           repacked (cpu_mat_repack, owned), or NULL */
 } cpu_mat;
 
 /* View of a GGUF tensor (ne[0] = in, ne[1] = out) as a matrix. */
 cpu_mat cpu_mat_of(const gguf_tensor *t);
+/* Repacks m's rows for the GEMM kernels of cpu_quant.h (cq_rp_*) when this
+ * CPU has one for m's type (else leaves m as it is); the matmul then reads
+ * the copy, with the same bits. 0 or HE_ENOMEM. */
+int cpu_mat_repack(cpu_mat *m);
+/* Frees m's repacked copy (if any). */
+void cpu_mat_release(cpu_mat *m);
 
 typedef struct cpu_ctx cpu_ctx_t;
 
@@ -73,11 +81,9 @@ typedef struct {
                            for q8_0 on the small-batch path */
     const int8_t *qs;   /* (n, in) q8_0 quants (q8_0 only) */
     const float *qd;    /* (n, in / 32) q8_0 scales (q8_0 only) */
-    /* VNNI kernels only: qc (n, in / 4) -128 * (sum of each 4 quants), which
-     * turns a dot of (w + 128) x into w . x; qd8 (n, in / 32, 8) each block's
-     * scale repeated 8 times */
-    const int32_t *qc;
-    const float *qd8;
+    /* q8_0 only: qb (n, in / 32) -128 * (sum of each block's quants), for
+     * repacked Q8_0 weights */
+    const int32_t *qb;
     /* block types with a cq_dot kernel (Q4_0, Q4_K, ...): xq (n, xq_row bytes)
      * each row quantized to the type's dot format (q8_0 / q8_1 / q8_K) */
     const uint8_t *xq;
@@ -86,10 +92,9 @@ typedef struct {
     float *fbuf;
     int8_t *qsbuf;
     float *qdbuf;
-    int32_t *qcbuf;
-    float *qd8buf;
+    int32_t *qbbuf;
     uint8_t *xqbuf;
-    size_t fcap, qscap, qdcap, qccap, qd8cap, xqcap;
+    size_t fcap, qscap, qdcap, qbcap, xqcap;
 } cpu_act;
 
 void cpu_act_free(cpu_act *a);

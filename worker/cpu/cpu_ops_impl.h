@@ -96,6 +96,13 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+static inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_extracti128_si256(v, 1), _mm256_castsi256_si128(v));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
 /* e^x for 8 lanes: Cephes-style range reduction and degree-6 polynomial,
  * about 1 ulp; inputs are clamped to [-88.38, 88.38]. */
 static inline __m256 exp8(__m256 x) {

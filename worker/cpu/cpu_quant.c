@@ -339,7 +339,7 @@ size_t cq_act_row_bytes(ggml_type t, int64_t n) {
     ggml_type dt = cq_dot_type(t);
     size_t b = (ggml_row_size(dt, n) + 63) & ~(size_t)63;
     if (dt == GGML_T_Q8_0) b += (size_t)(n / 32) * sizeof(float);
-    if (cq_act_corr_offset(t)) b += (size_t)(n / 4) * sizeof(int32_t);
+    if (cq_act_corr_offset(t)) b += (size_t)(n / 4 + n / 32) * sizeof(int32_t);
     if (dt == GGML_T_Q8_1) b += (size_t)(n / 32) * 2 * sizeof(float);
     return (b + 63) & ~(size_t)63;
 }
@@ -362,12 +362,16 @@ void cq_quantize_act_row(ggml_type t, const float *x, void *dst, int64_t n) {
         for (int64_t k = 0; k < nb; k++) d[k] = cq_f16_to_f32(b[k].d);
         const int o = cq_act_corr_offset(t);
         if (o) {
-            int32_t *corr = (int32_t *)(d + nb);
-            for (int64_t k = 0; k < nb; k++)
+            int32_t *corr = (int32_t *)(d + nb), *boff = corr + n / 4;
+            for (int64_t k = 0; k < nb; k++) {
+                int32_t bs = 0;
                 for (int l = 0; l < 8; l++) {
                     const int8_t *q = b[k].qs + 4 * l;
                     corr[8 * k + l] = -o * (q[0] + q[1] + q[2] + q[3]);
+                    bs += corr[8 * k + l];
                 }
+                boff[k] = bs;
+            }
         }
         break;
     }

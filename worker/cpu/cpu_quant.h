@@ -19,15 +19,16 @@
  * weight row by such a row with integer dot products. Kernels exist per CPU
  * level (scalar, AVX2, AVX-512 VNNI), picked at run time (cq_level_best());
  * every level gives the same bits as the scalar one for every input:
- *   - legacy types (32-element blocks): each block's integer products are
- *     summed in 8 int32 lanes (lane l: elements 4l..4l+3), added to 8 f32
- *     lanes as fma(dw * dx, lane, acc[l]) block after block, and the lanes are
- *     reduced in the fixed tree ((0+4)+(2+6)) + ((1+5)+(3+7)); the q8_1 min
- *     term (Q4_1, Q5_1) is a separate scalar chain fma(m, s, summ) added last;
+ *   - legacy types (32-element blocks): each block's integer product total is
+ *     exact in int32 and enters one f32 chain acc = fma(dw * dx, total, acc)
+ *     block after block; the q8_1 min term (Q4_1, Q5_1) is a separate chain
+ *     fma(m, s, summ), result acc + summ;
  *   - K-quants (256-element blocks): each block's scaled integer total (and
  *     for Q2_K, Q4_K, Q5_K the integer min total) is exact in int32 and enters
  *     one f32 chain acc = fma(d * dx, total, acc) (and accm likewise), result
  *     acc - accm.
+ * Repacked weights (cq_rp_*, below) follow the same contract, so a repacked
+ * matmul gives the bits of cq_dot.
  * A dot depends only on its two rows, so matmuls stay batch invariant.
  */
 #ifndef HELIUM_CPU_QUANT_H
@@ -131,7 +132,8 @@ cq_tile_fn cq_tile(ggml_type t, cq_level l);
  * tiles read instead of converting f16 per block (the same values); for
  * Q4_0, Q5_0 and IQ4_NL weights then corr (n / 4 int32): -o * (the sum of
  * each 4 quants), o the offset that makes the weights unsigned (8, 16, 128),
- * so a VNNI tile computes sum (w + o) x + corr = sum w x with one vpdpbusd.
+ * so a VNNI tile computes sum (w + o) x + corr = sum w x with one vpdpbusd,
+ * then boff (n / 32 int32, cq_act_boff), the same per block.
  * Rows start 64-byte aligned when the buffer does. */
 size_t cq_act_row_bytes(ggml_type t, int64_t n);
 /* The f32 scales of an activation row of n elements of dot type Q8_0 / Q8_1
@@ -144,11 +146,56 @@ static inline const float *cq_act_scales(const void *row, int64_t n, size_t bloc
 static inline int cq_act_corr_offset(ggml_type t) {
     return t == GGML_T_Q4_0 ? 8 : t == GGML_T_Q5_0 ? 16 : t == GGML_T_IQ4_NL ? 128 : 0;
 }
+/* The per-block offsets of an activation row for Q4_0, Q5_0 and IQ4_NL
+ * weights (n / 32 int32, after corr): -o * (the sum of the block's quants). */
+static inline const int32_t *cq_act_boff(const void *row, int64_t n) {
+    return (const int32_t *)(cq_act_scales(row, n, sizeof(cq_block_q8_0)) + n / 32) + n / 4;
+}
 /* Quantizes x (n, a multiple of t's block size) to t's dot type into dst
  * (cq_act_row_bytes(t, n) bytes, 4-byte aligned). Same bits at every level. */
 void cq_quantize_act_row(ggml_type t, const float *x, void *dst, int64_t n);
 void cq_quantize_row_q8_1(const float *x, cq_block_q8_1 *dst, int64_t n);
 void cq_quantize_row_q8_K(const float *x, cq_block_q8_K *dst, int64_t n);
+
+/* ------------------------------------------------------------------ repacked
+ * Weights repacked at load for a GEMM kernel that computes CQ_RP_ROWS (16)
+ * outputs at once with one vpdpbusd per 4 elements: rows are taken in groups
+ * of 16 (the last group padded with zero rows), and group g's block k
+ * (cq_rp_block_bytes(t)) holds the 16 rows' f16 scales d (32 bytes), for
+ * Q4_1 / Q5_1 their f16 mins m (32 bytes), then the quants in 64-byte chunks
+ * of 16 rows x 4 bytes: for the 4-bit and 5-bit types chunk j holds bytes
+ * qs[4j..4j+3] of each row (low nibbles: elements 4j..4j+3, high: 16+4j..),
+ * for Q8_0 8 chunks, chunk j elements 4j..4j+3 stored as q + 128; the 5-bit
+ * types then 8 u64 masks, mask v bit 4r+i = high bit of element 4v+i of row
+ * r (vector v: 0..3 low nibbles of chunk v, 4..7 high nibbles of chunk v-4).
+ * Group g starts at g * (in / 32) * cq_rp_block_bytes(t). Same total size as
+ * the rows themselves (Q8_0, Q4_x, Q5_x), plus padding. */
+#define CQ_RP_ROWS 16
+/* Bytes of a repacked group block, 0 if t is not repacked. */
+size_t cq_rp_block_bytes(ggml_type t);
+/* Bytes of a repacked (out, in) matrix (out padded to 16 rows). */
+size_t cq_rp_bytes(ggml_type t, int64_t in, int64_t out);
+/* Repacks out rows of in elements (row r at src + r * row_bytes) into dst
+ * (cq_rp_bytes, 64-byte aligned). */
+void cq_rp_pack(ggml_type t, const void *src, size_t row_bytes, int64_t in, int64_t out, void *dst);
+/* Activation rows as a repacked kernel reads them: the quants of block k of
+ * row c at qs + c * qs_row + k * qs_blk (bytes), its f32 scale at byte
+ * c * m_row of d, index k; likewise s (q8_1 rows, Q4_1 / Q5_1 weights) and
+ * off (-o * the block's quant sum: 128 for Q8_0, 8 Q4_0, 16 Q5_0). */
+typedef struct {
+    const int8_t *qs;
+    size_t qs_row, qs_blk;
+    const float *d, *s;
+    const int32_t *off;
+    size_t m_row;
+} cq_xrows;
+/* The outputs of one 16-row group with nc (1..4) activation rows:
+ * out[c * 16 + r] for row r of the group and activation row c, with the bits
+ * of cq_dot (the scalar q8_0 x q8_0 chain for Q8_0). n elements per row. */
+typedef void (*cq_rp_fn)(const void *grp, int64_t n, const cq_xrows *x, int nc, float *out);
+/* The kernel for type t at level l, NULL if none (only AVX-512 VNNI has
+ * them; the other levels multiply the rows in place). */
+cq_rp_fn cq_rp_kernel(ggml_type t, cq_level l);
 
 float cq_f16_to_f32(uint16_t h);
 uint16_t cq_f32_to_f16(float f);

@@ -49,24 +49,23 @@ static inline TGT512 __m256i unpack_u_iq4_nl(const cq_block_iq4_nl *b) {
         const cq_block_q8_0 *x[CQ_TILE];                                                           \
         const float *xd[CQ_TILE];                                                                  \
         const int32_t *xc[CQ_TILE];                                                                \
-        __m256 acc[CQ_TILE];                                                                       \
+        float acc[CQ_TILE];                                                                        \
         _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                                \
             x[c] = (const cq_block_q8_0 *)((const char *)vx + (size_t)c * xs);                     \
             xd[c] = cq_act_scales(x[c], n, sizeof(cq_block_q8_0));                                 \
             xc[c] = (const int32_t *)(xd[c] + n / 32);                                             \
-            acc[c] = _mm256_setzero_ps();                                                          \
+            acc[c] = 0.0f;                                                                         \
         }                                                                                          \
         for (int64_t k = 0; k < n / 32; k++) {                                                     \
             const __m256i q = unpack_u_##name(&w[k]);                                              \
-            const __m256 dw = _mm256_set1_ps(h2f(w[k].d));                                         \
+            const float dw = h2f(w[k].d);                                                          \
             _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                            \
                 __m256i p = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(xc[c] + 8 * k)), q, \
                                                 _mm256_loadu_si256((const __m256i *)x[c][k].qs)); \
-                __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&xd[c][k]));                      \
-                acc[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[c]);                        \
+                acc[c] = fmaf(dw * xd[c][k], (float)hsum_i32(p), acc[c]);                         \
             }                                                                                      \
         }                                                                                          \
-        _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) out[c] = hsum8(acc[c]);          \
+        _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) out[c] = acc[c];                \
     }
 CORR_TILE(q4_0, cq_block_q4_0)
 CORR_TILE(q5_0, cq_block_q5_0)

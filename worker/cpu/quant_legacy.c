@@ -7,9 +7,9 @@
  * d * q + m, Q5_0 d * (q - 16), Q5_1 d * q + m, Q8_0 d * q, IQ4_NL
  * d * table[q].
  *
- * The dots follow the lane contract of cpu_quant.h exactly (8 int32 lanes of
- * 4 elements each, f32 lanes updated with fmaf, the fixed lane reduction), so
- * that the SIMD kernels can be compared with them bit for bit.
+ * The dots follow the block contract of cpu_quant.h exactly (each block's
+ * integer total exact in int32, one f32 chain updated with fmaf), so that the
+ * SIMD kernels can be compared with them bit for bit.
  */
 #include <math.h>
 #include <string.h>
@@ -101,85 +101,83 @@ void cq_dequant_iq4_nl(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* acc[l] = fma(d, sum of w[i] * x[i] over i in 4l..4l+3, acc[l]) */
-static void lanes_fma(float acc[8], float d, const int32_t w[32], const int8_t *x) {
-    for (int l = 0; l < 8; l++) {
-        int32_t s = 0;
-        for (int i = 4 * l; i < 4 * l + 4; i++) s += w[i] * x[i];
-        acc[l] = fmaf(d, (float)s, acc[l]);
-    }
+/* fma(d, sum of w[i] * x[i] over the block (exact in int32), acc) */
+static float block_fma(float acc, float d, const int32_t w[32], const int8_t *x) {
+    int32_t s = 0;
+    for (int i = 0; i < 32; i++) s += w[i] * x[i];
+    return fmaf(d, (float)s, acc);
 }
 
 float cq_dot_q4_0_scalar(const void *vw, const void *vx, int64_t n) {
     const cq_block_q4_0 *w = vw;
     const cq_block_q8_0 *x = vx;
-    float acc[8] = {0};
+    float acc = 0.0f;
     int32_t q[32];
     for (int64_t k = 0; k < n / 32; k++) {
         q4_ints(w[k].qs, 8, q);
-        lanes_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
+        acc = block_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
     }
-    return cq_hsum8_ref(acc);
+    return acc;
 }
 
 float cq_dot_q4_1_scalar(const void *vw, const void *vx, int64_t n) {
     const cq_block_q4_1 *w = vw;
     const cq_block_q8_1 *x = vx;
-    float acc[8] = {0}, summ = 0.0f;
+    float acc = 0.0f, summ = 0.0f;
     int32_t q[32];
     for (int64_t k = 0; k < n / 32; k++) {
         q4_ints(w[k].qs, 0, q);
-        lanes_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
+        acc = block_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
         summ = fmaf(cq_f16_to_f32(w[k].m), cq_f16_to_f32(x[k].s), summ);
     }
-    return cq_hsum8_ref(acc) + summ;
+    return acc + summ;
 }
 
 float cq_dot_q5_0_scalar(const void *vw, const void *vx, int64_t n) {
     const cq_block_q5_0 *w = vw;
     const cq_block_q8_0 *x = vx;
-    float acc[8] = {0};
+    float acc = 0.0f;
     int32_t q[32];
     for (int64_t k = 0; k < n / 32; k++) {
         q5_ints(w[k].qh, w[k].qs, 16, q);
-        lanes_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
+        acc = block_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
     }
-    return cq_hsum8_ref(acc);
+    return acc;
 }
 
 float cq_dot_q5_1_scalar(const void *vw, const void *vx, int64_t n) {
     const cq_block_q5_1 *w = vw;
     const cq_block_q8_1 *x = vx;
-    float acc[8] = {0}, summ = 0.0f;
+    float acc = 0.0f, summ = 0.0f;
     int32_t q[32];
     for (int64_t k = 0; k < n / 32; k++) {
         q5_ints(w[k].qh, w[k].qs, 0, q);
-        lanes_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
+        acc = block_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
         summ = fmaf(cq_f16_to_f32(w[k].m), cq_f16_to_f32(x[k].s), summ);
     }
-    return cq_hsum8_ref(acc) + summ;
+    return acc + summ;
 }
 
 float cq_dot_q8_0_scalar(const void *vw, const void *vx, int64_t n) {
     const cq_block_q8_0 *w = vw;
     const cq_block_q8_0 *x = vx;
-    float acc[8] = {0};
+    float acc = 0.0f;
     int32_t q[32];
     for (int64_t k = 0; k < n / 32; k++) {
         for (int i = 0; i < 32; i++) q[i] = w[k].qs[i];
-        lanes_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
+        acc = block_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
     }
-    return cq_hsum8_ref(acc);
+    return acc;
 }
 
 float cq_dot_iq4_nl_scalar(const void *vw, const void *vx, int64_t n) {
     const cq_block_iq4_nl *w = vw;
     const cq_block_q8_0 *x = vx;
-    float acc[8] = {0};
+    float acc = 0.0f;
     int32_t q[32];
     for (int64_t k = 0; k < n / 32; k++) {
         iq4_ints(w[k].qs, q);
-        lanes_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
+        acc = block_fma(acc, cq_f16_to_f32(w[k].d) * cq_f16_to_f32(x[k].d), q, x[k].qs);
     }
-    return cq_hsum8_ref(acc);
+    return acc;
 }

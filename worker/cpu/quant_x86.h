@@ -81,20 +81,19 @@ static inline uint16_t m_of(const void *b, ggml_type t) {
 }
 
 /* A legacy dot named cq_dot_<name>_<SUF> with target ATTR: LANES is the lane
- * product (lanes_s / lanes_u or a VNNI twin); with HAS_M the q8_1 min term. */
+ * product (lanes_s / lanes_u or a VNNI twin), whose 8 int32 lanes are summed
+ * to the block's exact total; with HAS_M the q8_1 min term. */
 #define LEGACY_DOT(name, T, WT, XT, LANES, HAS_M, SUF, ATTR)                             \
     ATTR float cq_dot_##name##_##SUF(const void *vw, const void *vx, int64_t n) {       \
         const WT *w = vw;                                                                \
         const XT *x = vx;                                                                \
-        __m256 acc = _mm256_setzero_ps();                                                \
-        float summ = 0.0f;                                                               \
+        float acc = 0.0f, summ = 0.0f;                                                   \
         for (int64_t k = 0; k < n / 32; k++) {                                           \
             __m256i p = LANES(unpack_##name(&w[k]), _mm256_loadu_si256((const __m256i *)x[k].qs)); \
-            __m256 d = _mm256_set1_ps(h2f(w[k].d) * h2f(x[k].d));                        \
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);                        \
+            acc = fmaf(h2f(w[k].d) * h2f(x[k].d), (float)hsum_i32(p), acc);              \
             if (HAS_M) summ = fmaf(h2f(m_of(&w[k], T)), h2f(((const cq_block_q8_1 *)&x[k])->s), summ); \
         }                                                                                \
-        return HAS_M ? hsum8(acc) + summ : hsum8(acc);                                   \
+        return HAS_M ? acc + summ : acc;                                                 \
     }
 
 /* The same dot for CQ_TILE activation rows at once (x, x + xs, ...): each
@@ -105,28 +104,26 @@ static inline uint16_t m_of(const void *b, ggml_type t) {
         const WT *w = vw;                                                                \
         const XT *x[CQ_TILE];                                                            \
         const float *xd[CQ_TILE], *xsum[CQ_TILE];                                        \
-        __m256 acc[CQ_TILE];                                                             \
-        float summ[CQ_TILE];                                                             \
+        float acc[CQ_TILE], summ[CQ_TILE];                                               \
         _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                      \
             x[c] = (const XT *)((const char *)vx + (size_t)c * xs);                      \
             xd[c] = cq_act_scales(x[c], n, sizeof(XT));                                  \
             xsum[c] = xd[c] + n / 32;                                                    \
-            acc[c] = _mm256_setzero_ps();                                                \
+            acc[c] = 0.0f;                                                               \
             summ[c] = 0.0f;                                                              \
         }                                                                                \
         for (int64_t k = 0; k < n / 32; k++) {                                           \
             const __m256i q = unpack_##name(&w[k]);                                      \
-            const __m256 dw = _mm256_set1_ps(h2f(w[k].d));                               \
+            const float dw = h2f(w[k].d);                                                \
             const float mw = HAS_M ? h2f(m_of(&w[k], T)) : 0.0f;                         \
             _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++) {                  \
                 __m256i p = LANES(q, _mm256_loadu_si256((const __m256i *)x[c][k].qs));   \
-                __m256 d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&xd[c][k]));            \
-                acc[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[c]);              \
+                acc[c] = fmaf(dw * xd[c][k], (float)hsum_i32(p), acc[c]);                \
                 if (HAS_M) summ[c] = fmaf(mw, xsum[c][k], summ[c]);                      \
             }                                                                            \
         }                                                                                \
         _Pragma("GCC unroll 4") for (int c = 0; c < CQ_TILE; c++)                        \
-            out[c] = HAS_M ? hsum8(acc[c]) + summ[c] : hsum8(acc[c]);                    \
+            out[c] = HAS_M ? acc[c] + summ[c] : acc[c];                                  \
     }
 
 /* 16 int16 scales: the low 8 lanes (elements 0..15 of a 32-group) get a, the
