@@ -3,15 +3,12 @@
  * own state (coord_impl.h) and publishes.
  *
  * Shared state: page/page_len guarded by mu (written by the loop's publish,
- * read by the MHD thread's handler); requests, published_ms, ready and why
+ * read by the HTTP thread (common/http/httpd.c)); requests, published_ms, ready and why
  * are guarded by mu too.
  */
 #include "metrics.h"
 
-#include <arpa/inet.h>
 #include <stddef.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +18,10 @@
 #include "coord_impl.h"
 #include "dir.h"
 #include "herr.h"
+#include "httpd.h"
 
 struct metrics {
-    struct MHD_Daemon *d;
+    httpd_t *srv;
     pthread_mutex_t mu;
     char *page;               /* guarded by mu */
     size_t page_len;          /* guarded by mu */
@@ -38,72 +36,52 @@ static unsigned probe(metrics_t *m, const char *url, char *text, size_t cap) {
     int64_t age = clock_mono_ms() - m->published_ms; /* caller holds mu */
     if (age > METRICS_STALL_MS) {
         snprintf(text, cap, "stalled: the loop last published %lld ms ago\n", (long long)age);
-        return MHD_HTTP_SERVICE_UNAVAILABLE;
+        return 503;
     }
     if (!strcmp(url, "/healthz")) {
         snprintf(text, cap, "ok\n");
-        return MHD_HTTP_OK;
+        return 200;
     }
     if (m->ready) {
         snprintf(text, cap, "ready\n");
-        return MHD_HTTP_OK;
+        return 200;
     }
     snprintf(text, cap, "not ready: %s\n", m->why);
-    return MHD_HTTP_SERVICE_UNAVAILABLE;
+    return 503;
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                               const char *version, const char *upload_data, size_t *upload_data_size,
-                               void **con_cls) {
-    (void)version;
-    (void)upload_data;
-    (void)con_cls;
-    metrics_t *m = cls;
-    if (*upload_data_size) { /* no request bodies */
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    struct MHD_Response *r;
-    unsigned code;
-    if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0) {
-        pthread_mutex_lock(&m->mu);
-        r = MHD_create_response_from_buffer(m->page_len, m->page ? m->page : (char *)"", MHD_RESPMEM_MUST_COPY);
+/* On the HTTP thread: takes mu for what it reads. */
+static void answer(void *ctx, const char *url, char *buf, size_t cap, httpd_answer *a) {
+    metrics_t *m = ctx;
+    pthread_mutex_lock(&m->mu);
+    if (!strcmp(url, "/metrics")) {
+        a->owned = malloc(m->page_len ? m->page_len : 1);
+        if (a->owned) {
+            if (m->page_len) memcpy(a->owned, m->page, m->page_len);
+            a->code = 200;
+            a->body = a->owned;
+            a->len = m->page_len;
+            a->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        } else {
+            a->code = 503;
+            a->body = "out of memory\n";
+            a->len = strlen(a->body);
+        }
         m->requests++;
-        pthread_mutex_unlock(&m->mu);
-        if (r) MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-        code = MHD_HTTP_OK;
-    } else if (strcmp(method, "GET") == 0 && (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0)) {
-        char text[256];
-        pthread_mutex_lock(&m->mu);
-        code = probe(m, url, text, sizeof text);
+    } else if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
+        a->code = probe(m, url, buf, cap);
+        a->body = buf;
+        a->len = strlen(buf);
         m->requests++;
-        pthread_mutex_unlock(&m->mu);
-        r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_COPY);
-        if (r) MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
     } else {
-        static char nf[] = "not found: try /metrics, /healthz or /readyz\n";
-        r = MHD_create_response_from_buffer(sizeof nf - 1, nf, MHD_RESPMEM_PERSISTENT);
-        code = MHD_HTTP_NOT_FOUND;
+        a->code = 404;
+        a->body = "not found: try /metrics, /healthz or /readyz\n";
+        a->len = strlen(a->body);
     }
-    if (!r) return MHD_NO;
-    enum MHD_Result ret = MHD_queue_response(conn, code, r);
-    MHD_destroy_response(r);
-    return ret;
+    pthread_mutex_unlock(&m->mu);
 }
 
 metrics_t *metrics_new(const char *host, int port) {
-    if (port <= 0 || port > 65535) {
-        he_set(HE_EINVAL, "metrics port %d is not in 1..65535", port);
-        return NULL;
-    }
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host ? host : "127.0.0.1", &sa.sin_addr) != 1) {
-        he_set(HE_EINVAL, "metrics host '%s' is not an IPv4 address", host);
-        return NULL;
-    }
     metrics_t *m = calloc(1, sizeof *m);
     if (!m) {
         he_set(HE_ENOMEM, "out of memory");
@@ -112,12 +90,8 @@ metrics_t *metrics_new(const char *host, int port) {
     pthread_mutex_init(&m->mu, NULL);
     m->published_ms = clock_mono_ms();
     snprintf(m->why, sizeof m->why, "starting");
-    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
-                            handler, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                            MHD_OPTION_END);
-    if (!m->d) {
-        he_set(HE_EIO, "cannot serve metrics on %s:%d (port in use?)", host ? host : "127.0.0.1", port);
+    m->srv = httpd_new("metrics", host, port, 64, answer, m);
+    if (!m->srv) {
         pthread_mutex_destroy(&m->mu);
         free(m);
         return NULL;
@@ -128,7 +102,7 @@ metrics_t *metrics_new(const char *host, int port) {
 void metrics_destroy(metrics_t **self_p) {
     if (!self_p || !*self_p) return;
     metrics_t *m = *self_p;
-    if (m->d) MHD_stop_daemon(m->d); /* joins the HTTP thread */
+    httpd_destroy(&m->srv); /* joins the HTTP thread */
     pthread_mutex_destroy(&m->mu);
     free(m->page);
     free(m);
