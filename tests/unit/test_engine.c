@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "../common/copy_race.h"
 #include "herr.h"
 
 static model_t *g_model;
@@ -339,70 +340,22 @@ Test(engine, cancel_and_kv_export_import) {
  * cache, so page slots are reused all the time; the reader copies recent
  * hashes out and checks the value. Fails if a copy is torn or a page found
  * under the lock is reused before the copy ends. */
-typedef struct {
-    eng_t *e;
-    const uint64_t *h;
-    atomic_int head; /* pages imported so far */
-    atomic_bool done;
-    atomic_int found;
-    int wrong;
-} copy_race;
-
-static void *copy_reader(void *arg) {
-    copy_race *r = arg;
-    size_t pb = eng_kv_page_bytes(r->e), nf = pb / sizeof(float);
-    float *buf = malloc(pb);
-    uint32_t seed = 7;
-    while (!atomic_load(&r->done)) {
-        int head = atomic_load(&r->head);
-        seed = seed * 1664525u + 1013904223u;
-        int i = head - 1 - (int)((seed >> 16) % 24u);
-        if (i < 0) continue;
-        int slot = i % 6000;
-        if (eng_kv_copy_out(r->e, r->h[slot], buf) != 1) continue;
-        atomic_fetch_add(&r->found, 1);
-        for (size_t k = 0; k < nf; k++)
-            if (buf[k] != (float)slot) {
-                r->wrong++;
-                break;
-            }
-    }
-    free(buf);
-    return NULL;
-}
-
 Test(engine, kv_copy_out_is_safe_from_a_second_thread) {
     eng_config cc = {.n_threads = 1, .n_blocks = 16};
     eng_t *e = eng_new(g_model, NULL, &cc);
     cr_assert_not_null(e);
     enum { N = 6000 };
-    uint64_t *h = malloc(N * sizeof *h);
-    for (int i = 0; i < N; i++) h[i] = 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1) ^ 0x5bd1e995u;
-    size_t pb = eng_kv_page_bytes(e), nf = pb / sizeof(float);
-    float *page = malloc(pb);
-    copy_race r = {.e = e, .h = h};
-    pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, copy_reader, &r), 0);
-    /* hashes cycle (page i holds i mod N under h[i mod N]) until the reader
-     * has checked enough copies; a hash comes back long after its eviction */
-    int i = 0;
-    for (; i < 50 * N && (i < N || atomic_load(&r.found) < 2000); i++) {
-        int slot = i % N;
-        for (size_t k = 0; k < nf; k++) page[k] = (float)slot;
-        cr_assert_eq(eng_kv_import(e, &h[slot], 1, page), 1);
-        atomic_store(&r.head, i + 1);
-    }
-    atomic_store(&r.done, true);
-    pthread_join(th, NULL);
-    int found = atomic_load(&r.found);
-    cr_assert_eq(r.wrong, 0, "%d of %d copies held another page's KV", r.wrong, found);
-    cr_assert_geq(found, 2000, "the reader checked %d copies in %d imports", found, i);
-    int last = (i - 1) % N;
-    cr_assert_eq(eng_kv_copy_out(e, h[last], page), 1, "the newest page is cached");
+    copy_race_result r;
+    cr_assert(copy_race_run(e, N, 50, 2000, &r));
+    cr_assert_eq(r.failed_import, -1, "import %d failed: %s", r.failed_import, he_msg());
+    cr_assert_eq(r.wrong, 0, "%d of %d copies held another page's KV", r.wrong, r.found);
+    cr_assert_geq(r.found, 2000, "the reader checked %d copies in %d imports", r.found, r.imports);
+    float *page = malloc(eng_kv_page_bytes(e));
+    int last = (r.imports - 1) % N;
+    cr_assert_eq(eng_kv_copy_out(e, copy_race_hash(last), page), 1, "the newest page is cached");
     cr_assert_eq(page[0], (float)last);
-    cr_assert_eq(eng_kv_copy_out(e, h[(last + N / 2) % N], page), 0, "an old one was evicted long ago");
+    cr_assert_eq(eng_kv_copy_out(e, copy_race_hash((last + N / 2) % N), page), 0, "an old one was evicted long ago");
     free(page);
-    free(h);
     eng_destroy(&e);
 }
 
