@@ -8,7 +8,8 @@
  * the engine's LRU + pin eviction order), admits and batches sequences the
  * way worker/engine.c does (decode rows first, then prefill chunks, FIFO,
  * within the token budget), and takes each step's duration from the cost
- * model (sim_cost). Every message between the two sides is a real packed
+ * model (sim_cost; two calibration factors scale decode-only and other
+ * steps to the speed the real workers showed in a cluster). Every message between the two sides is a real packed
  * protobuf (WorkerMsg / CoordMsg / Request).
  *
  * Invariants: simulated time only moves forward (the event heap, sim_main.c);
@@ -30,6 +31,7 @@
 typedef struct {
     double step, tok, attn, seq, out;
     double pull_fixed, pull_byte;
+    double scale_dec, scale_mix; /* calibration: decode-only steps, other steps (0 = 1) */
 } sim_cost;
 
 /* A simulated worker's engine geometry (the real worker's Register values). */
@@ -48,6 +50,11 @@ double sim_now(const sim_world *w);
 void sim_deliver(sim_world *w, int i, const uint8_t *buf, size_t len);
 /* Schedules worker i's step end (kind 0) or a pull's end (kind 1, token) at t. */
 void sim_at(sim_world *w, double t, int kind, int i, uint64_t token);
+/* A step of `dur` seconds of one core's time starts (1) or ends (-1); returns
+ * its simulated length: with --cores C (0 = a core per worker) the workers
+ * stepping now and --bg-load other runnable processes share C cores fairly,
+ * so dur stretches by (stepping + bg) / C when that exceeds 1. */
+double sim_step_share(sim_world *w, int delta, double dur);
 /* Worker i's cache (for a pull's source). */
 sim_worker *sim_worker_at(sim_world *w, int i);
 /* Worker index of a worker id ("s<i>"), -1 if none. */
@@ -79,7 +86,7 @@ bool simw_busy(const sim_worker *w);
 typedef struct {
     uint64_t steps, batch_tokens, prefill_tokens, decode_rows, computed_tokens, generated_tokens;
     uint64_t pulls, pulled_tokens, pulled_bytes, evictions, results;
-    double busy_s, pull_s;
+    double busy_s, busy_dec_s, pull_s;
 } simw_stats;
 void simw_get_stats(const sim_worker *w, simw_stats *out);
 

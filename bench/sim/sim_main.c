@@ -90,6 +90,8 @@ struct sim_world {
     int *active;      /* (n_active) submitted, not ended */
     int n_active;
     const char *policy;
+    int cores, n_stepping;       /* --cores (0 = one per worker); workers in a step now */
+    double bg_load;              /* --bg-load: other runnable processes sharing those cores */
     /* measurements */
     double coord_cpu_s;
     uint64_t decisions, warm_decisions, coord_calls;
@@ -171,6 +173,13 @@ static bool q_pop(msgq *q, msg *out) {
 
 double sim_now(const sim_world *w) { return w->now; }
 void sim_deliver(sim_world *w, int i, const uint8_t *buf, size_t len) { q_push(&w->outbox, i, buf, len); }
+double sim_step_share(sim_world *w, int delta, double dur) {
+    w->n_stepping += delta;
+    if (delta < 0 || w->cores <= 0) return dur;
+    double share = ((double)w->n_stepping + w->bg_load) / (double)w->cores; /* fair share of the cores */
+    return share > 1.0 ? dur * share : dur;
+}
+
 sim_worker *sim_worker_at(sim_world *w, int i) { return i >= 0 && i < w->n_workers ? w->w[i] : NULL; }
 const tok_t *sim_tok(const sim_world *w) { return w->tok; }
 
@@ -469,7 +478,8 @@ static int load_cost(const char *path, sim_cost *c) {
     if (!m) m = j;
     struct { const char *k; double *v; } f[] = {{"step_s", &c->step}, {"tok_s", &c->tok}, {"attn_s", &c->attn},
                                                  {"seq_s", &c->seq}, {"out_s", &c->out},
-                                                 {"pull_fixed_s", &c->pull_fixed}, {"pull_byte_s", &c->pull_byte}};
+                                                 {"pull_fixed_s", &c->pull_fixed}, {"pull_byte_s", &c->pull_byte},
+                                                 {"scale_decode", &c->scale_dec}, {"scale_mixed", &c->scale_mix}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         cJSON *x = cJSON_GetObjectItem(m, f[i].k);
         if (cJSON_IsNumber(x)) *f[i].v = x->valuedouble;
@@ -516,6 +526,7 @@ static void report(sim_world *w, FILE *f, double wall_s, const sim_geom *g) {
         simw_get_stats(w->w[i], &s);
         tot.steps += s.steps;
         tot.busy_s += s.busy_s;
+        tot.busy_dec_s += s.busy_dec_s;
         tot.batch_tokens += s.batch_tokens;
         tot.pulls += s.pulls;
         tot.pulled_bytes += s.pulled_bytes;
@@ -546,8 +557,8 @@ static void report(sim_world *w, FILE *f, double wall_s, const sim_geom *g) {
     fprintf(f, "\"warm_tasks\":%" PRIu64 ",\"rcache_hits\":%" PRIu64 ",\"dedup_hits\":%" PRIu64 ",\"held\":%" PRIu64
                ",\"kv_waits\":%" PRIu64 ",\"evictions\":%" PRIu64 ",",
             oc->warm_tasks, oc->rcache_hits, oc->dedup_hits, oc->held, oc->kv_waits, tot.evictions);
-    fprintf(f, "\"steps\":%" PRIu64 ",\"mean_step_ms\":%.4f,\"busy_s\":%.3f,\"utilization\":%.4f,", tot.steps,
-            step_ms, tot.busy_s, mk > 0 ? tot.busy_s / (mk * w->n_workers) : 0);
+    fprintf(f, "\"steps\":%" PRIu64 ",\"mean_step_ms\":%.4f,\"busy_s\":%.4f,\"busy_decode_s\":%.4f,\"utilization\":%.4f,",
+            tot.steps, step_ms, tot.busy_s, tot.busy_dec_s, mk > 0 ? tot.busy_s / (mk * w->n_workers) : 0);
     fprintf(f, "\"decisions\":%" PRIu64 ",\"warm_decisions\":%" PRIu64 ",\"coord_cpu_s\":%.4f,\"coord_cpu_per_decision_us\":%.2f,",
             w->decisions, w->warm_decisions, w->coord_cpu_s, per_dec_us);
     fprintf(f, "\"decision_over_step\":%.5f,\"coord_cpu_over_makespan\":%.5f,",
@@ -564,6 +575,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: helium-sim --model FILE --scenario JOBS.json [--workers N] [--policy P] [--cost COST.json]\n"
                "       [--kv-blocks N] [--block-size N] [--max-seqs N] [--batch-tokens N] [--ctx N]\n"
                "       [--n-layers N] [--kv-dim N] [--baseline-pulls 0|1] [--heartbeat-ms N]\n"
+               "       [--cores N [--bg-load X]]\n"
                "       [--out RESULT.json] [--outputs DIGESTS.txt] [--quiet]\n");
 }
 
@@ -584,7 +596,8 @@ static int build_usable(sim_world *w) {
 int main(int argc, char **argv) {
     const char *model = NULL, *scen = NULL, *cost_path = NULL, *out_path = NULL, *digest_path = NULL;
     const char *policy = "helium";
-    int n_workers = 2, baseline_pulls = 0, hb_ms = 500;
+    int n_workers = 2, baseline_pulls = 0, hb_ms = 500, cores = 0;
+    double bg_load = 0;
     bool quiet = false;
     sim_geom g = {.block_size = 16, .kv_blocks = 2048, .max_seqs = 64, .batch_tokens = 512, .n_ctx = 2048,
                   .n_layers = 4, .kv_dim = 128};
@@ -620,6 +633,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--kv-dim")) ok = args_int(v, 1, 1 << 16, (int *)&g.kv_dim);
         else if (!strcmp(a, "--baseline-pulls")) ok = args_int(v, 0, 1, &baseline_pulls);
         else if (!strcmp(a, "--heartbeat-ms")) ok = args_int(v, 10, 60000, &hb_ms);
+        else if (!strcmp(a, "--cores")) ok = args_int(v, 0, 1 << 20, &cores);
+        else if (!strcmp(a, "--bg-load")) ok = args_double(v, 0, 1e6, &bg_load);
         else {
             fprintf(stderr, "helium-sim: unknown option %s\n", a);
             usage(stderr);
@@ -647,6 +662,8 @@ int main(int argc, char **argv) {
     double wall0 = (double)clock_mono_us() / 1e6;
     sim_world *w = calloc(1, sizeof *w);
     w->policy = policy;
+    w->cores = cores;
+    w->bg_load = bg_load;
     if (load_scenario(w, scen)) {
         fprintf(stderr, "helium-sim: %s\n", he_msg());
         return 1;

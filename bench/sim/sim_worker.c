@@ -591,6 +591,11 @@ void simw_kick(sim_worker *w) {
     if (!w->n_batch) return;
     const sim_cost *c = &w->cost;
     double dur = c->step + c->tok * T + c->attn * attn + c->seq * w->n_batch + c->out * n_out;
+    bool decode_only = T == w->n_batch && n_out == w->n_batch;
+    double scale = decode_only ? c->scale_dec : c->scale_mix;
+    dur *= scale > 0 ? scale : 1.0;
+    if (decode_only) w->st.busy_dec_s += dur;
+    dur = sim_step_share(w->world, 1, dur);
     w->stepping = true;
     w->step_started = sim_now(w->world);
     w->st.steps++;
@@ -622,6 +627,7 @@ static void finish(sim_worker *w, seq_t *s) {
 
 void simw_step_end(sim_worker *w) {
     w->stepping = false;
+    sim_step_share(w->world, -1, 0);
     for (int32_t j = 0; j < w->n_batch; j++) {
         seq_t *s = w->batch[j];
         if (s->n_kv < s->n_prompt) {

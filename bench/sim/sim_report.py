@@ -1,0 +1,341 @@
+"""sim_report: the `validate` and `scale` commands of bench/sim/run.py, and
+their tables and plots (results/sim/validation.{json,md}, scale.{json,md},
+sim_*.png). Python 3 standard library; matplotlib from any Python that has it
+(~/.cache/helium/venv-plot) for the PNGs.
+"""
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import run as R
+
+VENV_PY = os.path.expanduser("~/.cache/helium/venv-plot/bin/python3")
+
+
+def machine():
+    return {"cpu": R.cpu_name(), "nproc": os.cpu_count()}
+
+
+def load():
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def err(sim, real):
+    if sim is None or real in (None, 0):
+        return None
+    return round(sim / real - 1, 4)
+
+
+# ---------------------------------------------------------------- validate
+
+def real_run(a, name, n, pols, outdir):
+    cmd = [sys.executable, os.path.join(R.BENCH, "workflows.py"), "--workloads", name, "--policies", ",".join(pols),
+           "--workers", str(n), "--batch", str(a.batch), "--build", a.build, "--out", outdir, "--no-plots",
+           "--workdir", os.path.join(a.workdir, f"wf-{name}-{n}"), "--seed", str(a.seed)]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+    path = os.path.join(outdir, "workflows.json")
+    if not os.path.exists(path):
+        raise RuntimeError(f"bench/workflows.py wrote nothing: {p.stderr.decode()[-600:]}")
+    with open(path) as f:
+        return {r["policy"]: r for r in json.load(f)["records"]}
+
+
+def calibrate(a, n, cal_real, scen, pols):
+    """The simulator's speed on this shared machine, from the real runs of one
+    workload (not validated) at this size. Three numbers: bg, the other
+    runnable processes sharing the cores (searched on a grid), and for each
+    bg two scales, decode-only and other steps, that make the simulator's
+    forward time equal the real workers' (counters forward_us, decode_us,
+    summed over the policies); the bg whose makespans come closest to the
+    real ones (mean relative error over the policies) wins."""
+    reals = {p: r for p, r in cal_real.items() if p in pols and r and not r.get("error")}
+    real_dec = sum((r["worker_counters"].get("decode_us") or 0) / 1e6 for r in reals.values())
+    real_fwd = sum((r["worker_counters"].get("forward_us") or 0) / 1e6 for r in reals.values())
+    real_mix = real_fwd - real_dec
+    with open(a.cost) as f:
+        base = json.load(f)
+    best = None
+    for bg in [0, 1, 2, 3, 4, 5, 6, 8, 10, 12]:
+        core = ["--cores", str(os.cpu_count()), "--bg-load", str(bg)]
+        sim_dec = sim_mix = 0.0
+        for pol in reals:
+            s, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir, core)
+            sim_dec += s["busy_decode_s"]
+            sim_mix += s["busy_s"] - s["busy_decode_s"]
+        doc = json.loads(json.dumps(base))
+        doc["model"]["scale_decode"] = round(real_dec / sim_dec, 4) if sim_dec > 0 else 1.0
+        doc["model"]["scale_mixed"] = round(real_mix / sim_mix, 4) if sim_mix > 0 else 1.0
+        path = os.path.join(a.workdir, f"cost-cal-{n}-bg{bg}.json")
+        with open(path, "w") as f:
+            json.dump(doc, f, indent=1)
+        errs = []
+        for pol, r in reals.items():
+            s, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, path, a.workdir, core)
+            errs.append(abs(s["makespan_s"] / r["makespan_s"] - 1))
+        e = sum(errs) / len(errs)
+        if best is None or e < best[0]:
+            best = (e, bg, path, doc["model"])
+    e, bg, path, model = best
+    cal = {"bg_load": bg, "cores": os.cpu_count(), "calibration_makespan_err": round(e, 4),
+           "real_decode_s": round(real_dec, 3), "real_other_s": round(real_mix, 3)}
+    return path, model, cal
+
+
+def validate(a):
+    workers = [int(x) for x in str(a.workers).split(",")]
+    names = a.workloads.split(",")
+    pols = a.policies.split(",")
+    rows, cals = [], {}
+    for n in workers:
+        l0 = load()
+        real = {name: real_run(a, name, n, pols, os.path.join(a.workdir, f"real-{name}-{n}"))
+                for name in [a.calibrate] + names}
+        l1 = load()
+        svc = R.service_for([a.calibrate] + names, batch=a.batch)
+        try:
+            cscen = R.scenario([a.calibrate], None, a.seed, a.batch, "batch", svc.port)
+            cost_path, model, cal = calibrate(a, n, real[a.calibrate], cscen, pols)
+            cals[n] = {"workload": a.calibrate, "model": model, **cal, "loadavg": l1}
+            if n == workers[0]:  # the scale runs' cost model (run.py scale --cost)
+                os.makedirs(a.out, exist_ok=True)
+                shutil.copyfile(cost_path, os.path.join(a.out, "cost_calibrated.json"))
+            R.log(f"calibration {n}w on {a.calibrate}: decode x{model['scale_decode']}, other x{model['scale_mixed']}, "
+                  f"background load {cal['bg_load']} on {cal['cores']} cores (makespan error there "
+                  f"{cal['calibration_makespan_err']:.1%})")
+            for name in names:
+                scen = R.scenario([name], None, a.seed, a.batch, "batch", svc.port)
+                for pol in pols:
+                    r = real[name].get(pol)
+                    s, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, cost_path, a.workdir,
+                                     ["--cores", str(cal["cores"]), "--bg-load", str(cal["bg_load"])])
+                    row = {"workers": n, "workload": name, "policy": pol, "jobs": len(scen["jobs"]),
+                           "loadavg_before": l0, "loadavg_after": l1}
+                    for k in ("makespan_s", "latency_p50_s", "latency_p99_s", "computed_tokens", "prompt_tokens",
+                              "generated_tokens", "kv_pulls"):
+                        row["real_" + k] = r.get(k) if r else None
+                        row["sim_" + k] = s.get(k)
+                        row["err_" + k] = err(s.get(k), r.get(k) if r else None)
+                    wc = (r or {}).get("worker_counters") or {}
+                    row["real_forward_s"] = round((wc.get("forward_us") or 0) / 1e6, 3)
+                    row["sim_busy_s"] = s.get("busy_s")
+                    row["real_error"] = r.get("error") if r else "no record"
+                    rows.append(row)
+                    R.log(f"validate {n}w {name:16s} {pol:8s} makespan real {row['real_makespan_s']} sim "
+                          f"{row['sim_makespan_s']:.3f} ({row['err_makespan_s']}); p99 {row['err_latency_p99_s']}; "
+                          f"computed real {row['real_computed_tokens']} sim {row['sim_computed_tokens']} "
+                          f"({row['err_computed_tokens']}); load {l1[0]}")
+        finally:
+            svc.close()
+    keys = ("makespan_s", "latency_p50_s", "latency_p99_s", "computed_tokens")
+    summary = {}
+    for k in keys:
+        es = [abs(r["err_" + k]) for r in rows if r.get("err_" + k) is not None]
+        summary[k] = {"mean_abs_err": round(sum(es) / len(es), 4) if es else None,
+                      "max_abs_err": round(max(es), 4) if es else None,
+                      "within_10pct": sum(1 for e in es if e <= 0.10), "n": len(es)}
+    with open(a.cost) as f:
+        cost = json.load(f)
+    doc = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+           "settings": {"batch": a.batch, "seed": a.seed, "workloads": names, "policies": pols,
+                        "geometry": a.geom, "calibration_workload": a.calibrate},
+           "cost_model": cost.get("model"), "calibration": cals, "rows": rows, "summary": summary}
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "validation.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    write_validation_md(doc, os.path.join(a.out, "validation.md"))
+    R.log(json.dumps(summary, indent=1))
+    return 0
+
+
+def pctf(e):
+    return "-" if e is None else f"{e:+.1%}"
+
+
+def write_validation_md(doc, path):
+    L = [f"# Simulator validation: helium-sim against the real cluster ({doc['date']})", "",
+         f"Machine: {doc['machine']['cpu']}, {doc['machine']['nproc']} cores. Each row: bench/workflows.py on a "
+         f"real cluster (1 thread per worker, the generated small model) then helium-sim on the same batch "
+         f"(batch {doc['settings']['batch']} per workload, seed {doc['settings']['seed']}), in one run of "
+         "`bench/sim/run.py validate`: first every real batch at a size, then the simulator. The step cost "
+         "model's shape is bench/sim/cost.json (fitted to `helium-worker bench`); its speed on this shared "
+         "machine is calibrated at each size on a workload that is not validated "
+         f"({doc['settings']['calibration_workload']}): the workers and `bg` other runnable processes share the "
+         "machine's cores fairly (a step stretches by (workers stepping + bg) / cores), and decode-only and other "
+         "steps are scaled so that the simulator's forward time equals the real workers' forward_us / decode_us "
+         "counters on that batch; bg is the grid value whose makespans there come closest. Error = sim/real - 1.",
+         "",
+         "| workers | workload | policy | jobs | makespan real / sim (err) | p50 real / sim (err) | p99 real / sim (err) "
+         "| computed tokens real / sim (err) | load avg |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        def cell(k, fmt="{:.2f}"):
+            rv, sv = r.get("real_" + k), r.get("sim_" + k)
+            f = (lambda v: "-" if v is None else fmt.format(v))
+            return f"{f(rv)} / {f(sv)} ({pctf(r.get('err_' + k))})"
+        L.append(f"| {r['workers']} | {r['workload']} | {r['policy']} | {r['jobs']} | {cell('makespan_s')} | "
+                 f"{cell('latency_p50_s')} | {cell('latency_p99_s')} | {cell('computed_tokens', '{:.0f}')} | "
+                 f"{r['loadavg_after'][0]} |")
+    L += ["", "| metric | mean abs error | max abs error | rows within 10% |", "|---|---|---|---|"]
+    for k, s in doc["summary"].items():
+        L.append(f"| {k} | {pctf(s['mean_abs_err'])} | {pctf(s['max_abs_err'])} | {s['within_10pct']} of {s['n']} |")
+    for n, c in (doc.get("calibration") or {}).items():
+        L.append(f"\nCalibration at {n} workers on {c['workload']}: decode-only steps x{c['model']['scale_decode']}, "
+                 f"other steps x{c['model']['scale_mixed']}, background load {c['bg_load']} on {c['cores']} cores "
+                 f"(makespan error on the calibration batch {c['calibration_makespan_err']:.1%}; load average "
+                 f"{c['loadavg'][0]}).")
+    if doc.get("cost_model"):
+        L += ["", "Cost model (bench/sim/cost.json): " + ", ".join(f"{k} {v:.4g}" for k, v in doc["cost_model"].items())]
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+# ---------------------------------------------------------------- scale
+
+def scale(a):
+    workers = [int(x) for x in str(a.workers).split(",")]
+    jobs_l = [int(x) for x in str(a.jobs).split(",")]
+    pols = a.policies.split(",")
+    arrivals = a.arrivals.split(",")
+    names = R.W.NAMES
+    recs = []
+    out_json = os.path.join(a.out, "scale.json")
+    os.makedirs(a.out, exist_ok=True)
+    max_jobs = max(jobs_l)
+    svc = R.service_for(names, n_seeds=max_jobs // 6 + 3)
+    try:
+        for nj in jobs_l:
+            for n in workers:
+                batch_tp = {}
+                for arr in arrivals:
+                    if arr == "poisson:auto":  # 80% of the best baseline's batch throughput
+                        base = [batch_tp[p] for p in pols if p != "helium" and p in batch_tp]
+                        if not base:
+                            continue
+                        rate = 0.8 * max(base) / 60.0
+                        arr_eff = f"poisson:{rate:.4f}"
+                    else:
+                        arr_eff = arr
+                    scen = R.scenario(names, nj, a.seed, None, arr_eff, svc.port)
+                    for pol in pols:
+                        l0 = load()
+                        s, dig = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir)
+                        s.update({"arrival": arr, "arrival_eff": arr_eff, "jobs": nj, "loadavg": l0,
+                                  "outputs_digest": hash(tuple(sorted((k, v[0]) for k, v in dig.items())))})
+                        recs.append(s)
+                        if arr == "batch":
+                            batch_tp[pol] = s["throughput_wpm"]
+                        R.log(f"scale {nj} jobs {n:3d}w {arr_eff:16s} {pol:8s} tp {s['throughput_wpm']:8.1f}/min "
+                              f"p50 {s['latency_p50_s']:.1f}s p99 {s['latency_p99_s']:.1f}s over-min "
+                              f"{s['over_min']:.2f} pulls {s['kv_pulls']} cpu/dec "
+                              f"{s['coord_cpu_per_decision_us']:.0f}us ({s['decision_over_step']:.1%} of a step) "
+                              f"wall {s['sim_wall_s']:.0f}s")
+                        with open(out_json, "w") as f:
+                            json.dump(scale_doc(a, recs), f, indent=1)
+    finally:
+        svc.close()
+    doc = scale_doc(a, recs)
+    with open(out_json, "w") as f:
+        json.dump(doc, f, indent=1)
+    write_scale_md(doc, os.path.join(a.out, "scale.md"))
+    plot(out_json, a.out)
+    return 0
+
+
+def scale_doc(a, recs):
+    ratios = []
+    keys = sorted({(r["jobs"], r["workers"], r["arrival"]) for r in recs})
+    for k in keys:
+        rs = {r["policy"]: r for r in recs if (r["jobs"], r["workers"], r["arrival"]) == k}
+        h = rs.get("helium")
+        base = [(p, r) for p, r in rs.items() if p != "helium" and r["jobs_done"] == r["n_jobs"]]
+        if not h or not base:
+            continue
+        bp, br = max(base, key=lambda x: x[1]["throughput_wpm"])
+        ratios.append({"jobs": k[0], "workers": k[1], "arrival": k[2], "best_baseline": bp,
+                       "throughput_ratio": round(h["throughput_wpm"] / br["throughput_wpm"], 3)
+                       if br["throughput_wpm"] else None,
+                       "helium_p99_s": h["latency_p99_s"], "baseline_p99_s": br["latency_p99_s"],
+                       "same_outputs": len({r["outputs_digest"] for r in rs.values()}) == 1})
+    return {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+            "settings": {"geometry": a.geom, "cost": a.cost and os.path.relpath(a.cost, R.SRC), "seed": a.seed,
+                         "workloads": R.W.NAMES},
+            "records": recs, "ratios": ratios}
+
+
+def write_scale_md(doc, path):
+    L = [f"# Cluster scale by simulation ({doc['date']})", "",
+         f"helium-sim (bench/sim) on {doc['machine']['cpu']}: the coordinator's own modules against simulated "
+         "workers (one core each, the fitted cost model of bench/sim/cost.json), jobs mixed round-robin from every "
+         "bench workload (scale small). Throughput in jobs per minute of simulated time; coordinator CPU measured "
+         "around every call into it; `cpu/dec` = coordinator CPU per Dispatch; `% step` = that over the mean "
+         "simulated step; `coord busy` = coordinator CPU over the simulated makespan (1.0 = a full core).", "",
+         "| jobs | workers | arrival | policy | done | throughput /min | p50 s | p99 s | hit rate | computed / min "
+         "| pulls | pull MB | cpu/dec us | % step | coord busy | sim wall s |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["records"]:
+        L.append(f"| {r['jobs']} | {r['workers']} | {r['arrival_eff']} | {r['policy']} | {r['jobs_done']}/{r['n_jobs']} "
+                 f"| {r['throughput_wpm']:.1f} | {r['latency_p50_s']:.1f} | {r['latency_p99_s']:.1f} | "
+                 f"{r['hit_rate']:.3f} | {r['over_min']:.2f} | {r['kv_pulls']} | {r['kv_pull_bytes'] / 1e6:.1f} | "
+                 f"{r['coord_cpu_per_decision_us']:.0f} | {r['decision_over_step']:.1%} | "
+                 f"{r['coord_cpu_over_makespan']:.3f} | {r['sim_wall_s']:.0f} |")
+    L += ["", "Helium against the best baseline (by throughput) at each point:", "",
+          "| jobs | workers | arrival | best baseline | helium / best throughput | helium p99 s | baseline p99 s "
+          "| identical outputs |", "|---|---|---|---|---|---|---|---|"]
+    for q in doc["ratios"]:
+        L.append(f"| {q['jobs']} | {q['workers']} | {q['arrival']} | {q['best_baseline']} | "
+                 f"{q['throughput_ratio']:.2f}x | {q['helium_p99_s']:.1f} | {q['baseline_p99_s']:.1f} | "
+                 f"{'yes' if q['same_outputs'] else 'NO'} |")
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+PLOT = r'''
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+doc = json.load(open(sys.argv[1])); out = sys.argv[2]
+recs = doc["records"]
+def series(arr, key, nj):
+    s = {}
+    for r in recs:
+        if r["arrival"] == arr and r["jobs"] == nj:
+            s.setdefault(r["policy"], []).append((r["workers"], r[key]))
+    return {p: sorted(v) for p, v in s.items()}
+nj = max(r["jobs"] for r in recs)
+arrs = sorted({r["arrival"] for r in recs})
+for key, ylab, fname, log in [("throughput_wpm", "jobs / min (simulated)", "sim_throughput.png", True),
+                              ("latency_p99_s", "p99 job latency, s (simulated)", "sim_p99.png", True)]:
+    fig, axs = plt.subplots(1, len(arrs), figsize=(5.5 * len(arrs), 4), squeeze=False)
+    for ax, arr in zip(axs[0], arrs):
+        for p, v in series(arr, key, nj).items():
+            ax.plot([x for x, _ in v], [y for _, y in v], marker="o", label=p)
+        ax.set_xscale("log", base=2); ax.set_xlabel("workers")
+        if log: ax.set_yscale("log")
+        ax.set_ylabel(ylab); ax.set_title(f"{nj} jobs, {arr} arrivals"); ax.grid(alpha=.3); ax.legend(fontsize=8)
+    fig.tight_layout(); fig.savefig(f"{out}/{fname}", dpi=110); plt.close(fig)
+fig, ax = plt.subplots(figsize=(5.5, 4))
+for p, v in series(arrs[0], "coord_cpu_per_decision_us", nj).items():
+    ax.plot([x for x, _ in v], [y / 1e3 for _, y in v], marker="o", label=p)
+ax.set_xscale("log", base=2); ax.set_yscale("log"); ax.set_xlabel("workers")
+ax.set_ylabel("coordinator CPU per decision, ms"); ax.set_title(f"{nj} jobs, {arrs[0]} arrivals")
+ax.grid(alpha=.3); ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(f"{out}/sim_decision_cpu.png", dpi=110)
+'''
+
+
+def plot(json_path, outdir):
+    py = VENV_PY if os.path.exists(VENV_PY) else sys.executable
+    p = subprocess.run([py, "-c", PLOT, json_path, outdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode:
+        R.log(f"bench/sim: no plots ({p.stderr.decode()[-300:]})")
+
+
+def main(a):
+    if a.cmd == "validate":
+        return validate(a)
+    if a.cmd == "scale":
+        return scale(a)
+    return 2
