@@ -363,8 +363,8 @@ Test(quant, matmul_is_the_dot_and_batch_invariant) {
  * scalar path, whose chain the kernel follows), with bias and accumulate. */
 Test(quant, repacked_matmul_has_the_dot_bits) {
     rng_seed(6);
-    const ggml_type rtypes[] = {GGML_T_Q4_0, GGML_T_Q4_1, GGML_T_Q5_0, GGML_T_Q5_1, GGML_T_Q8_0};
-    const int64_t in = 320, out = 45, nbmax = 11;
+    const ggml_type rtypes[] = {GGML_T_Q4_0, GGML_T_Q4_1, GGML_T_Q5_0, GGML_T_Q5_1, GGML_T_Q8_0, GGML_T_Q4_K, GGML_T_Q6_K};
+    const int64_t in = 512, out = 45, nbmax = 11;
     uint8_t *w = malloc(ggml_row_size(GGML_T_Q8_0, in) * out);
     float *x = malloc(sizeof(float) * in * nbmax), *bias = malloc(sizeof(float) * out);
     float *y = malloc(sizeof(float) * out * nbmax), *want = malloc(sizeof(float) * out * nbmax);

@@ -84,7 +84,7 @@ cpu_mat cpu_mat_of(const gguf_tensor *t) {
 }
 
 int cpu_mat_repack(cpu_mat *m) {
-    if (m->rp || m->out <= 0 || m->in % 32 || !cq_rp_kernel(m->type, cq_level_best())) return 0;
+    if (m->rp || m->out <= 0 || m->in % ggml_blck_size(m->type) || !cq_rp_kernel(m->type, cq_level_best())) return 0;
     size_t bytes = cq_rp_bytes(m->type, m->in, m->out);
     void *p = alloc64(bytes);
     if (!p) return he_set(HE_ENOMEM, "cpu: cannot allocate %zu bytes for repacked weights", bytes);
@@ -439,9 +439,11 @@ static void mm_rows_rp(cq_rp_fn fn, const cpu_mm *j, const cpu_act *a, int64_t r
                        int64_t b1) {
     const cpu_mat *w = j->w;
     const int64_t in = a->in, nb = in / 32;
-    const size_t gbytes = (size_t)nb * cq_rp_block_bytes(w->type);
+    const size_t gbytes = cq_rp_bytes(w->type, in, CQ_RP_ROWS);
     cq_xrows xr;
-    if (a->xq) {
+    if (a->xq && cq_dot_type(w->type) == GGML_T_Q8_K) {
+        xr = (cq_xrows){.qs = (const int8_t *)a->xq + 4, .qs_row = a->xq_row};
+    } else if (a->xq) {
         const size_t blk = ggml_row_size(cq_dot_type(w->type), 32);
         const bool q81 = cq_dot_type(w->type) == GGML_T_Q8_1;
         const float *d = cq_act_scales(a->xq, in, blk);
@@ -458,7 +460,7 @@ static void mm_rows_rp(cq_rp_fn fn, const cpu_mm *j, const cpu_act *a, int64_t r
             const int nc = (int)(b1 - b >= 4 ? 4 : b1 - b);
             cq_xrows xb = xr;
             xb.qs += (size_t)b * xr.qs_row;
-            xb.d = (const float *)((const char *)xr.d + (size_t)b * xr.m_row);
+            if (xr.d) xb.d = (const float *)((const char *)xr.d + (size_t)b * xr.m_row);
             if (xr.s) xb.s = (const float *)((const char *)xr.s + (size_t)b * xr.m_row);
             if (xr.off) xb.off = (const int32_t *)((const char *)xr.off + (size_t)b * xr.m_row);
             float out[4 * CQ_RP_ROWS];

@@ -181,7 +181,9 @@ void cq_rp_pack(ggml_type t, const void *src, size_t row_bytes, int64_t in, int6
 /* Activation rows as a repacked kernel reads them: the quants of block k of
  * row c at qs + c * qs_row + k * qs_blk (bytes), its f32 scale at byte
  * c * m_row of d, index k; likewise s (q8_1 rows, Q4_1 / Q5_1 weights) and
- * off (-o * the block's quant sum: 128 for Q8_0, 8 Q4_0, 16 Q5_0). */
+ * off (-o * the block's quant sum: 128 for Q8_0, 8 Q4_0, 16 Q5_0). For the
+ * K-quants (q8_K rows) only qs and qs_row are used: qs points at row 0's
+ * first block's quants. */
 typedef struct {
     const int8_t *qs;
     size_t qs_row, qs_blk;

@@ -41,6 +41,7 @@ CQ_TILE_TYPES(CQ_TILE_DECL)
 /* Repacked-weight kernels (quant_rp_avx512.c; see cq_rp_fn) */
 #define CQ_RP_DECL(name) void cq_rp_##name##_avx512(const void *grp, int64_t n, const cq_xrows *x, int nc, float *out);
 CQ_RP_DECL(q4_0) CQ_RP_DECL(q4_1) CQ_RP_DECL(q5_0) CQ_RP_DECL(q5_1) CQ_RP_DECL(q8_0)
+CQ_RP_DECL(q4_K) CQ_RP_DECL(q6_K)
 #undef CQ_RP_DECL
 
 /* The fixed reduction order of 8 f32 lanes: ((0+4)+(2+6)) + ((1+5)+(3+7)),
