@@ -195,8 +195,9 @@ typedef struct {
  * out[c * 16 + r] for row r of the group and activation row c, with the bits
  * of cq_dot (the scalar q8_0 x q8_0 chain for Q8_0). n elements per row. */
 typedef void (*cq_rp_fn)(const void *grp, int64_t n, const cq_xrows *x, int nc, float *out);
-/* The kernel for type t at level l, NULL if none (only AVX-512 VNNI has
- * them; the other levels multiply the rows in place). */
+/* The kernel for type t at level l, NULL if none (AVX-512 VNNI: all seven
+ * types; AVX2: the 32-element ones; the other cases multiply the rows in
+ * place). */
 cq_rp_fn cq_rp_kernel(ggml_type t, cq_level l);
 
 float cq_f16_to_f32(uint16_t h);

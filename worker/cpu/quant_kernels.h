@@ -38,10 +38,11 @@ CQ_DOT_TYPES(CQ_DECL)
 CQ_TILE_TYPES(CQ_TILE_DECL)
 #undef CQ_TILE_DECL
 
-/* Repacked-weight kernels (quant_rp_avx512.c; see cq_rp_fn) */
-#define CQ_RP_DECL(name) void cq_rp_##name##_avx512(const void *grp, int64_t n, const cq_xrows *x, int nc, float *out);
-CQ_RP_DECL(q4_0) CQ_RP_DECL(q4_1) CQ_RP_DECL(q5_0) CQ_RP_DECL(q5_1) CQ_RP_DECL(q8_0)
-CQ_RP_DECL(q4_K) CQ_RP_DECL(q6_K)
+/* Repacked-weight kernels (quant_rp_avx512.c, quant_rp_avx2.c; see cq_rp_fn) */
+#define CQ_RP_DECL(name, suf) void cq_rp_##name##_##suf(const void *grp, int64_t n, const cq_xrows *x, int nc, float *out);
+CQ_RP_DECL(q4_0, avx512) CQ_RP_DECL(q4_1, avx512) CQ_RP_DECL(q5_0, avx512) CQ_RP_DECL(q5_1, avx512)
+CQ_RP_DECL(q8_0, avx512) CQ_RP_DECL(q4_K, avx512) CQ_RP_DECL(q6_K, avx512)
+CQ_RP_DECL(q4_0, avx2) CQ_RP_DECL(q4_1, avx2) CQ_RP_DECL(q5_0, avx2) CQ_RP_DECL(q5_1, avx2) CQ_RP_DECL(q8_0, avx2)
 #undef CQ_RP_DECL
 
 /* The fixed reduction order of 8 f32 lanes: ((0+4)+(2+6)) + ((1+5)+(3+7)),

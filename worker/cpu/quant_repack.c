@@ -1,6 +1,7 @@
 /* quant_repack: repacks Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K weight rows, 16 at a
  * time, into the interleaved layout of cpu_quant.h (cq_rp_*) and picks the
- * kernels that read it (quant_rp_avx512.c).
+ * kernels that read it (quant_rp_avx512.c; quant_rp_avx2.c for the 32-element
+ * types).
  *
  * The layout puts the same 4 elements of 16 rows side by side, so that one
  * 512-bit vpdpbusd with the activation's 4 quants broadcast yields 16
@@ -115,7 +116,15 @@ void cq_rp_pack(ggml_type t, const void *src, size_t row_bytes, int64_t in, int6
 }
 
 cq_rp_fn cq_rp_kernel(ggml_type t, cq_level l) {
-    if (l < CQ_AVX512) return NULL;
+    if (l < CQ_AVX2) return NULL;
+    if (l == CQ_AVX2) switch (t) {
+        case GGML_T_Q4_0: return cq_rp_q4_0_avx2;
+        case GGML_T_Q4_1: return cq_rp_q4_1_avx2;
+        case GGML_T_Q5_0: return cq_rp_q5_0_avx2;
+        case GGML_T_Q5_1: return cq_rp_q5_1_avx2;
+        case GGML_T_Q8_0: return cq_rp_q8_0_avx2;
+        default: return NULL; /* K-quants: the dot kernels, in place */
+        }
     switch (t) {
     case GGML_T_Q4_0: return cq_rp_q4_0_avx512;
     case GGML_T_Q4_1: return cq_rp_q4_1_avx512;
