@@ -1,9 +1,16 @@
 /* cuda_weights: checks the model against what the CUDA kernels support and
- * uploads every weight once, in its GGUF type (nothing is dequantized on
- * upload). Norms and biases are F32 (model.h guarantees it). */
+ * uploads every weight once. Matrices the kernels read (F32, F16, BF16,
+ * Q8_0, Q4_K) keep their GGUF type on the device. The other types the CPU
+ * backend reads (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, Q6_K: the
+ * mixes of Q4_K_M files, SmolLM2's Q4_1) are dequantized on upload to F32
+ * with the CPU backend's own dequantizer (cpu_quant.h cq_dequant_row), so the
+ * device holds exactly the values the CPU backend multiplies by, at 4 bytes a
+ * weight, read by the F32 GEMV and cuBLAS paths. Norms and biases are F32
+ * (model.h guarantees it). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_quant.h"
 #include "cuda_impl.h"
 #include "herr.h"
 #include "hk_attn.h"
@@ -41,8 +48,62 @@ static int upload(cu_be *C, const void *src, size_t n, void **out) {
     return 0;
 }
 
+/* Types dequantized to F32 on upload (above). */
+static bool dequant_ok(ggml_type t) {
+    switch (t) {
+    case GGML_T_Q4_0: case GGML_T_Q4_1: case GGML_T_Q5_0: case GGML_T_Q5_1: case GGML_T_IQ4_NL:
+    case GGML_T_Q2_K: case GGML_T_Q3_K: case GGML_T_Q5_K: case GGML_T_Q6_K: return true;
+    default: return false;
+    }
+}
+
+/* Uploads t (out rows of in elements) dequantized to F32, a few MiB of rows
+ * at a time through a host buffer. */
+static int up_dequant(cu_be *C, const gguf_tensor *t, int64_t in, int64_t out, cu_mat *m) {
+    size_t srb = ggml_row_size(t->type, in);
+    if (!srb || in % ggml_blck_size(t->type) || t->ne[0] != in || (size_t)out * srb > t->nbytes)
+        return he_set(HE_EINVAL, "cuda: tensor %s has shape %lldx%lld, want %lldx%lld", t->name,
+                      (long long)t->ne[0], (long long)t->ne[1], (long long)in, (long long)out);
+    size_t drb = (size_t)in * sizeof(float);
+    int64_t chunk = (int64_t)(((size_t)16 << 20) / drb);
+    if (chunk < 1) chunk = 1;
+    if (chunk > out) chunk = out;
+    float *host = malloc(drb * (size_t)chunk);
+    if (!host) return he_set(HE_ENOMEM, "cuda: out of host memory dequantizing %s", t->name);
+    void *d = NULL;
+    cudaError_t ce = cudaMalloc(&d, drb * (size_t)out);
+    if (ce != cudaSuccess) {
+        free(host);
+        return he_set(ce == cudaErrorMemoryAllocation ? HE_ENOMEM : HE_EIO, "CUDA error %s in cudaMalloc for %s (%zu bytes)",
+                      cudaGetErrorString(ce), t->name, drb * (size_t)out);
+    }
+    int rc = track(C, d);
+    for (int64_t r0 = 0; !rc && r0 < out; r0 += chunk) {
+        int64_t nr = out - r0 < chunk ? out - r0 : chunk;
+        for (int64_t r = 0; r < nr; r++)
+            cq_dequant_row(t->type, (const char *)t->data + (size_t)(r0 + r) * srb, host + (size_t)r * (size_t)in, in);
+        ce = cudaMemcpy((char *)d + (size_t)r0 * drb, host, drb * (size_t)nr, cudaMemcpyHostToDevice);
+        if (ce != cudaSuccess)
+            rc = he_set(HE_EIO, "CUDA error %s in cudaMemcpy for %s", cudaGetErrorString(ce), t->name);
+    }
+    free(host);
+    if (rc) {
+        if (C->n_allocs > 0 && C->allocs[C->n_allocs - 1] == d) C->n_allocs--; /* not tracked: free it here */
+        cudaFree(d);
+        return rc;
+    }
+    C->stats.weight_bytes += (int64_t)(drb * (size_t)out);
+    m->type = HK_T_F32;
+    m->in = in;
+    m->out = out;
+    m->row_bytes = drb;
+    m->d = d;
+    return 0;
+}
+
 static int up_mat(cu_be *C, const gguf_tensor *t, int64_t in, int64_t out, cu_mat *m) {
     if (!t) return he_set(HE_EINVAL, "cuda: missing weight tensor");
+    if (!type_ok((int)t->type) && dequant_ok(t->type)) return up_dequant(C, t, in, out, m);
     if (!type_ok((int)t->type))
         return he_set(HE_EUNSUPPORTED, "cuda: tensor %s has type %s, which the CUDA kernels do not read", t->name,
                       ggml_type_name(t->type));
