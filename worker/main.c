@@ -417,6 +417,8 @@ static int cmd_generate(int argc, char **argv) {
     if (!e) {
         rc = HE_ENOMEM;
         fprintf(stderr, "helium-worker: error: %s\n", he_msg());
+        for (int i = 0; i < n_jobs; i++) free(jobs[i].ids);
+        free(jobs);
         model_destroy(&m);
         return 1;
     }
