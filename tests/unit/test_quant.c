@@ -213,13 +213,20 @@ Test(quant, q8_1_and_q8_K_follow_their_definitions) {
         for (int j = 0; j < 32; j++) s += b1[k].qs[j], amax = fmaxf(amax, fabsf(x[32 * k + j]));
         cr_assert_eq(b1[k].s, f2h(amax / 127.f * (float)s), "block %d", k);
     }
+    /* block 1: its largest magnitude twice, negative first (the first one
+     * sets the scale's sign); block 2: all zero */
+    x[256 + 40] = -7.5f, x[256 + 200] = 7.5f;
+    for (int j = 512; j < 768; j++) x[j] = 0.0f;
     cq_block_q8_K bk[N / 256];
     cq_quantize_row_q8_K(x, bk, N);
+    cr_assert(bk[1].d > 0.0f && bk[1].qs[40] == -127 && bk[1].qs[200] == 127, "d %g", bk[1].d);
+    cr_assert(bk[2].d == 0.0f && bk[2].qs[0] == 0 && bk[2].bsums[15] == 0);
     for (int k = 0; k < N / 256; k++) {
         const float *xb = x + k * 256;
         float amax = 0, max = 0;
         for (int j = 0; j < 256; j++)
             if (fabsf(xb[j]) > amax) amax = fabsf(xb[j]), max = xb[j];
+        if (amax == 0.0f) continue;
         float iscale = -127.f / max;
         cr_assert_eq(bk[k].d, 1.0f / iscale);
         for (int j = 0; j < 256; j++) {

@@ -222,6 +222,23 @@ void cq_quantize_row_q8_1(const float *x, cq_block_q8_1 *dst, int64_t n) {
 void cq_quantize_row_q8_K(const float *x, cq_block_q8_K *dst, int64_t n) {
     for (int64_t k = 0; k < n / QK_K; k++, x += QK_K) {
         float amax = 0.0f, max = 0.0f;
+#if defined(__AVX2__)
+        /* the largest magnitude, then the first element that has it (what
+         * the scalar loop's strict > keeps) */
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        __m256 m8 = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8) m8 = _mm256_max_ps(m8, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m8, 1), _mm256_castps256_ps128(m8));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        amax = _mm_cvtss_f32(m4);
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[j]) == amax) {
+                max = x[j];
+                break;
+            }
+        if (isnan(amax)) amax = 0.0f; /* as the scalar loop, which never takes a NaN */
+#else
         for (int j = 0; j < QK_K; j++) {
             float a = fabsf(x[j]);
             if (a > amax) {
@@ -229,16 +246,32 @@ void cq_quantize_row_q8_K(const float *x, cq_block_q8_K *dst, int64_t n) {
                 max = x[j];
             }
         }
+#endif
         cq_block_q8_K *b = &dst[k];
         if (amax == 0.0f) {
             memset(b, 0, sizeof *b);
             continue;
         }
         const float iscale = -127.f / max;
+#if defined(__AVX2__)
+        const __m256 is = _mm256_set1_ps(iscale), lim = _mm256_set1_ps(127.f);
+        for (int j = 0; j < QK_K; j += 32) {
+            __m256i i4[4];
+            for (int u = 0; u < 4; u++) {
+                __m256 v = _mm256_round_ps(_mm256_mul_ps(is, _mm256_loadu_ps(x + j + 8 * u)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                i4[u] = _mm256_cvtps_epi32(_mm256_min_ps(v, lim));
+            }
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i4[0], i4[1]), _mm256_packs_epi32(i4[2], i4[3]));
+            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(b->qs + j), p);
+        }
+#else
         for (int j = 0; j < QK_K; j++) {
             float v = nearbyintf(iscale * x[j]);
             b->qs[j] = (int8_t)(v > 127.f ? 127 : v);
         }
+#endif
         for (int g = 0; g < QK_K / 16; g++) {
             int s = 0;
             for (int j = 0; j < 16; j++) s += b->qs[16 * g + j];
