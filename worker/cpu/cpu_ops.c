@@ -453,28 +453,39 @@ static void mm_rows_rp(cq_rp_fn fn, const cpu_mm *j, const cpu_act *a, int64_t r
         xr = (cq_xrows){.qs = a->qs, .qs_row = (size_t)in, .qs_blk = QK8_0, .d = a->qd, .s = NULL, .off = a->qb,
                         .m_row = (size_t)nb * sizeof(float)};
     }
-    for (int64_t g0 = r0; g0 < r1; g0 += CQ_RP_ROWS) {
-        const uint8_t *grp = (const uint8_t *)w->rp + (size_t)(g0 / CQ_RP_ROWS) * gbytes;
-        const int nr = (int)(r1 - g0 < CQ_RP_ROWS ? r1 - g0 : CQ_RP_ROWS);
-        for (int64_t b = b0; b < b1;) {
-            const int nc = (int)(b1 - b >= 4 ? 4 : b1 - b);
-            cq_xrows xb = xr;
-            xb.qs += (size_t)b * xr.qs_row;
-            if (xr.d) xb.d = (const float *)((const char *)xr.d + (size_t)b * xr.m_row);
-            if (xr.s) xb.s = (const float *)((const char *)xr.s + (size_t)b * xr.m_row);
-            if (xr.off) xb.off = (const int32_t *)((const char *)xr.off + (size_t)b * xr.m_row);
+    /* columns outer, groups inner: each activation row's outputs land in
+     * consecutive cache lines of y, and the item's few groups stay in L1 */
+    for (int64_t b = b0; b < b1;) {
+        const int nc = (int)(b1 - b >= 4 ? 4 : b1 - b);
+        cq_xrows xb = xr;
+        xb.qs += (size_t)b * xr.qs_row;
+        if (xr.d) xb.d = (const float *)((const char *)xr.d + (size_t)b * xr.m_row);
+        if (xr.s) xb.s = (const float *)((const char *)xr.s + (size_t)b * xr.m_row);
+        if (xr.off) xb.off = (const int32_t *)((const char *)xr.off + (size_t)b * xr.m_row);
+        for (int64_t g0 = r0; g0 < r1; g0 += CQ_RP_ROWS) {
+            const uint8_t *grp = (const uint8_t *)w->rp + (size_t)(g0 / CQ_RP_ROWS) * gbytes;
+            const int nr = (int)(r1 - g0 < CQ_RP_ROWS ? r1 - g0 : CQ_RP_ROWS);
             float out[4 * CQ_RP_ROWS];
             fn(grp, in, &xb, nc, out);
             for (int c = 0; c < nc; c++) {
                 float *y = j->y + (b + c) * j->ldy + g0;
-                for (int r = 0; r < nr; r++) {
+                int r = 0;
+#if CPU_SIMD
+                for (; r + 8 <= nr; r += 8) {
+                    __m256 v = _mm256_loadu_ps(out + c * CQ_RP_ROWS + r);
+                    if (j->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(j->bias + g0 + r));
+                    if (j->accumulate) v = _mm256_add_ps(_mm256_loadu_ps(y + r), v);
+                    _mm256_storeu_ps(y + r, v);
+                }
+#endif
+                for (; r < nr; r++) {
                     float v = out[c * CQ_RP_ROWS + r];
                     if (j->bias) v += j->bias[g0 + r];
                     y[r] = j->accumulate ? y[r] + v : v;
                 }
             }
-            b += nc;
         }
+        b += nc;
     }
 }
 
@@ -561,6 +572,10 @@ int cpu_matmul(cpu_ctx_t *c, const cpu_act *a, const cpu_mm *jobs, int n_jobs) {
         /* blocks of batch rows whose activations fit in L2 beside the weight
          * rows, a multiple of the tile heights (3 f32, 4 q8_0) */
         chunk = SMALL_CHUNK;
+        /* repacked weights in batches: 4 groups per item (see mm_rows_rp) */
+        bool rp_all = a->n >= 8 && !c->scalar;
+        for (int i = 0; i < n_jobs; i++) rp_all = rp_all && jobs[i].w->rp;
+        if (rp_all) chunk = 4 * CQ_RP_ROWS;
         const int64_t row_bytes = a->xq ? (int64_t)a->xq_row : a->wtype == GGML_T_Q8_0 ? 3 * a->in : 4 * a->in;
         bblock = ACT_BLOCK_BYTES / row_bytes / 12 * 12;
         if (bblock < 12) bblock = 12;
