@@ -36,6 +36,8 @@ static inline TGT __attribute__((always_inline)) void rp2_run(const uint8_t *grp
         for (int c = 0; c < NC; c++) acc[c] = summ[c] = _mm256_setzero_ps();
         for (int64_t k = 0; k < nb; k++) {
             const uint8_t *b = grp + (size_t)k * gb;
+            if (NC == 1 && h == 0) /* decode streams the weights once: ask for them early */
+                for (size_t l = 0; l < gb; l += 64) _mm_prefetch((const char *)b + 4096 + l, _MM_HINT_T0);
             const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 16 * h)));
             const uint8_t *q = b + (has_m ? 64 : 32);
             __m256i v[8];

@@ -22,6 +22,12 @@
 
 enum { RP_Q4_0, RP_Q4_1, RP_Q5_0, RP_Q5_1, RP_Q8_0 };
 
+/* Software prefetch distance for one activation row (decode), bytes ahead
+ * of the block being read (the next group follows the current one). */
+#ifndef RP_PF_BYTES
+#define RP_PF_BYTES 4096
+#endif
+
 static inline TGT512 __m512i bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -52,6 +58,8 @@ static inline TGT512 __attribute__((always_inline)) void rp_run(const uint8_t *g
     }
     for (int64_t k = 0; k < nb; k++) {
         const uint8_t *b = grp + (size_t)k * gb;
+        if (NC == 1) /* decode streams the weights once: ask for them early */
+            for (size_t l = 0; l < gb; l += 64) _mm_prefetch((const char *)b + RP_PF_BYTES + l, _MM_HINT_T0);
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
         const uint8_t *q = b + (has_m ? 64 : 32);
         __m512i v[8];
@@ -132,6 +140,8 @@ static inline TGT512 __attribute__((always_inline)) void rp_q4_K_run(const uint8
     for (int c = 0; c < NC; c++) acc[c] = accm[c] = _mm512_setzero_ps();
     for (int64_t k = 0; k < n / QK_K; k++) {
         const uint8_t *b = grp + (size_t)k * gb;
+        if (NC == 1)
+            for (size_t l = 0; l < gb; l += 64) _mm_prefetch((const char *)b + RP_PF_BYTES + l, _MM_HINT_T0);
         const uint8_t *sc = b + 64, *mn = b + 192, *qs = b + 320;
         const cq_block_q8_K *xb[4];
         __m512i isum[4], imin[4];
@@ -192,6 +202,8 @@ static inline TGT512 __attribute__((always_inline)) void rp_q6_K_run(const uint8
     for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t k = 0; k < n / QK_K; k++) {
         const uint8_t *b = grp + (size_t)k * gb;
+        if (NC == 1)
+            for (size_t l = 0; l < gb; l += 64) _mm_prefetch((const char *)b + RP_PF_BYTES + l, _MM_HINT_T0);
         const uint8_t *sc = b + 32, *sp = b + 288, *qs = b + 544;
         const cq_block_q8_K *xb[4];
         __m512i isum[4], off[4];
