@@ -1,15 +1,15 @@
 /* dir: the cluster-wide KV prefix directory (see dir.h).
  *
  * An open-addressing hash table (linear probing) from a block hash to the
- * bitmask of worker slots holding that block. A slot is empty iff its mask is
- * 0: an entry whose last holder goes away is deleted at once by backward-shift
+ * bitmask of worker slots holding that block (DIR_WORDS 64-bit words). A
+ * slot is empty iff its mask is all 0: an entry whose last holder goes away is deleted at once by backward-shift
  * deletion, so there are no tombstones and every probe sequence ends at the
  * first empty slot. Any 64-bit key is valid (0 included).
  *
  * Invariants: cap is a power of two >= DIR_MIN_CAP; count (entries with a
  * non-zero mask) <= cap * 7/10 after every successful insert (the table
  * doubles before passing it), so at least one slot is always empty;
- * blocks[w] == number of entries whose mask has bit w.
+ * blocks[w] == number of entries whose mask has bit w (word w / 64, bit w % 64).
  * The table never shrinks: its size follows the peak of the workers' caches.
  */
 #include "dir.h"
@@ -19,11 +19,18 @@
 #include <string.h>
 
 #define DIR_MIN_CAP 1024
+#define DIR_WORDS (DIR_MAX_WORKERS / 64)
 
 typedef struct {
     uint64_t key;
-    uint64_t mask; /* holders; 0 = empty slot */
+    uint64_t mask[DIR_WORDS]; /* holders; all 0 = empty slot */
 } dir_entry;
+
+static inline bool used(const dir_entry *e) {
+    uint64_t any = 0;
+    for (int k = 0; k < DIR_WORDS; k++) any |= e->mask[k];
+    return any != 0;
+}
 
 struct dir {
     dir_entry *tab; /* (cap) */
@@ -64,7 +71,7 @@ void dir_destroy(dir_t **self_p) {
 /* Index of key's slot, or of the empty slot ending its probe sequence. */
 static size_t find(const dir_t *d, uint64_t key) {
     size_t m = d->cap - 1, i = home(d, key);
-    while (d->tab[i].mask && d->tab[i].key != key) i = (i + 1) & m;
+    while (used(&d->tab[i]) && d->tab[i].key != key) i = (i + 1) & m;
     return i;
 }
 
@@ -80,9 +87,9 @@ static bool grow(dir_t *d) {
     d->bits++;
     size_t m = ncap - 1;
     for (size_t j = 0; j < ocap; j++) {
-        if (!old[j].mask) continue;
+        if (!used(&old[j])) continue;
         size_t i = home(d, old[j].key);
-        while (d->tab[i].mask) i = (i + 1) & m;
+        while (used(&d->tab[i])) i = (i + 1) & m;
         d->tab[i] = old[j];
     }
     free(old);
@@ -95,7 +102,7 @@ static void delete_at(dir_t *d, size_t i) {
     size_t m = d->cap - 1, j = i;
     for (;;) {
         j = (j + 1) & m;
-        if (!d->tab[j].mask) break;
+        if (!used(&d->tab[j])) break;
         size_t h = home(d, d->tab[j].key);
         /* The entry at j may fill the hole at i iff its home is not in the
          * cyclic range (i, j]: moving it earlier would otherwise put it
@@ -105,18 +112,19 @@ static void delete_at(dir_t *d, size_t i) {
         d->tab[i] = d->tab[j];
         i = j;
     }
-    d->tab[i].mask = 0;
+    memset(d->tab[i].mask, 0, sizeof d->tab[i].mask);
     d->tab[i].key = 0;
     d->count--;
 }
 
 void dir_add(dir_t *d, uint64_t hash, int worker) {
     if (!d || worker < 0 || worker >= DIR_MAX_WORKERS) return;
-    uint64_t bit = 1ULL << worker;
+    uint64_t bit = 1ULL << (worker % 64);
+    int wd = worker / 64;
     size_t i = find(d, hash);
-    if (d->tab[i].mask) {
-        if (!(d->tab[i].mask & bit)) {
-            d->tab[i].mask |= bit;
+    if (used(&d->tab[i])) {
+        if (!(d->tab[i].mask[wd] & bit)) {
+            d->tab[i].mask[wd] |= bit;
             d->blocks[worker]++;
         }
         return;
@@ -132,19 +140,21 @@ void dir_add(dir_t *d, uint64_t hash, int worker) {
             return;
     }
     d->tab[i].key = hash;
-    d->tab[i].mask = bit;
+    memset(d->tab[i].mask, 0, sizeof d->tab[i].mask);
+    d->tab[i].mask[wd] = bit;
     d->count++;
     d->blocks[worker]++;
 }
 
 void dir_remove(dir_t *d, uint64_t hash, int worker) {
     if (!d || worker < 0 || worker >= DIR_MAX_WORKERS) return;
-    uint64_t bit = 1ULL << worker;
+    uint64_t bit = 1ULL << (worker % 64);
+    int wd = worker / 64;
     size_t i = find(d, hash);
-    if (!(d->tab[i].mask & bit)) return;
-    d->tab[i].mask &= ~bit;
+    if (!(d->tab[i].mask[wd] & bit)) return;
+    d->tab[i].mask[wd] &= ~bit;
     d->blocks[worker]--;
-    if (!d->tab[i].mask) delete_at(d, i);
+    if (!used(&d->tab[i])) delete_at(d, i);
 }
 
 /* Walks the table once. After a deletion at i, the slot may hold an entry
@@ -153,14 +163,15 @@ void dir_remove(dir_t *d, uint64_t hash, int worker) {
  * so revisiting them is a no-op). */
 void dir_drop_worker(dir_t *d, int worker) {
     if (!d || worker < 0 || worker >= DIR_MAX_WORKERS) return;
-    uint64_t bit = 1ULL << worker;
+    uint64_t bit = 1ULL << (worker % 64);
+    int wd = worker / 64;
     size_t i = 0;
     while (i < d->cap && d->blocks[worker]) {
         dir_entry *e = &d->tab[i];
-        if (e->mask & bit) {
-            e->mask &= ~bit;
+        if (e->mask[wd] & bit) {
+            e->mask[wd] &= ~bit;
             d->blocks[worker]--;
-            if (!e->mask) {
+            if (!used(e)) {
                 delete_at(d, i);
                 continue;
             }
@@ -171,31 +182,41 @@ void dir_drop_worker(dir_t *d, int worker) {
 
 uint64_t dir_holders(const dir_t *d, uint64_t hash) {
     if (!d) return 0;
-    return d->tab[find(d, hash)].mask;
+    return d->tab[find(d, hash)].mask[0];
+}
+
+bool dir_holds(const dir_t *d, uint64_t hash, int worker) {
+    if (!d || worker < 0 || worker >= DIR_MAX_WORKERS) return false;
+    return (d->tab[find(d, hash)].mask[worker / 64] >> (worker % 64)) & 1;
 }
 
 int dir_match(const dir_t *d, const uint64_t *hashes, int n, int32_t runs[DIR_MAX_WORKERS]) {
     memset(runs, 0, sizeof(int32_t) * DIR_MAX_WORKERS);
     if (!d || !hashes || n <= 0) return 0;
-    uint64_t still = ~0ULL; /* workers holding every block so far */
+    uint64_t still[DIR_WORDS]; /* workers holding every block so far */
+    for (int k = 0; k < DIR_WORDS; k++) still[k] = ~0ULL;
     for (int i = 0; i < n; i++) {
-        uint64_t now = still & dir_holders(d, hashes[i]);
-        uint64_t gone = still & ~now;
-        if (i > 0) { /* at i == 0, "gone" is everyone who never started: run 0 */
-            while (gone) {
-                int w = __builtin_ctzll(gone);
-                runs[w] = i;
-                gone &= gone - 1;
+        const dir_entry *e = &d->tab[find(d, hashes[i])];
+        uint64_t any = 0;
+        for (int k = 0; k < DIR_WORDS; k++) {
+            uint64_t now = still[k] & e->mask[k];
+            uint64_t gone = still[k] & ~now;
+            if (i > 0) { /* at i == 0, "gone" is everyone who never started: run 0 */
+                while (gone) {
+                    runs[64 * k + __builtin_ctzll(gone)] = i;
+                    gone &= gone - 1;
+                }
             }
+            still[k] = now;
+            any |= now;
         }
-        still = now;
-        if (!still) return i;
+        if (!any) return i;
     }
-    while (still) {
-        int w = __builtin_ctzll(still);
-        runs[w] = n;
-        still &= still - 1;
-    }
+    for (int k = 0; k < DIR_WORDS; k++)
+        while (still[k]) {
+            runs[64 * k + __builtin_ctzll(still[k])] = n;
+            still[k] &= still[k] - 1;
+        }
     return n;
 }
 

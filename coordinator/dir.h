@@ -11,10 +11,11 @@
 #ifndef HELIUM_DIR_H
 #define HELIUM_DIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define DIR_MAX_WORKERS 64
+#define DIR_MAX_WORKERS 128 /* a multiple of 64 (the mask's words) */
 
 typedef struct dir dir_t;
 
@@ -26,8 +27,10 @@ void dir_add(dir_t *d, uint64_t hash, int worker);
 void dir_remove(dir_t *d, uint64_t hash, int worker);
 /* Removes every entry of worker. O(entries). */
 void dir_drop_worker(dir_t *d, int worker);
-/* Bitmask of the workers holding hash (0 if none). O(1). */
+/* Bitmask of the workers in slots 0..63 holding hash (0 if none). O(1). */
 uint64_t dir_holders(const dir_t *d, uint64_t hash);
+/* True if worker holds hash. O(1). */
+bool dir_holds(const dir_t *d, uint64_t hash, int worker);
 
 /* For the chain hashes[0..n), writes into runs[w] (w < DIR_MAX_WORKERS) the
  * number of leading blocks worker w holds, and returns the largest run. Does

@@ -145,7 +145,8 @@ void opt_destroy(opt_t **self_p) {
         free(o->blocks[p].v);
     }
     free(o->slots);
-    free(o->ws.v);
+    for (int w = 0; w < DIR_MAX_WORKERS; w++)
+        for (int k = 0; k < 2; k++) free(o->ws_memo[w][k].set.v);
     free(o->hbuf);
     free(o);
     *self_p = NULL;
@@ -436,6 +437,7 @@ static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, c
     memcpy(g->hashes, hashes, (size_t)nb * sizeof *g->hashes);
     memcpy(g->tokens, tokens, (size_t)nb * (size_t)o->bs * sizeof *g->tokens);
     o->pins[o->n_pins++] = g;
+    o->pins_gen++;
     o->next_pin++;
     st_of(o, pol)->pins++;
     return g;
@@ -444,6 +446,7 @@ static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, c
 static void pin_remove_at(opt_t *o, size_t i) {
     pin_free(o->pins[i]);
     o->pins[i] = o->pins[--o->n_pins];
+    o->pins_gen++;
 }
 
 static void pin_add_user(opt_pin *g, job_task *t) {
@@ -505,6 +508,7 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
         opt_pin *g = pin_new(o, tag, slot, pol, hashes, want, t->ids);
         if (g) {
             g->steps = opt_pin_steps(o, t); /* what the Dispatch carried */
+            o->pins_gen++;
             pin_add_user(g, t);
             clog_msg(CLOG_DEBUG, "%s: %s pins %d blocks on slot %d for pending calls", t->job->id, g->tag, want, slot);
         }
@@ -566,6 +570,7 @@ static void refresh_steps(opt_t *o, opt_pin *g) {
     o->io.send_pin_steps(o->io.ctx, w, g->tag, now);
     clog_msg(CLOG_DEBUG, "%s on %s: needed %u steps ahead (was %u)", g->tag, w->id, now, g->steps);
     g->steps = now;
+    o->pins_gen++;
     st_of(o, g->pol)->pin_updates++;
 }
 
@@ -574,7 +579,9 @@ void opt_sweep(opt_t *o) {
     o->sweep_dirty = false;
     for (size_t i = 0; i < o->n_pins;) {
         opt_pin *g = o->pins[i];
-        g->live = needed(o, g);
+        int32_t live = needed(o, g);
+        if (live != g->live) o->pins_gen++;
+        g->live = live;
         if (!g->warm_task && g->n_users == 0 && g->live == 0) {
             release(o, i); /* moves the last group into slot i */
         } else {
@@ -636,6 +643,7 @@ void opt_warm(opt_t *o) {
         g->warm_task = task_id;
         g->warm_load = ch.load_tokens;
         g->steps = steps_u32(p->steps);
+        o->pins_gen++;
         w->load_tokens += ch.load_tokens;
         sched_pending_add(o->sched, w->slot, p->hashes, p->n_blocks);
         clog_msg(CLOG_DEBUG, "warm %s: %d blocks shared by %d pending calls -> %s (task %llu%s)", tag, p->n_blocks,
@@ -666,6 +674,7 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
         opt_pin *g = o->pins[i];
         if (g->warm_task != task_id || g->slot != w->slot) continue;
         g->warm_task = 0;
+        o->pins_gen++;
         w->load_tokens -= g->warm_load;
         if (w->load_tokens < 0) w->load_tokens = 0;
         sched_pending_remove(o->sched, w->slot, g->hashes, g->n_blocks);
@@ -684,38 +693,60 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
 
 /* ---------------------------------------------------------- KV admission */
 
+static uint64_t sig_mix(uint64_t h, uint64_t x) { return (h ^ (x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2))) * 0x100000001b3ULL; }
+
+/* Digest of what w's working set is built from: its in-flight calls
+ * (w->inflight_gen moves with every add or remove; a task's hashes and pages
+ * are fixed while it is in flight) and the pins (o->pins_gen moves whenever a
+ * pin is added, removed, or changes a field ws_need reads). O(1). */
+static uint64_t ws_sig(const opt_t *o, const wkr_t *w) {
+    uint64_t h = sig_mix(sig_mix(sig_mix(0xcbf29ce484222325ULL, (uint64_t)w->slot), o->pins_gen), w->inflight_gen);
+    return h ? h : 1;
+}
+
 /* Pages worker w would need with a call of `pages` pages (prompt blocks
  * hashes[0..nb)) added, as opt.h describes for opt_ws_fits; all_pins: count
  * every live pinned prefix, not only those a ready call needs. -1: w has no
  * call in flight and admits this one whatever it needs (all_pins, or no
  * prefix reserved for ready calls there, or the call reads mostly such a
- * prefix). */
+ * prefix). The working set is rebuilt only when ws_sig says its inputs
+ * changed (o->ws_memo): O(nb) per call otherwise. */
 static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins) {
-    u64set *ws = &o->ws;
-    set_clear(ws);
-    int64_t priv = 0;
-    bool busy = false;
-    for (size_t i = 0; i < w->n_inflight; i++) {
-        const job_task *t = w->inflight[i];
-        if (t->kind != JT_LLM) continue;
-        busy = true;
-        for (int32_t k = 0; k < t->n_hashes; k++) set_add(ws, t->hashes[k]);
-        if (t->pages > t->n_hashes) priv += t->pages - t->n_hashes;
+    opt_ws_memo *m = &o->ws_memo[w->slot >= 0 && w->slot < DIR_MAX_WORKERS ? w->slot : 0][all_pins];
+    uint64_t sig = ws_sig(o, w);
+    if (m->sig != sig) {
+        u64set *ws = &m->set;
+        set_clear(ws);
+        int64_t priv = 0;
+        bool busy = false;
+        for (size_t i = 0; i < w->n_inflight; i++) {
+            const job_task *t = w->inflight[i];
+            if (t->kind != JT_LLM) continue;
+            busy = true;
+            for (int32_t k = 0; k < t->n_hashes; k++) set_add(ws, t->hashes[k]);
+            if (t->pages > t->n_hashes) priv += t->pages - t->n_hashes;
+        }
+        for (size_t i = 0; i < o->n_pins; i++) {
+            const opt_pin *g = o->pins[i];
+            if (g->slot != w->slot) continue;
+            if (g->warm_task) busy = true;
+            /* what a pending call that is ready now still needs, all of it while
+             * being warmed (blocks of users in flight are counted with them,
+             * above); a prefix whose readers wait upstream reserves nothing: it
+             * stays pinned, evicted after other idle blocks, but a call that can
+             * run now comes first */
+            if (!all_pins && !g->warm_task && g->steps > 0) continue;
+            int32_t nb_live = g->warm_task ? g->n_blocks : g->live;
+            if (nb_live <= 0) continue;
+            for (int32_t k = 0; k < nb_live; k++) set_add(ws, g->hashes[k]);
+        }
+        m->sig = sig;
+        m->priv = priv;
+        m->busy = busy;
     }
-    for (size_t i = 0; i < o->n_pins; i++) {
-        const opt_pin *g = o->pins[i];
-        if (g->slot != w->slot) continue;
-        if (g->warm_task) busy = true;
-        /* what a pending call that is ready now still needs, all of it while
-         * being warmed (blocks of users in flight are counted with them,
-         * above); a prefix whose readers wait upstream reserves nothing: it
-         * stays pinned, evicted after other idle blocks, but a call that can
-         * run now comes first */
-        if (!all_pins && !g->warm_task && g->steps > 0) continue;
-        int32_t nb_live = g->warm_task ? g->n_blocks : g->live;
-        if (nb_live <= 0) continue;
-        for (int32_t k = 0; k < nb_live; k++) set_add(ws, g->hashes[k]);
-    }
+    const u64set *ws = &m->set;
+    int64_t priv = m->priv;
+    bool busy = m->busy;
     if (!busy && (all_pins || ws->n == 0)) return -1;
     int64_t fresh = 0;
     for (int32_t k = 0; k < nb; k++)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "herr.h"
+#include "dir.h"
 #include "opt.h"
 
 #define OPT_DD_BUCKETS 256
@@ -47,6 +48,15 @@ typedef struct {
     size_t n, cap;
 } u64set;
 
+/* ws_need's working set of one worker, rebuilt only when its inputs (the
+ * worker's in-flight calls, the pins on it) changed: sig digests them. */
+typedef struct {
+    uint64_t sig;           /* 0 = never built */
+    u64set set;
+    int64_t priv;
+    bool busy;
+} opt_ws_memo;
+
 struct opt {
     const tok_t *tok;
     sched_t *sched;
@@ -60,6 +70,7 @@ struct opt {
     bool warm_dirty;        /* the helium tree changed since the last opt_warm */
     bool sweep_dirty;       /* something a group depends on changed */
     opt_pin **pins;         /* (n_pins) */
+    uint64_t pins_gen;      /* moves on every change to pins that ws_need reads (its memo's key) */
     size_t n_pins, cap_pins;
     uint64_t next_pin;
     rcache_t *rc;
@@ -68,7 +79,7 @@ struct opt {
     u64set prompts[SCHED_N_POLICIES], blocks[SCHED_N_POLICIES];
     ptree_slot *slots;      /* (cap_slots) opt_order output */
     size_t cap_slots;
-    u64set ws;              /* opt_ws_fits scratch */
+    opt_ws_memo ws_memo[DIR_MAX_WORKERS][2]; /* by worker slot and all_pins */
     uint64_t *hbuf;         /* (cap_hbuf) scratch hashes */
     size_t cap_hbuf;
     opt_counters st[SCHED_N_POLICIES];

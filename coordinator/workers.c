@@ -216,6 +216,10 @@ int32_t wkr_kv_avail(const wkr_t *w) {
     return (int32_t)a;
 }
 
+/* Source of inflight_gen values: unique across workers and slot reuse. The
+ * coordinator's loop is single-threaded (workers.h). */
+static uint64_t inflight_gens;
+
 int wkr_inflight_add(wkr_t *w, job_task *t) {
     if (w->n_inflight == w->cap_inflight) {
         size_t c = w->cap_inflight ? w->cap_inflight * 2 : 16;
@@ -225,6 +229,7 @@ int wkr_inflight_add(wkr_t *w, job_task *t) {
         w->cap_inflight = c;
     }
     w->inflight[w->n_inflight++] = t;
+    w->inflight_gen = ++inflight_gens;
     w->load_tokens += t->load_tokens;
     w->reserved_pages += t->reserve_pages;
     return 0;
@@ -234,6 +239,7 @@ void wkr_inflight_remove(wkr_t *w, job_task *t) {
     for (size_t i = 0; i < w->n_inflight; i++)
         if (w->inflight[i] == t) {
             w->inflight[i] = w->inflight[--w->n_inflight];
+            w->inflight_gen = ++inflight_gens;
             w->load_tokens -= t->load_tokens;
             if (w->load_tokens < 0) w->load_tokens = 0;
             w->reserved_pages -= t->reserve_pages; /* its pages become reclaimable */

@@ -73,6 +73,7 @@ typedef struct wkr {
     job_task **inflight;      /* (n_inflight) */
     size_t n_inflight, cap_inflight;
     int64_t load_tokens;      /* sum of the in-flight tasks' load_tokens */
+    uint64_t inflight_gen;    /* changes with every in-flight add or remove (never repeats) */
 } wkr_t;
 
 typedef struct wkrs wkrs_t;

@@ -55,9 +55,9 @@ Test(dir, add_remove_holders_counts) {
 
     /* out-of-range slots are ignored */
     dir_add(d, 99, -1);
-    dir_add(d, 99, 64);
+    dir_add(d, 99, DIR_MAX_WORKERS);
     cr_assert_eq(dir_holders(d, 99), 0);
-    cr_assert_eq(dir_worker_blocks(d, 64), 0);
+    cr_assert_eq(dir_worker_blocks(d, DIR_MAX_WORKERS), 0);
     cr_assert_eq(dir_size(d), 3);
 
     dir_remove(d, 42, 0);
@@ -211,6 +211,37 @@ Test(dir, match_64_workers) {
     for (int w = 0; w < 64; w++) cr_assert_eq(runs[w], w + 1, "w=%d", w);
     cr_assert_eq(dir_holders(d, h[0]), ~0ULL);
     cr_assert_eq(dir_worker_blocks(d, 63), 64);
+    dir_destroy(&d);
+}
+
+/* slots past 63 (the mask's second word): matches, holds, counts and drops */
+Test(dir, match_all_slots) {
+    dir_t *d = dir_new();
+    enum { N = DIR_MAX_WORKERS };
+    static uint64_t h[N];
+    chain(13, h, N);
+    /* worker w holds the first w+1 blocks */
+    for (int w = 0; w < N; w++)
+        for (int i = 0; i <= w; i++) dir_add(d, h[i], w);
+    int32_t runs[DIR_MAX_WORKERS];
+    cr_assert_eq(dir_match(d, h, N, runs), N);
+    for (int w = 0; w < N; w++) cr_assert_eq(runs[w], w + 1, "w=%d", w);
+    cr_assert(dir_holds(d, h[0], N - 1));
+    cr_assert(dir_holds(d, h[64], 64));
+    cr_assert(!dir_holds(d, h[65], 64));
+    cr_assert(!dir_holds(d, h[0], N)); /* out of range */
+    cr_assert_eq(dir_holders(d, h[0]), ~0ULL); /* slots 0..63 only */
+    cr_assert_eq(dir_holders(d, h[100]), 0);
+    cr_assert_eq(dir_worker_blocks(d, N - 1), (size_t)N);
+    dir_drop_worker(d, N - 1); /* h[N-1] had only this holder */
+    cr_assert_eq(dir_size(d), (size_t)N - 1);
+    cr_assert_eq(dir_match(d, h, N, runs), N - 1);
+    cr_assert_eq(runs[N - 1], 0);
+    cr_assert_eq(runs[N - 2], N - 1);
+    dir_remove(d, h[70], 100);
+    cr_assert_eq(dir_match(d, h, N, runs), N - 1);
+    cr_assert_eq(runs[100], 70);
+    cr_assert_eq(runs[64], 65);
     dir_destroy(&d);
 }
 
