@@ -309,6 +309,7 @@ def main():
     p.add_argument("--jobs", default="1000")
     p.add_argument("--arrivals", default="batch,poisson:auto")
     p.add_argument("--policies", default=",".join(POLICIES))
+    p.add_argument("--append", action="store_true", help="keep the points of results/sim/scale.json already run")
     a = ap.parse_args()
     setup(a)
     if a.cmd == "once":

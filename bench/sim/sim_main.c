@@ -313,13 +313,20 @@ static void settle(sim_world *w) {
                 w->touched[i] = false;
                 simw_kick(w->w[i]);
             }
-        if (!moved && w->c->tools && tools_active(w->c->tools)) { /* wall time; simulated time stands still */
+        if (w->c->tools && tools_active(w->c->tools)) {
+            /* tool calls run in wall time while simulated time stands still:
+             * drive curl on every pass (its timeouts are wall-clock), and
+             * wait for it only when nothing else can move */
+            size_t before = tools_active(w->c->tools);
             zmq_pollitem_t it[64];
             int n = tools_poll_items(w->c->tools, it, 64);
             long to = tools_timeout_ms(w->c->tools);
-            zmq_poll(it, n, to < 0 || to > 50 ? 50 : to);
+            zmq_poll(it, n, moved ? 0 : (to < 0 || to > 50 ? 50 : to));
+            double t1 = cpu_now();
             tools_perform(w->c->tools, it, n);
-            moved = true;
+            w->coord_cpu_s += cpu_now() - t1;
+            if (!moved) moved = true;
+            else if (tools_active(w->c->tools) != before) moved = true;
         }
         if (!moved && !w->outbox.n) return;
     }

@@ -4,6 +4,7 @@ sim_*.png). Python 3 standard library; matplotlib from any Python that has it
 (~/.cache/helium/venv-plot) for the PNGs.
 """
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -228,6 +229,10 @@ def scale(a):
     recs = []
     out_json = os.path.join(a.out, "scale.json")
     os.makedirs(a.out, exist_ok=True)
+    if a.append and os.path.exists(out_json):  # keep the points already run (all jobs done)
+        with open(out_json) as f:
+            recs = [r for r in json.load(f)["records"] if r["jobs_done"] == r["n_jobs"]]
+    have = {(r["jobs"], r["workers"], r["arrival"], r["policy"]): r for r in recs}
     max_jobs = max(jobs_l)
     svc = R.service_for(names, n_seeds=max_jobs // 6 + 3)
     try:
@@ -245,10 +250,15 @@ def scale(a):
                         arr_eff = arr
                     scen = R.scenario(names, nj, a.seed, None, arr_eff, svc.port)
                     for pol in pols:
+                        if (nj, n, arr, pol) in have:
+                            if arr == "batch":
+                                batch_tp[pol] = have[(nj, n, arr, pol)]["throughput_wpm"]
+                            continue
                         l0 = load()
                         s, dig = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir)
                         s.update({"arrival": arr, "arrival_eff": arr_eff, "jobs": nj, "loadavg": l0,
-                                  "outputs_digest": hash(tuple(sorted((k, v[0]) for k, v in dig.items())))})
+                                  "outputs_digest": hashlib.sha1("\n".join(f"{k} {v[0]}" for k, v in
+                                                                 sorted(dig.items())).encode()).hexdigest()})
                         recs.append(s)
                         if arr == "batch":
                             batch_tp[pol] = s["throughput_wpm"]
