@@ -147,11 +147,20 @@ int main(int argc, char **argv) {
                 }
                 memcpy(copies[ci], w, wbytes);
             }
-            cpu_mat m = {.type = t, .in = in, .out = out, .row_bytes = rb, .data = w};
+            /* each copy repacked as the CPU backend does (cpu_mat_repack) where
+             * this CPU has a repacked kernel for t */
+            cpu_mat *mats = malloc(sizeof(cpu_mat) * (size_t)n_copies);
+            for (int ci = 0; ci < n_copies; ci++) {
+                mats[ci] = (cpu_mat){.type = t, .in = in, .out = out, .row_bytes = rb, .data = copies[ci]};
+                if (cpu_mat_repack(&mats[ci])) {
+                    fprintf(stderr, "kernels: %s\n", he_msg());
+                    return 1;
+                }
+            }
             for (int ni = 0; ni < n_ns; ni++) {
                 const int64_t n = ns[ni];
                 cpu_act a = {0};
-                cpu_mm job = {.w = &m, .y = y, .ldy = out, .bias = NULL, .accumulate = false};
+                cpu_mm job = {.w = &mats[0], .y = y, .ldy = out, .bias = NULL, .accumulate = false};
                 if (cpu_act_prepare(c, &a, t, x, n, in) || cpu_matmul(c, &a, &job, 1)) {
                     fprintf(stderr, "kernels: %s\n", he_msg());
                     return 1;
@@ -162,7 +171,7 @@ int main(int argc, char **argv) {
                 int reps = 0, cap = 64;
                 double *ts = malloc(sizeof(double) * (size_t)cap), t0 = now();
                 while (reps < 5 || now() - t0 < min_s) {
-                    m.data = copies[reps % n_copies];
+                    job.w = &mats[reps % n_copies];
                     double s = now();
                     cpu_act_prepare(c, &a, t, x, n, in);
                     cpu_matmul(c, &a, &job, 1);
@@ -172,14 +181,18 @@ int main(int argc, char **argv) {
                 qsort(ts, (size_t)reps, sizeof(double), cmp_double);
                 double med = ts[reps / 2];
                 free(ts);
-                printf("%-5s %5lld %5lld %4lld %10.1f %9.1f %8.1f %9.1e%s\n", ggml_type_name(t), (long long)in,
+                printf("%-5s %5lld %5lld %4lld %10.1f %9.1f %8.1f %9.1e%s%s\n", ggml_type_name(t), (long long)in,
                        (long long)out, (long long)n, med * 1e6, 2.0 * n * in * out / med * 1e-9,
-                       (double)rb * out / med * 1e-9, err, err > 1e-5 ? "  INVALID" : "");
+                       (double)rb * out / med * 1e-9, err, mats[0].rp ? "  repacked" : "",
+                       err > 1e-5 ? "  INVALID" : "");
                 fflush(stdout);
                 cpu_act_free(&a);
-                m.data = w;
             }
-            for (int ci = 0; ci < n_copies; ci++) free(copies[ci]);
+            for (int ci = 0; ci < n_copies; ci++) {
+                cpu_mat_release(&mats[ci]);
+                free(copies[ci]);
+            }
+            free(mats);
             free(copies);
         }
         free(wf);
