@@ -29,277 +29,8 @@
 #include <string.h>
 
 #include "blockhash.h"
-#include "sim.h"
+#include "sim_worker_impl.h"
 #include "tokenizer.h"
-
-enum { B_FREE, B_USED, B_LRU, B_PIN };
-
-typedef struct {
-    uint64_t hash;
-    int32_t ref, prev, next;     /* prev/next: LRU list links (-1 = none); next: free list too */
-    int32_t pins;                /* tags pinning this hash */
-    uint32_t steps;              /* pin priority: steps until needed (higher evicted first) */
-    uint64_t commit_no;
-    uint8_t where;
-    bool committed;
-} blk_t;
-
-typedef struct seq {
-    uint64_t task_id;
-    char *job_id, *op_id;
-    uint32_t attempt, item, round;
-    int32_t *toks;               /* (n_prompt + max_gen) prompt then generated */
-    int32_t n_tok, n_prompt, n_kv, max_gen;
-    int32_t *bt;                 /* (max_pages) blocks */
-    int32_t n_bt;
-    uint64_t *hashes;            /* (max_pages) */
-    int32_t n_hashed, n_phash;
-    int32_t cached, pulled, take;
-    bool admitted_once, warm, no_cache;
-    int64_t admit_seq;
-    uint64_t phash;              /* digest of the prompt ids (outputs) */
-    uint64_t *pin;               /* (n_pin) */
-    int32_t n_pin;
-    char *pin_tag;
-    uint32_t pin_steps;
-    uint64_t *pull;              /* (n_pull) hinted hashes */
-    int32_t n_pull, pull_src;
-    uint64_t pull_token;
-    struct seq *next;
-} seq_t;
-
-typedef struct {
-    char *tag;
-    uint64_t *h;
-    int32_t n, cap;
-} tag_t;
-
-struct sim_worker {
-    sim_world *world;
-    int index;
-    char id[16];
-    sim_geom g;
-    sim_cost cost;
-    size_t page_bytes;
-    int32_t max_pages;
-    blk_t *b;                    /* (kv_blocks) */
-    int32_t free_head, lru_head, lru_tail, n_free, n_lru, n_pin_idle, n_pinned_total;
-    uint64_t commits;
-    uint64_t *hkey;              /* hash table (hcap): key, hval = block, -1 empty */
-    int32_t *hval;
-    uint32_t hcap;
-    seq_t *wait_head, *wait_tail, *pulling;
-    seq_t **run;                 /* (max_seqs) */
-    int32_t n_run;
-    seq_t **batch;               /* (max_seqs) this step's sequences */
-    int32_t n_batch;
-    int64_t admit_counter;
-    bool stepping;
-    double step_started;
-    uint64_t next_pull_token;
-    tag_t *tags;
-    int32_t n_tags, cap_tags;
-    uint64_t *ev_stored, *ev_removed;
-    size_t n_stored, n_removed, cap_stored, cap_removed;
-    uint64_t cache_seq;
-    uint64_t lookups, hits;
-    simw_stats st;
-};
-
-/* ------------------------------------------------------------ hash table */
-
-static uint32_t hslot(const sim_worker *w, uint64_t h) { return (uint32_t)(h ^ (h >> 29)) & (w->hcap - 1); }
-
-static int32_t hfind(const sim_worker *w, uint64_t h) {
-    for (uint32_t i = hslot(w, h);; i = (i + 1) & (w->hcap - 1)) {
-        if (w->hval[i] < 0) return -1;
-        if (w->hkey[i] == h) return w->hval[i];
-    }
-}
-
-static void hput(sim_worker *w, uint64_t h, int32_t blk) {
-    uint32_t i = hslot(w, h);
-    while (w->hval[i] >= 0) i = (i + 1) & (w->hcap - 1);
-    w->hkey[i] = h;
-    w->hval[i] = blk;
-}
-
-static void hdel(sim_worker *w, uint64_t h) {
-    uint32_t m = w->hcap - 1, i = hslot(w, h);
-    while (w->hval[i] >= 0 && w->hkey[i] != h) i = (i + 1) & m;
-    if (w->hval[i] < 0) return;
-    w->hval[i] = -1;
-    for (uint32_t j = (i + 1) & m; w->hval[j] >= 0; j = (j + 1) & m) { /* backward shift */
-        uint32_t k = hslot(w, w->hkey[j]);
-        if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
-            w->hkey[i] = w->hkey[j];
-            w->hval[i] = w->hval[j];
-            w->hval[j] = -1;
-            i = j;
-        }
-    }
-}
-
-/* ---------------------------------------------------------------- events */
-
-static void push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x) {
-    if (*n == *cap) {
-        *cap = *cap ? 2 * *cap : 64;
-        uint64_t *nv = realloc(*v, *cap * sizeof **v);
-        if (!nv) abort();
-        *v = nv;
-    }
-    (*v)[(*n)++] = x;
-}
-
-static void send_wmsg(sim_worker *w, Helium__WorkerMsg *m) {
-    m->protocol_version = HELIUM__PROTOCOL__PROTOCOL_CURRENT;
-    m->worker_id = w->id;
-    size_t len = helium__worker_msg__get_packed_size(m);
-    uint8_t stackbuf[4096], *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
-    if (!buf) abort();
-    helium__worker_msg__pack(m, buf);
-    sim_deliver(w->world, w->index, buf, len);
-    if (buf != stackbuf) free(buf);
-}
-
-static void flush_events(sim_worker *w) {
-    if (!w->n_stored && !w->n_removed) return;
-    Helium__CacheEvents ce = HELIUM__CACHE_EVENTS__INIT;
-    ce.stored = w->ev_stored;
-    ce.n_stored = w->n_stored;
-    ce.removed = w->ev_removed;
-    ce.n_removed = w->n_removed;
-    ce.seq = ++w->cache_seq;
-    Helium__WorkerMsg m = HELIUM__WORKER_MSG__INIT;
-    m.body_case = HELIUM__WORKER_MSG__BODY_CACHE_EVENTS;
-    m.cache_events = &ce;
-    w->n_stored = w->n_removed = 0;
-    send_wmsg(w, &m);
-}
-
-/* ---------------------------------------------------------------- blocks */
-
-static void lru_unlink(sim_worker *w, int32_t i) {
-    blk_t *b = &w->b[i];
-    if (b->prev >= 0) w->b[b->prev].next = b->next;
-    else w->lru_head = b->next;
-    if (b->next >= 0) w->b[b->next].prev = b->prev;
-    else w->lru_tail = b->prev;
-    b->prev = b->next = -1;
-    w->n_lru--;
-}
-
-static void lru_push(sim_worker *w, int32_t i) {
-    blk_t *b = &w->b[i];
-    b->where = B_LRU;
-    b->prev = w->lru_tail;
-    b->next = -1;
-    if (w->lru_tail >= 0) w->b[w->lru_tail].next = i;
-    else w->lru_head = i;
-    w->lru_tail = i;
-    w->n_lru++;
-}
-
-/* Moves an idle (ref 0) block where its state says: LRU, pinned-idle or free. */
-static void park(sim_worker *w, int32_t i) {
-    blk_t *b = &w->b[i];
-    if (!b->committed) {
-        b->where = B_FREE;
-        b->next = w->free_head;
-        w->free_head = i;
-        w->n_free++;
-    } else if (b->pins > 0) {
-        b->where = B_PIN;
-        w->n_pin_idle++;
-    } else {
-        lru_push(w, i);
-    }
-}
-
-static void take_out(sim_worker *w, int32_t i) {
-    blk_t *b = &w->b[i];
-    if (b->where == B_LRU) lru_unlink(w, i);
-    else if (b->where == B_PIN) w->n_pin_idle--;
-    b->where = B_USED;
-}
-
-static void forget_pins(sim_worker *w, uint64_t h) {
-    for (int32_t t = 0; t < w->n_tags; t++)
-        for (int32_t k = 0; k < w->tags[t].n; k++)
-            if (w->tags[t].h[k] == h) {
-                w->tags[t].h[k] = w->tags[t].h[--w->tags[t].n];
-                w->n_pinned_total--;
-                break;
-            }
-}
-
-static void evict(sim_worker *w, int32_t i) {
-    blk_t *b = &w->b[i];
-    if (w->n_stored) flush_events(w);
-    take_out(w, i);
-    hdel(w, b->hash);
-    push_u64(&w->ev_removed, &w->n_removed, &w->cap_removed, b->hash);
-    if (b->pins) forget_pins(w, b->hash);
-    b->committed = false;
-    b->pins = 0;
-    w->st.evictions++;
-}
-
-/* A block with ref 1, or -1 when every block is in use. */
-static int32_t alloc_blk(sim_worker *w) {
-    int32_t i = -1;
-    if (w->free_head >= 0) {
-        i = w->free_head;
-        w->free_head = w->b[i].next;
-        w->n_free--;
-    } else if (w->lru_head >= 0) {
-        i = w->lru_head;
-        evict(w, i);
-    } else if (w->n_pin_idle > 0) {
-        for (int32_t k = 0; k < w->g.kv_blocks; k++) {
-            blk_t *b = &w->b[k];
-            if (b->where != B_PIN) continue;
-            if (i < 0 || b->steps > w->b[i].steps || (b->steps == w->b[i].steps && b->commit_no > w->b[i].commit_no))
-                i = k;
-        }
-        evict(w, i);
-    } else {
-        return -1;
-    }
-    w->b[i].where = B_USED;
-    w->b[i].ref = 1;
-    w->b[i].prev = w->b[i].next = -1;
-    return i;
-}
-
-static void blk_ref(sim_worker *w, int32_t i) {
-    if (w->b[i].ref++ == 0) take_out(w, i);
-}
-
-static void blk_unref(sim_worker *w, int32_t i) {
-    if (--w->b[i].ref == 0) park(w, i);
-}
-
-/* Commits block i under h; returns the block that holds h now (an identical
- * block already cached is shared and i released). */
-static int32_t commit_blk(sim_worker *w, int32_t i, uint64_t h) {
-    int32_t g = hfind(w, h);
-    if (g >= 0 && g != i) {
-        blk_ref(w, g);
-        blk_unref(w, i);
-        return g;
-    }
-    if (g == i) return i;
-    w->b[i].hash = h;
-    w->b[i].committed = true;
-    w->b[i].commit_no = ++w->commits;
-    hput(w, h, i);
-    push_u64(&w->ev_stored, &w->n_stored, &w->cap_stored, h);
-    return i;
-}
-
-static int32_t available(const sim_worker *w) { return w->n_free + w->n_lru + w->n_pin_idle; }
 
 /* ------------------------------------------------------------- sequences */
 
@@ -320,7 +51,7 @@ static bool caches(const seq_t *s) { return !s->no_cache; }
 
 /* Releases s's blocks, last first (a prefix's tail is evicted before its head). */
 static void seq_release(sim_worker *w, seq_t *s) {
-    for (int32_t i = s->n_bt - 1; i >= 0; i--) blk_unref(w, s->bt[i]);
+    for (int32_t i = s->n_bt - 1; i >= 0; i--) simkv_unref(w, s->bt[i]);
     s->n_bt = s->n_hashed = 0;
     s->n_kv = 0;
 }
@@ -333,9 +64,9 @@ static int32_t match_prefix(sim_worker *w, seq_t *s) {
     int32_t k = 0;
     w->lookups += (uint64_t)nfull;
     for (; k < nfull; k++) {
-        int32_t b = hfind(w, s->hashes[k]);
+        int32_t b = simkv_find(w, s->hashes[k]);
         if (b < 0) break;
-        blk_ref(w, b);
+        simkv_ref(w, b);
         s->bt[k] = b;
     }
     w->hits += (uint64_t)k;
@@ -382,7 +113,7 @@ static void admit(sim_worker *w) {
             continue;
         }
         int32_t need = (s->n_tok + bs - 1) / bs - s->n_bt;
-        if (available(w) < need + w->n_run && w->n_run > 0) {
+        if (simkv_available(w) < need + w->n_run && w->n_run > 0) {
             seq_release(w, s);
             break;
         }
@@ -411,7 +142,7 @@ static void run_remove_at(sim_worker *w, int32_t i) {
 static int ensure_pages(sim_worker *w, seq_t *s, int32_t upto, int32_t *idx) {
     int32_t want = (upto + w->g.block_size - 1) / w->g.block_size;
     while (s->n_bt < want) {
-        int32_t b = alloc_blk(w);
+        int32_t b = simkv_alloc(w);
         if (b >= 0) {
             s->bt[s->n_bt++] = b;
             continue;
@@ -433,7 +164,7 @@ static int ensure_pages(sim_worker *w, seq_t *s, int32_t upto, int32_t *idx) {
 }
 
 static void send_result(sim_worker *w, seq_t *s, Helium__ErrorCode err) {
-    flush_events(w);
+    simkv_flush(w);
     Helium__OpResult r = HELIUM__OP_RESULT__INIT;
     Helium__Error e = HELIUM__ERROR__INIT;
     Helium__Timing tm = HELIUM__TIMING__INIT;
@@ -471,85 +202,8 @@ static void send_result(sim_worker *w, seq_t *s, Helium__ErrorCode err) {
     m.body_case = HELIUM__WORKER_MSG__BODY_RESULT;
     m.result = &r;
     w->st.results++;
-    send_wmsg(w, &m);
+    simkv_send(w, &m);
     free(text);
-}
-
-/* ------------------------------------------------------------------ pins */
-
-static tag_t *tag_get(sim_worker *w, const char *tag, bool create) {
-    for (int32_t i = 0; i < w->n_tags; i++)
-        if (!strcmp(w->tags[i].tag, tag)) return &w->tags[i];
-    if (!create) return NULL;
-    if (w->n_tags == w->cap_tags) {
-        w->cap_tags = w->cap_tags ? 2 * w->cap_tags : 16;
-        tag_t *nt = realloc(w->tags, (size_t)w->cap_tags * sizeof *nt);
-        if (!nt) abort();
-        w->tags = nt;
-    }
-    tag_t *t = &w->tags[w->n_tags++];
-    *t = (tag_t){.tag = strdup(tag)};
-    if (!t->tag) abort();
-    return t;
-}
-
-/* Pins s's leading run of cached hashes under its tag (pins_apply's rule). */
-static void pins_apply(sim_worker *w, seq_t *s) {
-    if (!s->pin_tag || s->n_pin <= 0) return;
-    tag_t *t = tag_get(w, s->pin_tag, true);
-    for (int32_t k = 0; k < s->n_pin; k++) {
-        int32_t b = hfind(w, s->pin[k]);
-        if (b < 0) break;
-        bool have = false;
-        for (int32_t j = 0; j < t->n && !have; j++) have = t->h[j] == s->pin[k];
-        if (have) continue;
-        if (w->n_pinned_total >= w->g.kv_blocks / 2) break;
-        if (t->n == t->cap) {
-            t->cap = t->cap ? 2 * t->cap : 16;
-            uint64_t *nh = realloc(t->h, (size_t)t->cap * sizeof *nh);
-            if (!nh) abort();
-            t->h = nh;
-        }
-        t->h[t->n++] = s->pin[k];
-        w->n_pinned_total++;
-        blk_t *bk = &w->b[b];
-        if (bk->pins++ == 0) {
-            bk->steps = s->pin_steps;
-            if (bk->where == B_LRU) {
-                lru_unlink(w, b);
-                bk->where = B_PIN;
-                w->n_pin_idle++;
-            }
-        } else if (s->pin_steps < bk->steps) {
-            bk->steps = s->pin_steps;
-        }
-    }
-}
-
-static void unpin_tag(sim_worker *w, const char *tag) {
-    tag_t *t = tag_get(w, tag, false);
-    if (!t) return;
-    for (int32_t k = 0; k < t->n; k++) {
-        int32_t b = hfind(w, t->h[k]);
-        if (b < 0 || w->b[b].pins <= 0) continue;
-        if (--w->b[b].pins == 0 && w->b[b].where == B_PIN) {
-            w->n_pin_idle--;
-            lru_push(w, b);
-        }
-    }
-    w->n_pinned_total -= t->n;
-    free(t->tag);
-    free(t->h);
-    *t = w->tags[--w->n_tags];
-}
-
-static void pin_steps(sim_worker *w, const char *tag, uint32_t steps) {
-    tag_t *t = tag_get(w, tag, false);
-    if (!t) return;
-    for (int32_t k = 0; k < t->n; k++) {
-        int32_t b = hfind(w, t->h[k]);
-        if (b >= 0 && w->b[b].pins > 0) w->b[b].steps = steps;
-    }
 }
 
 /* ------------------------------------------------------------------ step */
@@ -611,7 +265,7 @@ static void commit_full(sim_worker *w, seq_t *s) {
         int32_t i = s->n_hashed;
         uint64_t parent = i ? s->hashes[i - 1] : w->g.root;
         uint64_t h = bh_chain(parent, s->toks + (size_t)i * bs, bs);
-        s->bt[i] = commit_blk(w, s->bt[i], h);
+        s->bt[i] = simkv_commit(w, s->bt[i], h);
         s->hashes[i] = h;
         s->n_hashed++;
         if (s->n_hashed > s->n_phash) s->n_phash = s->n_hashed;
@@ -619,7 +273,7 @@ static void commit_full(sim_worker *w, seq_t *s) {
 }
 
 static void finish(sim_worker *w, seq_t *s) {
-    pins_apply(w, s);
+    simkv_pin(w, s);
     seq_release(w, s);
     send_result(w, s, HELIUM__ERROR_CODE__ERROR_OK);
     seq_free(s);
@@ -655,7 +309,7 @@ void simw_step_end(sim_worker *w) {
         }
     }
     w->n_batch = 0;
-    flush_events(w);
+    simkv_flush(w);
     simw_kick(w);
 }
 
@@ -663,7 +317,7 @@ void simw_step_end(sim_worker *w) {
 
 int simw_holds(const sim_worker *w, const uint64_t *hashes, int n) {
     int k = 0;
-    while (k < n && hfind(w, hashes[k]) >= 0) k++;
+    while (k < n && simkv_find(w, hashes[k]) >= 0) k++;
     return k;
 }
 
@@ -680,17 +334,17 @@ void simw_pull_end(sim_worker *w, uint64_t token) {
     int n = src ? simw_holds(src, s->pull, s->n_pull) : 0;
     int32_t got = 0;
     for (int k = 0; k < n; k++) {
-        if (hfind(w, s->pull[k]) >= 0) {
+        if (simkv_find(w, s->pull[k]) >= 0) {
             got++;
             continue;
         }
-        int32_t b = alloc_blk(w);
+        int32_t b = simkv_alloc(w);
         if (b < 0) break;
-        int32_t g = commit_blk(w, b, s->pull[k]);
-        blk_unref(w, g);
+        int32_t g = simkv_commit(w, b, s->pull[k]);
+        simkv_unref(w, g);
         got++;
     }
-    flush_events(w);
+    simkv_flush(w);
     s->pulled = got * w->g.block_size;
     w->st.pulled_tokens += (uint64_t)s->pulled;
     wait_push(w, s);
@@ -798,7 +452,7 @@ static void on_cancel(sim_worker *w, uint64_t task_id, const char *job_id) {
         seq_release(w, s);
         seq_free(s);
     }
-    flush_events(w);
+    simkv_flush(w);
 #undef MATCH
 }
 
@@ -817,7 +471,7 @@ static void on_resync(sim_worker *w) {
     Helium__WorkerMsg m = HELIUM__WORKER_MSG__INIT;
     m.body_case = HELIUM__WORKER_MSG__BODY_CACHE_EVENTS;
     m.cache_events = &ce;
-    send_wmsg(w, &m);
+    simkv_send(w, &m);
     free(all);
 }
 
@@ -830,8 +484,8 @@ void simw_on_msg(sim_worker *w, const uint8_t *buf, size_t len) {
     switch (m->body_case) {
     case HELIUM__COORD_MSG__BODY_DISPATCH: on_dispatch(w, m->dispatch); break;
     case HELIUM__COORD_MSG__BODY_CANCEL: on_cancel(w, m->cancel->task_id, m->cancel->job_id); break;
-    case HELIUM__COORD_MSG__BODY_UNPIN: unpin_tag(w, m->unpin->tag ? m->unpin->tag : ""); break;
-    case HELIUM__COORD_MSG__BODY_PIN_STEPS: pin_steps(w, m->pin_steps->tag ? m->pin_steps->tag : "", m->pin_steps->steps); break;
+    case HELIUM__COORD_MSG__BODY_UNPIN: simkv_unpin(w, m->unpin->tag ? m->unpin->tag : ""); break;
+    case HELIUM__COORD_MSG__BODY_PIN_STEPS: simkv_pin_steps(w, m->pin_steps->tag ? m->pin_steps->tag : "", m->pin_steps->steps); break;
     case HELIUM__COORD_MSG__BODY_RESYNC: on_resync(w); break;
     default: break;
     }
@@ -858,7 +512,7 @@ void simw_register(sim_worker *w) {
     Helium__WorkerMsg m = HELIUM__WORKER_MSG__INIT;
     m.body_case = HELIUM__WORKER_MSG__BODY_REG;
     m.reg = &r;
-    send_wmsg(w, &m);
+    simkv_send(w, &m);
 }
 
 void simw_heartbeat(sim_worker *w) {
@@ -892,7 +546,7 @@ void simw_heartbeat(sim_worker *w) {
     Helium__WorkerMsg m = HELIUM__WORKER_MSG__INIT;
     m.body_case = HELIUM__WORKER_MSG__BODY_HEARTBEAT;
     m.heartbeat = &hb;
-    send_wmsg(w, &m);
+    simkv_send(w, &m);
 }
 
 void simw_get_stats(const sim_worker *w, simw_stats *out) { *out = w->st; }
