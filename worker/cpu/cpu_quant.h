@@ -195,8 +195,8 @@ typedef struct {
  * out[c * 16 + r] for row r of the group and activation row c, with the bits
  * of cq_dot (the scalar q8_0 x q8_0 chain for Q8_0). n elements per row. */
 typedef void (*cq_rp_fn)(const void *grp, int64_t n, const cq_xrows *x, int nc, float *out);
-/* The kernel for type t at level l, NULL if none (AVX-512 VNNI: all seven
- * types; AVX2: the 32-element ones; the other cases multiply the rows in
+/* The kernel for type t at level l, NULL if none (AVX-512 VNNI and AVX2:
+ * the seven types; the scalar level and other types multiply the rows in
  * place). */
 cq_rp_fn cq_rp_kernel(ggml_type t, cq_level l);
 

@@ -43,6 +43,7 @@ CQ_TILE_TYPES(CQ_TILE_DECL)
 CQ_RP_DECL(q4_0, avx512) CQ_RP_DECL(q4_1, avx512) CQ_RP_DECL(q5_0, avx512) CQ_RP_DECL(q5_1, avx512)
 CQ_RP_DECL(q8_0, avx512) CQ_RP_DECL(q4_K, avx512) CQ_RP_DECL(q6_K, avx512)
 CQ_RP_DECL(q4_0, avx2) CQ_RP_DECL(q4_1, avx2) CQ_RP_DECL(q5_0, avx2) CQ_RP_DECL(q5_1, avx2) CQ_RP_DECL(q8_0, avx2)
+CQ_RP_DECL(q4_K, avx2) CQ_RP_DECL(q6_K, avx2)
 #undef CQ_RP_DECL
 
 /* The fixed reduction order of 8 f32 lanes: ((0+4)+(2+6)) + ((1+5)+(3+7)),

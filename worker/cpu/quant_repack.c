@@ -1,7 +1,6 @@
 /* quant_repack: repacks Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K weight rows, 16 at a
  * time, into the interleaved layout of cpu_quant.h (cq_rp_*) and picks the
- * kernels that read it (quant_rp_avx512.c; quant_rp_avx2.c for the 32-element
- * types).
+ * kernels that read it (quant_rp_avx512.c, quant_rp_avx2.c).
  *
  * The layout puts the same 4 elements of 16 rows side by side, so that one
  * 512-bit vpdpbusd with the activation's 4 quants broadcast yields 16
@@ -123,7 +122,9 @@ cq_rp_fn cq_rp_kernel(ggml_type t, cq_level l) {
         case GGML_T_Q5_0: return cq_rp_q5_0_avx2;
         case GGML_T_Q5_1: return cq_rp_q5_1_avx2;
         case GGML_T_Q8_0: return cq_rp_q8_0_avx2;
-        default: return NULL; /* K-quants: the dot kernels, in place */
+        case GGML_T_Q4_K: return cq_rp_q4_K_avx2;
+        case GGML_T_Q6_K: return cq_rp_q6_K_avx2;
+        default: return NULL;
         }
     switch (t) {
     case GGML_T_Q4_0: return cq_rp_q4_0_avx512;
