@@ -196,13 +196,13 @@ static inline __attribute__((always_inline)) __m256 ld8(ggml_type t, const uint8
     __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + k)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
-#endif
 
 static inline __attribute__((always_inline)) float ld1(ggml_type t, const uint8_t *w, int64_t k) {
     if (t == GGML_T_F32) return ((const float *)w)[k];
     if (t == GGML_T_F16) return cq_f16_to_f32(((const uint16_t *)w)[k]);
     return cq_bf16_to_f32(((const uint16_t *)w)[k]);
 }
+#endif
 
 #if CPU_SIMD
 /* out[r * B + b] = dot(weight row r, x row b) for R rows at w (stride rb) and
