@@ -605,7 +605,8 @@ void opt_worker_lost(opt_t *o, int slot) {
 
 /* ------------------------------------------------------------- warming */
 
-static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins);
+static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins,
+                       int64_t limit);
 
 void opt_warm(opt_t *o) {
     if (!o->warm_dirty || !o->have_model || !o->io.send_warm) return;
@@ -627,7 +628,8 @@ void opt_warm(opt_t *o) {
         wkr_t *w = ch.worker;
         /* warming is speculative: only into a worker whose KV stays half
          * free with it and everything pinned there */
-        if (2 * ws_need(o, w, p->hashes, p->n_blocks, p->n_blocks + 1, true) > (int64_t)w->kv_blocks_total) {
+        int64_t half = (int64_t)w->kv_blocks_total / 2;
+        if (ws_need(o, w, p->hashes, p->n_blocks, p->n_blocks + 1, true, half) > half) {
             deferred = true;
             continue;
         }
@@ -710,8 +712,11 @@ static uint64_t ws_sig(const opt_t *o, const wkr_t *w) {
  * call in flight and admits this one whatever it needs (all_pins, or no
  * prefix reserved for ready calls there, or the call reads mostly such a
  * prefix). The working set is rebuilt only when ws_sig says its inputs
- * changed (o->ws_memo): O(nb) per call otherwise. */
-static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins) {
+ * changed (o->ws_memo): O(nb) per call otherwise, O(1) when even an
+ * all-fresh prompt stays under limit (then the bound is returned: callers
+ * compare the result with limit, and their verdict is the same). */
+static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins,
+                       int64_t limit) {
     opt_ws_memo *m = &o->ws_memo[w->slot >= 0 && w->slot < DIR_MAX_WORKERS ? w->slot : 0][all_pins];
     uint64_t sig = ws_sig(o, w);
     if (m->sig != sig) {
@@ -748,6 +753,11 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
     int64_t priv = m->priv;
     bool busy = m->busy;
     if (!busy && (all_pins || ws->n == 0)) return -1;
+    int64_t own = pages > nb ? pages - nb : 1;
+    /* every block fresh still fits under limit: the caller's verdict cannot
+     * change, so skip counting (fresh <= nb) */
+    int64_t upper = (int64_t)ws->n + priv + nb + own;
+    if (upper <= limit) return upper;
     int64_t fresh = 0;
     for (int32_t k = 0; k < nb; k++)
         if (!set_has(ws, hashes[k])) fresh++;
@@ -757,13 +767,13 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
      * are about to use (their calls come later in the dispatch order than a
      * group's leader). */
     if (!busy && 2 * fresh <= (int64_t)nb) return -1;
-    int64_t own = pages > nb ? pages - nb : 1;
     int64_t need = (int64_t)ws->n + priv + fresh + own;
     return need;
 }
 
 bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
-    return ws_need(o, w, hashes, nb, pages, false) <= (int64_t)w->kv_blocks_total;
+    int64_t total = (int64_t)w->kv_blocks_total;
+    return ws_need(o, w, hashes, nb, pages, false, total) <= total;
 }
 
 /* ---------------------------------------------------------------- order */
