@@ -7,7 +7,7 @@ Per workload, per round (--reps rounds, sides interleaved in each round):
   helium     a fresh local cluster (scripts/cluster.sh): coordinator + W workers
              x 1 thread, the whole batch submitted at once with `--policy helium`
              (bench/workflows.py run_policy, unchanged)
-  peer npN   a fresh llama-server (2 threads, --parallel N, unified KV cache,
+  peer npN   a fresh llama-server (2 threads, --parallel N, KV cache split among the slots (--kv-unified off),
              F32 KV, the same GGUF file), every job started at once by the agent
              runner: each operator sent as soon as its inputs exist, maps fanned
              out, /completion with cache_prompt, tool calls over HTTP to the
@@ -106,8 +106,8 @@ class LlamaServer:
         self.port = free_port()
         self.cmd = [args.llama_server, "-m", args.model, "--host", "127.0.0.1", "--port", str(self.port),
                     "-t", str(args.peer_threads), "-tb", str(args.peer_threads), "--parallel", str(n_parallel),
-                    "-c", str(args.ctx), "--kv-unified", "--cache-type-k", args.kv_type, "--cache-type-v",
-                    args.kv_type, "-fa", args.fa] + args.server_args.split()
+                    "-c", str(args.ctx)] + (["--kv-unified"] if args.kv_unified == "on" else []) + [
+                    "--cache-type-k", args.kv_type, "--cache-type-v", args.kv_type, "-fa", args.fa] + args.server_args.split()
         self.logf = open(logpath, "wb")
         self.p = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
@@ -317,7 +317,7 @@ def write_md(path, doc, hdr, rows):
          f"- helium: a fresh cluster per run, {st['workers']} workers x {st['threads']} thread, policy `helium`, "
          "the whole batch submitted at once",
          f"- peer: a fresh `llama-server -t {st['peer_threads']} -tb {st['peer_threads']} --parallel N -c "
-         f"{st['ctx']} --kv-unified --cache-type-k {st['kv_type']} --cache-type-v {st['kv_type']} -fa {st['fa']}"
+         f"{st['ctx']}{' --kv-unified' if st.get('kv_unified', 'on') == 'on' else ''} --cache-type-k {st['kv_type']} --cache-type-v {st['kv_type']} -fa {st['fa']}"
          f"{(' ' + st['server_args']) if st['server_args'] else ''}` per run, N in {st['parallel']}; an asyncio "
          "agent runner (bench/peer/agent.py) starts every job at once and sends each operator as soon as its "
          "inputs exist: `/completion` with `cache_prompt: true`, `temperature: 0`, the operator's max_tokens as "
@@ -387,6 +387,8 @@ def main():
     ap.add_argument("--peer-threads", type=int, default=2, help="llama-server threads")
     ap.add_argument("--parallel", default="1,2,4,8", help="llama-server --parallel values to try")
     ap.add_argument("--ctx", type=int, default=32768, help="llama-server -c (the unified KV cache, all slots)")
+    ap.add_argument("--kv-unified", default="off", choices=["on", "off"],
+                    help="llama-server --kv-unified (one KV buffer for all slots: measured 3.6x slower on map_reduce; off, the default: -c split among the slots)")
     ap.add_argument("--kv-type", default="f32", help="llama-server KV cache type (f32: as Helium's)")
     ap.add_argument("--fa", default="off", choices=["on", "off", "auto"], help="llama-server flash attention")
     ap.add_argument("--server-args", default="--poll 0", help="extra llama-server arguments (default --poll 0: no "
@@ -429,6 +431,7 @@ def main():
            "settings": {"scale": args.scale, "seed": args.seed, "batch_override": args.batch or None,
                         "preset": args.preset, "model": args.model, "workers": args.workers,
                         "threads": args.threads, "peer_threads": args.peer_threads, "parallel": nps,
+                        "kv_unified": args.kv_unified,
                         "ctx": args.ctx, "kv_type": args.kv_type, "fa": args.fa, "server_args": args.server_args,
                         "reps": args.reps, "llama_server": args.llama_server,
                         "llama_version": llama_version(args.llama_server)},
