@@ -28,18 +28,21 @@ static void answer(void *ctx, const char *url, char *buf, size_t cap, httpd_answ
     health_t *h = ctx;
     int64_t age = clock_mono_ms() - atomic_load(&h->last_beat_ms);
     int alive = age <= HEALTH_STALL_MS;
-    if (!strcmp(url, "/healthz")) {
-        if (alive) return say(a, 200, "ok\n");
+    int st = atomic_load(&h->state);
+    if (!strcmp(url, "/healthz") && alive) {
+        say(a, 200, "ok\n");
+    } else if (!strcmp(url, "/healthz")) {
         snprintf(buf, cap, "stalled: the serve loop last turned %lld ms ago\n", (long long)age);
-        return say(a, 503, buf);
+        say(a, 503, buf);
+    } else if (!strcmp(url, "/readyz") && !alive) {
+        say(a, 503, "not ready: stalled\n");
+    } else if (!strcmp(url, "/readyz") && st == HEALTH_READY) {
+        say(a, 200, "ready\n");
+    } else if (!strcmp(url, "/readyz")) {
+        say(a, 503, st == HEALTH_DRAINING ? "not ready: draining\n" : "not ready: not registered\n");
+    } else {
+        say(a, 404, "not found: try /healthz or /readyz\n");
     }
-    if (!strcmp(url, "/readyz")) {
-        int st = atomic_load(&h->state);
-        if (!alive) return say(a, 503, "not ready: stalled\n");
-        if (st == HEALTH_READY) return say(a, 200, "ready\n");
-        return say(a, 503, st == HEALTH_DRAINING ? "not ready: draining\n" : "not ready: not registered\n");
-    }
-    say(a, 404, "not found: try /healthz or /readyz\n");
 }
 
 health_t *health_new(const char *host, int port) {
