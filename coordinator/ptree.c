@@ -54,6 +54,11 @@ struct pt_node {
     int32_t depth;
     int32_t sharers, ready;
     pt_op *ops;     /* calls ending here */
+    int64_t m_steps; /* min steps over the calls at or below (valid unless m_dirty) */
+    bool m_dirty;    /* a call at or below changed since m_steps: set on the whole path to the root */
+    uint64_t *hc;    /* (hc_to - hc_from) block hashes hc_from.. of its path, cached by
+                        ptree_shared_prefixes (its path never changes, so they stay right) */
+    int32_t hc_from, hc_to;
     /* traversal scratch */
     int64_t s_steps, s_cp, s_rcp; /* subtree: min steps, max cp, max cp of ready calls */
     int32_t s_entry, s_nb;        /* enclosing shared-prefix entry, full blocks of the path */
@@ -176,6 +181,14 @@ static void buf_unref(pt_buf *b) {
     if (b && --b->refs == 0) free(b);
 }
 
+/* The first index in [m, end) where a and b differ, or end (8 tokens a
+ * memcmp while they agree: prefixes share long runs). */
+static int32_t common_run(const int32_t *a, const int32_t *b, int32_t m, int32_t end) {
+    while (m + 8 <= end && !memcmp(a + m, b + m, 8 * sizeof *a)) m += 8;
+    while (m < end && a[m] == b[m]) m++;
+    return m;
+}
+
 /* first token of x's edge (x is not the root) */
 static int32_t edge_tok(const pt_node *x) { return x->buf->t[x->parent->depth]; }
 
@@ -222,12 +235,14 @@ static pt_node *node_new(ptree_t *pt, pt_node *parent, pt_buf *buf, int32_t dept
     x->buf = buf;
     if (buf) buf->refs++;
     x->depth = depth;
+    x->m_dirty = true;
     pt->n_nodes++;
     return x;
 }
 
 static void node_free(ptree_t *pt, pt_node *x) {
     buf_unref(x->buf);
+    free(x->hc);
     free(x->kids);
     free(x);
     pt->n_nodes--;
@@ -239,6 +254,7 @@ static void add_counts(pt_node *x, int d_sharers, int d_ready) {
     for (; x; x = x->parent) {
         x->sharers += d_sharers;
         x->ready += d_ready;
+        x->m_dirty = true;
     }
 }
 
@@ -263,7 +279,7 @@ static int attach(ptree_t *pt, pt_op *o) {
         }
         pt_node *k = cur->kids[idx];
         int32_t end = k->depth < n ? k->depth : n, m = cur->depth + 1;
-        while (m < end && k->buf->t[m] == p[m]) m++;
+        m = common_run(k->buf->t, p, m, end);
         if (m == k->depth) {
             cur = k;
             continue;
@@ -463,7 +479,7 @@ int ptree_set_sched(ptree_t *pt, uint64_t job, int32_t op, uint32_t item, int64_
     if (steps < 0 || cp < 0) return he_set(HE_EINVAL, "ptree_set_sched: negative steps or cp");
     pt_op *o = find_op(pt, job, op, item);
     if (!o) return he_set(HE_ENOTFOUND, "ptree: no call (job %llu, op %d, item %u)", (unsigned long long)job, (int)op, (unsigned)item);
-    if (o->ready != ready) add_counts(o->node, 0, ready ? 1 : -1);
+    if (o->ready != ready || o->steps != steps) add_counts(o->node, 0, o->ready != ready ? (ready ? 1 : -1) : 0);
     o->ready = ready;
     o->steps = steps;
     o->cp = cp;
@@ -569,8 +585,19 @@ int ptree_shared_prefixes(ptree_t *pt, int min_sharers, const ptree_prefix **out
             return rc;
         /* blocks [0, pnb) of path_h hold p's path: nodes visited since p only wrote
          * indexes >= pnb (they are all below p) */
-        for (int32_t j = pnb; j < nb; j++)
-            pt->path_h[j] = bh_chain(j ? pt->path_h[j - 1] : pt->root_hash, x->buf->t + (size_t)j * bs, bs);
+        if (x->hc && x->hc_from == pnb && x->hc_to == nb) {
+            memcpy(pt->path_h + pnb, x->hc, (size_t)(nb - pnb) * sizeof *x->hc);
+        } else {
+            for (int32_t j = pnb; j < nb; j++)
+                pt->path_h[j] = bh_chain(j ? pt->path_h[j - 1] : pt->root_hash, x->buf->t + (size_t)j * bs, bs);
+            uint64_t *hc = nb > pnb ? realloc(x->hc, (size_t)(nb - pnb) * sizeof *hc) : NULL;
+            if (hc) { /* (no room: recomputed next time) */
+                memcpy(hc, pt->path_h + pnb, (size_t)(nb - pnb) * sizeof *hc);
+                x->hc = hc;
+                x->hc_from = pnb;
+                x->hc_to = nb;
+            }
+        }
         x->s_nb = nb;
         int32_t enc = p->s_entry, enc_nb = enc >= 0 ? pt->ents[enc].n_blocks : 0;
         x->s_entry = enc;
@@ -659,16 +686,40 @@ int ptree_order(ptree_t *pt, ptree_slot *out, int max_out) {
     return count;
 }
 
+/* Min steps over the calls at or below under: the cached m_steps, brought
+ * up to date where dirty (post-order over the dirty nodes only, iterative). */
+static int64_t subtree_min(pt_node *under) {
+    pt_node *x = under;
+    while (under->m_dirty) {
+        pt_node *d = NULL;
+        for (int32_t i = 0; i < x->n_kids && !d; i++)
+            if (x->kids[i]->m_dirty) d = x->kids[i];
+        if (d) {
+            x = d;
+            continue;
+        }
+        int64_t m = INT64_MAX;
+        for (const pt_op *o = x->ops; o; o = o->at_next)
+            if (o->steps < m) m = o->steps;
+        for (int32_t i = 0; i < x->n_kids; i++)
+            if (x->kids[i]->m_steps < m) m = x->kids[i]->m_steps;
+        x->m_steps = m;
+        x->m_dirty = false;
+        if (x != under) x = x->parent;
+    }
+    return under->m_steps;
+}
+
 int ptree_match(const ptree_t *pt, const int32_t *tokens, int n, ptree_match_info *out) {
     if (!pt || !out || n < 0 || (n > 0 && !tokens)) return he_set(HE_EINVAL, "ptree_match: bad arguments");
-    const pt_node *cur = pt->root, *under = pt->root; /* under: the node whose subtree covers the match */
+    pt_node *cur = pt->root, *under = pt->root; /* under: the node whose subtree covers the match */
     int32_t matched = 0;
     while (matched < n) {
         int idx = kid_find(cur, tokens[matched]);
         if (idx < 0) break;
-        const pt_node *k = cur->kids[idx];
+        pt_node *k = cur->kids[idx];
         int32_t end = k->depth < n ? k->depth : n, m = matched + 1;
-        while (m < end && k->buf->t[m] == tokens[m]) m++;
+        m = common_run(k->buf->t, tokens, m, end);
         matched = m;
         under = k;
         if (m < k->depth) break;
@@ -676,30 +727,7 @@ int ptree_match(const ptree_t *pt, const int32_t *tokens, int n, ptree_match_inf
     }
     out->matched = matched;
     out->sharers = under->sharers;
-    /* min steps over the calls below `under` (iterative, no scratch: walk the
-     * subtree with parent links) */
-    int64_t st = INT64_MAX;
-    const pt_node *x = under;
-    for (;;) {
-        for (const pt_op *o = x->ops; o; o = o->at_next)
-            if (o->steps < st) st = o->steps;
-        if (x->n_kids) {
-            x = x->kids[0];
-            continue;
-        }
-        /* climb until a next sibling exists */
-        while (x != under) {
-            const pt_node *p = x->parent;
-            int i = kid_find(p, edge_tok(x));
-            if (i + 1 < p->n_kids) {
-                x = p->kids[i + 1];
-                break;
-            }
-            x = p;
-        }
-        if (x == under) break;
-    }
-    out->steps = under->sharers ? st : INT64_MAX;
+    out->steps = under->sharers ? subtree_min(under) : INT64_MAX;
     return 0;
 }
 

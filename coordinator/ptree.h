@@ -42,7 +42,9 @@
  * (job, op, item) and sits in the tree at most once.
  *
  * Work: add/remove/set_prefix are O(prefix length + tree depth in nodes +
- * log children); ptree_shared_prefixes and ptree_order are O(nodes log nodes)
+ * log children); ptree_match is O(matched length + tree depth in nodes), plus
+ * the nodes changed since the last match below it (each node caches its
+ * subtree's min steps); ptree_shared_prefixes and ptree_order are O(nodes log nodes)
  * plus, for the shared prefixes, one hash per shared block.
  * Single-threaded: the coordinator's loop owns it.
  */

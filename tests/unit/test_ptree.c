@@ -1033,3 +1033,82 @@ Test(ptree, static_text_stops_at_first_unknown) {
     free(text);
     wf_destroy(&wf);
 }
+
+/* ptree_match's sharers and min steps against brute force while calls come,
+ * go and change steps between matches (each node caches its subtree's min
+ * steps; every change must reach the caches above it). */
+static void brute_match(const call *c, const int64_t *steps, int n, const int32_t *q, int matched, int32_t *sharers,
+                        int64_t *min) {
+    *sharers = 0;
+    *min = INT64_MAX;
+    for (int i = 0; i < n; i++) {
+        if (!c[i].live || c[i].n < matched || memcmp(c[i].t, q, (size_t)matched * sizeof *q)) continue;
+        (*sharers)++;
+        if (steps[i] < *min) *min = steps[i];
+    }
+}
+
+Test(ptree, match_steps_follow_changes_brute_force) {
+    enum { N = 400, ROUNDS = 3000 };
+    rng_state = 7;
+    call *c = calloc(N, sizeof *c);
+    int64_t *steps = calloc(N, sizeof *steps);
+    make_calls(c, N);
+    ptree_t *pt = ptree_new(NULL, ROOT, BS);
+    for (int i = 0; i < N; i++) {
+        if (rnd() % 2) { /* half start out of the tree */
+            c[i].live = false;
+            continue;
+        }
+        cr_assert_eq(ptree_add_op(pt, 1, i, 0, c[i].t, c[i].n, c[i].n, 8), 0);
+    }
+    for (int r = 0; r < ROUNDS; r++) {
+        int i = (int)(rnd() % N);
+        switch (rnd() % 4) {
+        case 0: /* new steps */
+            if (c[i].live) {
+                steps[i] = (int64_t)(rnd() % 1000);
+                cr_assert_eq(ptree_set_sched(pt, 1, i, 0, steps[i], 10, rnd() % 2), 0);
+            }
+            break;
+        case 1: /* comes or goes */
+            if (c[i].live) {
+                cr_assert_eq(ptree_remove_op(pt, 1, i, 0), 0);
+                c[i].live = false;
+            } else {
+                cr_assert_eq(ptree_add_op(pt, 1, i, 0, c[i].t, c[i].n, c[i].n, 8), 0);
+                c[i].live = true;
+                steps[i] = 0;
+            }
+            break;
+        default: { /* a match: a call's prefix cut somewhere, sometimes with a foreign tail */
+            int len = 1 + (int)(rnd() % (uint32_t)c[i].n);
+            int32_t *q = malloc((size_t)(len + 4) * sizeof *q);
+            memcpy(q, c[i].t, (size_t)len * sizeof *q);
+            int ql = len;
+            if (rnd() % 2)
+                for (int k = 0; k < 4; k++) q[ql++] = 100 + (int32_t)k;
+            ptree_match_info mi;
+            cr_assert_eq(ptree_match(pt, q, ql, &mi), 0);
+            int best = 0;
+            for (int k = 0; k < N; k++)
+                if (c[k].live) {
+                    int l = lcp(c[k].t, c[k].n, q, ql);
+                    if (l > best) best = l;
+                }
+            cr_assert_eq(mi.matched, best, "round %d", r);
+            int32_t sh;
+            int64_t mn;
+            brute_match(c, steps, N, q, mi.matched, &sh, &mn);
+            cr_assert_eq(mi.sharers, sh, "round %d: sharers %d, brute force %d", r, mi.sharers, sh);
+            if (sh) cr_assert_eq(mi.steps, mn, "round %d: steps %lld, brute force %lld", r, (long long)mi.steps,
+                                 (long long)mn);
+            free(q);
+        }
+        }
+    }
+    for (int i = 0; i < N; i++) free(c[i].t);
+    free(c);
+    free(steps);
+    ptree_destroy(&pt);
+}
