@@ -106,7 +106,8 @@ opt_t *opt_new(const tok_t *tok, sched_t *sched, wkrs_t *wkrs, jobs_t *jobs, con
     o->wkrs = wkrs;
     o->jobs = jobs;
     if (io) o->io = *io;
-    if (!(o->rc = rcache_new(rcache_bytes ? rcache_bytes : OPT_RCACHE_BYTES))) {
+    if (!(o->rc = rcache_new(rcache_bytes ? rcache_bytes : OPT_RCACHE_BYTES)) || !(o->pinned = hcount_new())) {
+        rcache_destroy(&o->rc);
         free(o);
         return NULL;
     }
@@ -145,6 +146,8 @@ void opt_destroy(opt_t **self_p) {
         free(o->blocks[p].v);
     }
     free(o->slots);
+    free(o->sw);
+    hcount_destroy(&o->pinned);
     for (int w = 0; w < DIR_MAX_WORKERS; w++)
         for (int k = 0; k < 2; k++) free(o->ws_memo[w][k].set.v);
     free(o->hbuf);
@@ -169,6 +172,7 @@ int opt_set_model(opt_t *o, uint64_t root, int32_t block_size) {
 }
 
 opt_counters *opt_stats(opt_t *o, sched_policy p) { return st_of(o, p); }
+uint64_t opt_pins_gen(const opt_t *o) { return o->pins_gen; }
 rcache_t *opt_rcache(opt_t *o) { return o->rc; }
 
 /* ------------------------------------------------------------ planning */
@@ -418,6 +422,13 @@ void opt_count_prompt(opt_t *o, job_task *t) {
 
 /* ---------------------------------------------------------------- pins */
 
+/* A pin on slot changed (ws_need's memo for that worker is stale). */
+static void pins_moved(opt_t *o, int slot) {
+    o->pins_gen++;
+    if (slot >= 0 && slot < DIR_MAX_WORKERS) o->pins_gen_slot[slot]++;
+    if (o->warm_deferred) o->warm_dirty = true; /* room may have come */
+}
+
 static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, const uint64_t *hashes,
                         int32_t nb, const int32_t *tokens) {
     if (grow((void **)&o->pins, &o->cap_pins, o->n_pins + 1, sizeof *o->pins)) return NULL;
@@ -436,17 +447,27 @@ static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, c
     g->live = nb;
     memcpy(g->hashes, hashes, (size_t)nb * sizeof *g->hashes);
     memcpy(g->tokens, tokens, (size_t)nb * (size_t)o->bs * sizeof *g->tokens);
+    if (pol == SCHED_HELIUM) { /* into o->pinned, all blocks or none */
+        int32_t k = 0;
+        while (k < nb && hcount_add(o->pinned, hashes[k]) == 0) k++;
+        g->counted = k == nb;
+        if (!g->counted)
+            while (k-- > 0) hcount_remove(o->pinned, hashes[k]);
+    }
     o->pins[o->n_pins++] = g;
-    o->pins_gen++;
+    pins_moved(o, slot);
     o->next_pin++;
     st_of(o, pol)->pins++;
     return g;
 }
 
 static void pin_remove_at(opt_t *o, size_t i) {
-    pin_free(o->pins[i]);
+    opt_pin *g = o->pins[i];
+    int slot = g->slot;
+    for (int32_t k = 0; g->counted && k < g->n_blocks; k++) hcount_remove(o->pinned, g->hashes[k]);
+    pin_free(g);
     o->pins[i] = o->pins[--o->n_pins];
-    o->pins_gen++;
+    pins_moved(o, slot);
 }
 
 static void pin_add_user(opt_pin *g, job_task *t) {
@@ -508,7 +529,7 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
         opt_pin *g = pin_new(o, tag, slot, pol, hashes, want, t->ids);
         if (g) {
             g->steps = opt_pin_steps(o, t); /* what the Dispatch carried */
-            o->pins_gen++;
+            pins_moved(o, g->slot);
             pin_add_user(g, t);
             clog_msg(CLOG_DEBUG, "%s: %s pins %d blocks on slot %d for pending calls", t->job->id, g->tag, want, slot);
         }
@@ -526,13 +547,32 @@ void opt_task_gone(opt_t *o, job_task *t) {
     }
 }
 
-/* Leading blocks of the group that some pending call of its policy shares
- * (0: none; the group is not needed). */
-static int32_t needed(opt_t *o, const opt_pin *g) {
+/* The group's prefix matched against its policy's tree (nonzero: no tree or
+ * no match), through the sweep's memo when it has room. */
+static int sweep_match(opt_t *o, const opt_pin *g, ptree_match_info *mi) {
     ptree_t *pt = tree_of(o, g->pol);
-    ptree_match_info mi;
-    if (!pt || ptree_match(pt, g->tokens, g->n_blocks * o->bs, &mi) || mi.sharers <= 0) return 0;
-    int32_t k = (int32_t)(mi.matched / o->bs);
+    if (!pt || g->n_blocks <= 0) return -1;
+    if (!o->cap_sw) return ptree_match(pt, g->tokens, g->n_blocks * o->bs, mi);
+    uint64_t h = g->hashes[g->n_blocks - 1];
+    size_t mask = o->cap_sw - 1;
+    for (size_t i = (size_t)(h ^ h >> 29) & mask;; i = (i + 1) & mask) {
+        opt_sweep_hit *e = &o->sw[i];
+        if (e->gen != o->sweeps) {
+            *e = (opt_sweep_hit){.gen = o->sweeps, .h = h, .nb = g->n_blocks, .pol = (int32_t)g->pol};
+            e->rc = ptree_match(pt, g->tokens, g->n_blocks * o->bs, &e->mi);
+        } else if (e->h != h || e->nb != g->n_blocks || e->pol != (int32_t)g->pol) {
+            continue;
+        }
+        *mi = e->mi;
+        return e->rc;
+    }
+}
+
+/* Leading blocks of the group that some pending call of its policy shares
+ * (0: none; the group is not needed), from its match (rc, mi). */
+static int32_t needed(opt_t *o, const opt_pin *g, int rc, const ptree_match_info *mi) {
+    if (rc || mi->sharers <= 0) return 0;
+    int32_t k = (int32_t)(mi->matched / o->bs);
     return k < g->n_blocks ? k : g->n_blocks;
 }
 
@@ -557,35 +597,46 @@ static bool steps_moved(uint32_t was, uint32_t now) {
 
 /* The group's priority follows the plan: the steps until the nearest pending
  * call that reads its blocks runs (ptree steps: 0 once one is ready). */
-static void refresh_steps(opt_t *o, opt_pin *g) {
-    ptree_t *pt = tree_of(o, g->pol);
-    ptree_match_info mi;
-    if (!o->io.send_pin_steps || g->warm_task || !pt || ptree_match(pt, g->tokens, g->n_blocks * o->bs, &mi) ||
-        mi.sharers <= 0 || mi.matched < o->bs)
+static void refresh_steps(opt_t *o, opt_pin *g, int rc, const ptree_match_info *mi) {
+    if (!o->io.send_pin_steps || g->warm_task || rc || mi->sharers <= 0 || mi->matched < o->bs)
         return; /* no pending reader: the group goes when its users end */
-    uint32_t now = steps_u32(mi.steps);
+    uint32_t now = steps_u32(mi->steps);
     if (!steps_moved(g->steps, now)) return;
     wkr_t *w = wkrs_by_slot(o->wkrs, g->slot);
     if (!w || !w->alive) return;
     o->io.send_pin_steps(o->io.ctx, w, g->tag, now);
     clog_msg(CLOG_DEBUG, "%s on %s: needed %u steps ahead (was %u)", g->tag, w->id, now, g->steps);
     g->steps = now;
-    o->pins_gen++;
+    pins_moved(o, g->slot);
     st_of(o, g->pol)->pin_updates++;
 }
 
 void opt_sweep(opt_t *o) {
     if (!o->sweep_dirty) return;
     o->sweep_dirty = false;
+    /* the memo: twice the groups, a power of two (without it: a match per group) */
+    size_t want = 16;
+    while (want < 2 * o->n_pins) want *= 2;
+    if (want > o->cap_sw) {
+        opt_sweep_hit *nsw = calloc(want, sizeof *nsw); /* gen 0: empty */
+        if (nsw) {
+            free(o->sw);
+            o->sw = nsw;
+            o->cap_sw = want;
+        }
+    }
+    o->sweeps++; /* empties the memo */
     for (size_t i = 0; i < o->n_pins;) {
         opt_pin *g = o->pins[i];
-        int32_t live = needed(o, g);
-        if (live != g->live) o->pins_gen++;
+        ptree_match_info mi;
+        int rc = sweep_match(o, g, &mi);
+        int32_t live = needed(o, g, rc, &mi);
+        if (live != g->live) pins_moved(o, g->slot);
         g->live = live;
         if (!g->warm_task && g->n_users == 0 && g->live == 0) {
             release(o, i); /* moves the last group into slot i */
         } else {
-            refresh_steps(o, g);
+            refresh_steps(o, g, rc, &mi);
             i++;
         }
     }
@@ -611,6 +662,7 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
 void opt_warm(opt_t *o) {
     if (!o->warm_dirty || !o->have_model || !o->io.send_warm) return;
     o->warm_dirty = false;
+    o->warm_deferred = false;
     ptree_t *pt = o->pt[1];
     const ptree_prefix *pre;
     int n = ptree_shared_prefixes(pt, 2, &pre);
@@ -618,7 +670,9 @@ void opt_warm(opt_t *o) {
     for (int i = 0; i < n; i++) {
         const ptree_prefix *p = &pre[i];
         if (!p->leaf || p->ready > 0 || p->n_blocks <= 0) continue;
-        if (covering(o, SCHED_HELIUM, -1, p->hashes, p->n_blocks)) continue;
+        /* pinned on some worker already (covering(): a pin whose block
+         * nb - 1 is the prefix's last; chained hashes name their position) */
+        if (hcount_get(o->pinned, p->hashes[p->n_blocks - 1])) continue;
         sched_choice ch;
         if (sched_place_ex(o->sched, SCHED_HELIUM, p->tokens, p->n_tokens, 1, SCHED_DRY, &ch) || !ch.worker) continue;
         if (ch.hold || ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
@@ -645,16 +699,19 @@ void opt_warm(opt_t *o) {
         g->warm_task = task_id;
         g->warm_load = ch.load_tokens;
         g->steps = steps_u32(p->steps);
-        o->pins_gen++;
+        pins_moved(o, g->slot);
         w->load_tokens += ch.load_tokens;
         sched_pending_add(o->sched, w->slot, p->hashes, p->n_blocks);
         clog_msg(CLOG_DEBUG, "warm %s: %d blocks shared by %d pending calls -> %s (task %llu%s)", tag, p->n_blocks,
                  p->sharers, w->id, (unsigned long long)task_id, ch.pull_from ? ", with pull" : "");
     }
-    if (deferred) o->warm_dirty = true;
+    /* a deferred prefix waits for pages being computed or for room: warm
+     * again on the next stored blocks, pin change or tree change */
+    o->warm_deferred = deferred;
 }
 
 void opt_cache_stored(opt_t *o, wkr_t *w) {
+    if (o->warm_deferred) o->warm_dirty = true;
     for (size_t i = 0; i < o->n_pins; i++) {
         opt_pin *g = o->pins[i];
         if (!g->warm_task || g->slot != w->slot || g->warm_load <= 0) continue;
@@ -676,7 +733,7 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
         opt_pin *g = o->pins[i];
         if (g->warm_task != task_id || g->slot != w->slot) continue;
         g->warm_task = 0;
-        o->pins_gen++;
+        pins_moved(o, g->slot);
         w->load_tokens -= g->warm_load;
         if (w->load_tokens < 0) w->load_tokens = 0;
         sched_pending_remove(o->sched, w->slot, g->hashes, g->n_blocks);
@@ -702,7 +759,8 @@ static uint64_t sig_mix(uint64_t h, uint64_t x) { return (h ^ (x + 0x9e3779b97f4
  * are fixed while it is in flight) and the pins (o->pins_gen moves whenever a
  * pin is added, removed, or changes a field ws_need reads). O(1). */
 static uint64_t ws_sig(const opt_t *o, const wkr_t *w) {
-    uint64_t h = sig_mix(sig_mix(sig_mix(0xcbf29ce484222325ULL, (uint64_t)w->slot), o->pins_gen), w->inflight_gen);
+    uint64_t pg = w->slot >= 0 && w->slot < DIR_MAX_WORKERS ? o->pins_gen_slot[w->slot] : o->pins_gen;
+    uint64_t h = sig_mix(sig_mix(sig_mix(0xcbf29ce484222325ULL, (uint64_t)w->slot), pg), w->inflight_gen);
     return h ? h : 1;
 }
 

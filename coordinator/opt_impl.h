@@ -14,6 +14,7 @@
 
 #include "herr.h"
 #include "dir.h"
+#include "hcount.h"
 #include "opt.h"
 
 #define OPT_DD_BUCKETS 256
@@ -41,7 +42,17 @@ typedef struct {
     int64_t warm_load;      /* load it added to its worker */
     uint32_t steps;         /* the eviction priority the worker has (steps to execution) */
     int32_t live;           /* leading blocks a pending call still shares (as of the last sweep) */
+    bool counted;           /* its blocks are in opt.pinned */
 } opt_pin;
+
+/* One sweep's match of a pinned prefix against its tree (opt_sweep): groups
+ * of one prefix on several workers match once. */
+typedef struct {
+    uint64_t gen;           /* the sweep that wrote it (o->sweeps); older: empty */
+    uint64_t h;             /* the prefix's last block hash */
+    int32_t nb, pol, rc;
+    ptree_match_info mi;
+} opt_sweep_hit;
 
 typedef struct {
     uint64_t *v;            /* (cap) 0 = empty */
@@ -68,15 +79,21 @@ struct opt {
     int32_t bs;
     ptree_t *pt[2];         /* kvflow, helium */
     bool warm_dirty;        /* the helium tree changed since the last opt_warm */
+    bool warm_deferred;     /* the last opt_warm deferred a prefix (pages being computed, or no room) */
     bool sweep_dirty;       /* something a group depends on changed */
     opt_pin **pins;         /* (n_pins) */
-    uint64_t pins_gen;      /* moves on every change to pins that ws_need reads (its memo's key) */
+    uint64_t pins_gen;      /* moves on every change to pins that ws_need reads */
+    uint64_t pins_gen_slot[DIR_MAX_WORKERS]; /* ... to the pins on each worker (ws_need's memo key) */
     size_t n_pins, cap_pins;
     uint64_t next_pin;
     rcache_t *rc;
     opt_dd *dd[OPT_DD_BUCKETS];
     opt_dd *orphans;
     u64set prompts[SCHED_N_POLICIES], blocks[SCHED_N_POLICIES];
+    opt_sweep_hit *sw;      /* (cap_sw, a power of two) opt_sweep's scratch */
+    uint64_t sweeps;        /* opt_sweep runs (its entries' generation) */
+    hcount_t *pinned;       /* the blocks of helium's pins, counted once a pin (opt_warm's covering test) */
+    size_t cap_sw;
     ptree_slot *slots;      /* (cap_slots) opt_order output */
     size_t cap_slots;
     opt_ws_memo ws_memo[DIR_MAX_WORKERS][2]; /* by worker slot and all_pins */
