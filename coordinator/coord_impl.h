@@ -84,6 +84,13 @@ struct coord {
     zauth_t *zauth;                 /* the ZAP handler (CURVE), NULL when insecure */
     zauth_keys keys;                /* own key pair (CURVE) */
     bool dirty;                     /* the ready queue may be placeable */
+    struct {                        /* placement passes (place.c): what waiting calls are remembered against */
+        uint64_t passes;            /* walks of the ready queue */
+        uint64_t commits;           /* dispatches (and other changes) made by placement */
+        uint64_t room_sig;          /* this walk's signature of every worker's room (place.c room_sig) */
+        uint64_t workers_sig;       /* ... of the set of workers and their states */
+        uint64_t skipped;           /* placements skipped: nothing the call waited on had moved */
+    } pl;
     job_t **stream_jobs;            /* (n_stream) jobs with new partial output and streaming waiters */
     size_t n_stream, cap_stream;
     size_t n_waiters;               /* clients waiting on a job now (all jobs) */

@@ -849,6 +849,7 @@ void jobs_task_requeue(jobs_t *js, job_task *t) {
     t->decode_tokens = 0;
     t->pages = 0;
     t->reserve_pages = 0;
+    t->wait.kind = 0;
     if (t->map < 0) t->job->ops[t->op].state = HELIUM__OP_STATE__OP_READY;
     q_push(js, t, true);
 }

@@ -5,6 +5,17 @@
  * task holds its tool_call in t->runner. A helium follower of an identical
  * call in flight is "started" with no worker and t->opt pointing at the
  * dedup entry; the leader's result completes it (worker_proto.c).
+ *
+ * Waiting calls are remembered (t->wait): a ready call whose placement
+ * waited is placed again only once something its verdict reads has moved.
+ * No room anywhere (SCHED_WAIT, SCHED_WAIT_KV): any dispatch, or any
+ * worker's state, in-flight set, cache events, free KV or load, or the pins
+ * (room_sig, one O(workers) signature per walk). Held (SCHED_HOLD): the
+ * worker whose pages it waits for (its cache events, in-flight set, state)
+ * or the set of workers. Every PLACE_MEMO_PASSES walks a remembered call is
+ * placed again anyway (link-rate and load drifts the signatures leave out).
+ * Without it each walk re-placed every waiting call over every worker: at
+ * 128 simulated workers, ~670 placements per dispatch.
  */
 #include "place.h"
 
@@ -23,6 +34,63 @@
 /* START_CHANGED: the task completed at once (result cache): other queued
  * tasks may have gone, the walk restarts. */
 typedef enum { START_OK, START_WAIT, START_FAILED, START_CHANGED } start_rc;
+
+/* ------------------------------------------------------- waiting calls */
+
+enum { WAIT_NONE = 0, WAIT_ROOM, WAIT_HOLD };
+#define PLACE_MEMO_PASSES 64
+
+static uint64_t mix(uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ULL;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return h ^ (h >> 31);
+}
+
+/* what a call held for w's pages waits on */
+static uint64_t slot_sig(const wkr_t *w) {
+    uint64_t h = mix(w->registered_us, (uint64_t)w->alive | (uint64_t)w->draining << 1);
+    return mix(mix(h, w->cache_seq), w->inflight_gen);
+}
+
+/* The walk's signatures (c->pl): every worker's room, and the worker set. */
+static void pass_begin(coord_t *c) {
+    uint64_t room = opt_pins_gen(c->opt), set = 0;
+    for (int i = 0; i < wkrs_cap(c->wkrs); i++) {
+        const wkr_t *w = wkrs_by_slot(c->wkrs, i);
+        if (!w) continue;
+        set = mix(mix(set, (uint64_t)i), mix(w->registered_us, (uint64_t)w->alive | (uint64_t)w->draining << 1));
+        room = mix(room, slot_sig(w));
+        room = mix(room, (uint64_t)w->kv_free << 32 ^ (uint32_t)w->reserved_pages);
+        room = mix(room, (uint64_t)w->load_tokens);
+    }
+    c->pl.room_sig = room;
+    c->pl.workers_sig = set;
+}
+
+static uint64_t room_now(const coord_t *c) { return mix(c->pl.room_sig, c->pl.commits); }
+
+static void remember(coord_t *c, job_task *t, sched_verdict v, int slot) {
+    wkr_t *w = slot >= 0 ? wkrs_by_slot(c->wkrs, slot) : NULL;
+    if (v == SCHED_HOLD && w) {
+        t->wait.kind = WAIT_HOLD;
+        t->wait.slot = slot;
+        t->wait.slot_gen = slot_sig(w);
+        t->wait.gen = c->pl.workers_sig;
+    } else {
+        t->wait.kind = WAIT_ROOM;
+        t->wait.slot = -1;
+        t->wait.gen = room_now(c);
+    }
+    t->wait.pass = c->pl.passes;
+}
+
+/* True if nothing t's last wait depended on has moved (skip placing it). */
+static bool still_waits(coord_t *c, const job_task *t) {
+    if (t->wait.kind == WAIT_NONE || c->pl.passes - t->wait.pass >= PLACE_MEMO_PASSES) return false;
+    if (t->wait.kind == WAIT_ROOM) return t->wait.gen == room_now(c);
+    const wkr_t *w = wkrs_by_slot(c->wkrs, t->wait.slot);
+    return t->wait.gen == c->pl.workers_sig && w && slot_sig(w) == t->wait.slot_gen;
+}
 
 void place_fail_task(coord_t *c, job_task *t, Helium__ErrorCode code, const char *msg) {
     clog_msg(CLOG_INFO, "%s: op %s fails: %s", t->job->id, t->job->wf->ops[t->op]->id, msg);
@@ -200,7 +268,13 @@ static start_rc try_reuse(coord_t *c, job_task *t, bool *lead, rcache_key *key) 
     rcache_call call;
     if (opt_dd_leads(t) || !c->have_model || !opt_call_of(c->opt, t, &call)) return START_WAIT;
     opt_counters *st = opt_stats(c->opt, (sched_policy)t->job->pol);
-    *key = rcache_key_of(&call);
+    if (!t->have_rkey) {
+        rcache_key k = rcache_key_of(&call);
+        t->rkey_lo = k.lo;
+        t->rkey_hi = k.hi;
+        t->have_rkey = true;
+    }
+    *key = (rcache_key){t->rkey_lo, t->rkey_hi};
     if (!t->looked) st->rcache_lookups++; /* once per task, however often it is placed */
     t->looked = true;
     rcache_val v;
@@ -288,13 +362,18 @@ static start_rc decide(coord_t *c, job_task *t, sched_choice *ch) {
     const wf_op *op = t->job->wf->ops[t->op];
     opt_counters *st = opt_stats(c->opt, (sched_policy)t->job->pol);
     sched_verdict v;
-    int rc = sched_decide(c->sched, (sched_policy)t->job->pol, t->ids, t->n_ids, op->llm.max_tokens, ch, &v);
-    if (rc == HE_EUNAVAIL) return START_WAIT;
+    int rc = sched_decide_h(c->sched, (sched_policy)t->job->pol, t->ids, t->n_ids, t->hashes, t->n_hashes,
+                            op->llm.max_tokens, ch, &v);
+    if (rc == HE_EUNAVAIL) {
+        remember(c, t, SCHED_WAIT, -1);
+        return START_WAIT;
+    }
     if (rc) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", he_msg());
         return fail_task(c, t, werr_code(rc), msg);
     }
+    if (v != SCHED_GO) remember(c, t, v, ch->wait_slot);
     switch (v) {
     case SCHED_GO: return START_OK;
     case SCHED_WAIT: return START_WAIT;
@@ -322,6 +401,7 @@ static start_rc commit_dispatch(coord_t *c, job_task *t, wkr_t *w, const sched_c
     sched_policy policy = (sched_policy)t->job->pol;
     bool track = opt_tracks(policy);
     c->next_task_id = task_id;
+    c->pl.commits++;
     t->load_tokens = ch->load_tokens;
     t->decode_tokens = op->llm.max_tokens;
     t->pages = ch->pages;
@@ -360,6 +440,10 @@ static start_rc start_llm(coord_t *c, job_task *t) {
             return fail_task(c, t, werr_code(rc), msg);
         }
     }
+    /* its block hashes, once (a waiting call is placed many times) */
+    if (!t->hashes && c->have_model && sched_hashes(c->sched, t->ids, t->n_ids, &t->hashes, &t->n_hashes))
+        return START_WAIT;
+    t->wait.kind = WAIT_NONE;
     sched_policy policy = (sched_policy)t->job->pol;
     bool lead = false;
     rcache_key key = {0, 0};
@@ -419,8 +503,13 @@ static void dispatch_in_tree_order(coord_t *c) {
             if (leader != (pass == 0)) continue;
             job_task *t = jobs_task_of(c->jobs, order[k].job, order[k].op, order[k].item);
             if (!t || !t->queued || t->kind != JT_LLM) continue;
+            if (still_waits(c, t)) {
+                c->pl.skipped++;
+                continue;
+            }
             start_rc rc = start_llm(c, t);
             if (rc == START_FAILED || rc == START_CHANGED) {
+                c->pl.commits++;
                 free(order);
                 return;
             }
@@ -432,6 +521,8 @@ static void dispatch_in_tree_order(coord_t *c) {
 void place_dispatch_ready(coord_t *c) {
     c->dirty = false;
     place_requeue_orphans(c);
+    c->pl.passes++;
+    pass_begin(c);
     dispatch_in_tree_order(c);
     bool again = true;
     while (again) {
@@ -439,8 +530,14 @@ void place_dispatch_ready(coord_t *c) {
         job_task *next;
         for (job_task *t = jobs_ready_first(c->jobs); t; t = next) {
             next = jobs_ready_next(t);
+            if (t->kind == JT_LLM && still_waits(c, t)) {
+                c->pl.skipped++;
+                continue;
+            }
             start_rc rc = t->kind == JT_TOOL ? start_tool(c, t) : start_llm(c, t);
             if (rc == START_FAILED || rc == START_CHANGED) {
+                c->pl.commits++;
+                pass_begin(c); /* workers may have gone: the walk starts over */
                 again = true;
                 break;
             }

@@ -238,14 +238,18 @@ void sched_pending_drop(sched_t *s, int slot) {
 /* Longest run of prompt blocks that a worker other than pick is computing
  * now (pending, beyond what it has cached), capped at cap. */
 static int32_t pending_elsewhere(wkr_t *const *wk, int nw, int pick, const int32_t *real, const int32_t *pend,
-                                 int32_t cap) {
+                                 int32_t cap, int *at_slot) {
     int32_t pe = 0;
+    *at_slot = -1;
     for (int k = 0; k < nw; k++) {
         if (k == pick) continue;
         int sl = wk[k]->slot;
         if (sl < 0 || sl >= DIR_MAX_WORKERS || pend[sl] <= real[sl]) continue;
         int32_t r = pend[sl] > cap ? cap : pend[sl];
-        if (r > pe) pe = r;
+        if (r > pe) {
+            pe = r;
+            *at_slot = sl;
+        }
     }
     return pe;
 }
@@ -277,17 +281,37 @@ void sched_count(sched_t *s, const sched_choice *ch) {
     if (ch->d.imbalanced) s->c.imbalanced++;
 }
 
-static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int only,
-                 unsigned flags, sched_choice *out);
+/* The prompt's block hashes: pre (pre_nb of them) when the caller has them
+ * (sched_hashes), else computed into the scratch. */
+typedef struct {
+    const uint64_t *pre;
+    int32_t pre_nb;
+} prompt_hashes;
+
+static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, prompt_hashes ph,
+                 uint32_t max_tokens, int only, unsigned flags, sched_choice *out);
 
 int sched_place_ex(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
                    unsigned flags, sched_choice *out) {
-    return place(s, policy, ids, n, max_tokens, -1, flags, out);
+    return place(s, policy, ids, n, (prompt_hashes){NULL, 0}, max_tokens, -1, flags, out);
 }
 
 int sched_place_on(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int slot,
                    unsigned flags, sched_choice *out) {
-    return place(s, policy, ids, n, max_tokens, slot < 0 ? DIR_MAX_WORKERS : slot, flags, out);
+    return place(s, policy, ids, n, (prompt_hashes){NULL, 0}, max_tokens, slot < 0 ? DIR_MAX_WORKERS : slot, flags,
+                 out);
+}
+
+int sched_hashes(const sched_t *s, const int32_t *ids, int32_t n, uint64_t **out, int32_t *nb) {
+    *out = NULL;
+    *nb = 0;
+    if (!s->have_model || s->block_size == 0 || n < (int32_t)s->block_size) return 0;
+    int32_t cap = n / (int32_t)s->block_size;
+    uint64_t *h = malloc((size_t)cap * sizeof *h);
+    if (!h) return he_set(HE_ENOMEM, "out of memory");
+    *nb = bh_prefix(s->root, ids, n, (int32_t)s->block_size, h);
+    *out = h;
+    return 0;
 }
 
 /* Of a call's pages, the leading blocks that calls in flight on worker slot
@@ -401,16 +425,22 @@ static int pick_routed(sched_t *s, sched_policy policy, int32_t n, int32_t nb, i
          * idle-worker rule sends it to the idle worker with a pull, or
          * affinity sends it to the holder. */
         int32_t cap = n > 0 ? (n - 1) / bs : 0;
-        const int32_t pe = pending_elsewhere(c->wk, nw, pick, c->real, c->pend, cap);
+        int pe_slot;
+        const int32_t pe = pending_elsewhere(c->wk, nw, pick, c->real, c->pend, cap, &pe_slot);
         if (pe >= have_after(d) + SCHED_HOLD_MIN_BLOCKS && 2 * (pe - have_after(d)) >= cap - have_after(d)) {
             double t_pull, t_rec;
             route_pull_times(&rc, &c->rw[pick], pe - have_after(d), bs, &t_pull, &t_rec);
             bool idle = rc.starve_tokens > 0 && c->rw[pick].load_tokens < rc.starve_tokens;
-            if (rc.page_bytes > 0 && t_pull < t_rec && (s->helium_hold_idle || !idle)) out->hold = true;
+            if (rc.page_bytes > 0 && t_pull < t_rec && (s->helium_hold_idle || !idle)) {
+                out->hold = true;
+                out->wait_slot = pe_slot;
+            }
         }
         if (!out->hold && s->helium_split &&
-            split_pays(s, &rc, c->rw, nw, pick, c->runs, c->real, c->pend, c->wk, n, pages, max_tokens))
+            split_pays(s, &rc, c->rw, nw, pick, c->runs, c->real, c->pend, c->wk, n, pages, max_tokens)) {
             out->hold = out->split = true;
+            out->wait_slot = c->wk[pick]->slot;
+        }
     }
     return pick;
 }
@@ -454,10 +484,12 @@ static void fill_choice(sched_t *s, sched_policy policy, int32_t n, int32_t nb, 
     out->load_tokens = (int64_t)n - reuse_tok + max_tokens;
 }
 
-static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens, int only,
-                 unsigned flags, sched_choice *out) {
+static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, prompt_hashes ph,
+                 uint32_t max_tokens, int only, unsigned flags, sched_choice *out) {
     memset(out, 0, sizeof *out);
     out->holder_slot = -1;
+    out->wait_slot = -1;
+    s->c.placements++;
     cands c;
     memset(c.real, 0, sizeof c.real);
     memset(c.pend, 0, sizeof c.pend);
@@ -474,13 +506,21 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
 
     /* the prompt's block hashes */
     int32_t nb = n / bs;
+    if (ph.pre && ph.pre_nb == nb) {
+        /* the caller's (sched_hashes): copied, as out->hashes is the scratch */
+    } else {
+        ph.pre = NULL;
+    }
     if (nb > s->cap_hashes) {
         uint64_t *h = realloc(s->hashes, (size_t)nb * sizeof *h);
         if (!h) return he_set(HE_ENOMEM, "out of memory");
         s->hashes = h;
         s->cap_hashes = nb;
     }
-    nb = nb ? bh_prefix(s->root, ids, n, bs, s->hashes) : 0;
+    if (ph.pre)
+        memcpy(s->hashes, ph.pre, (size_t)nb * sizeof *s->hashes);
+    else
+        nb = nb ? bh_prefix(s->root, ids, n, bs, s->hashes) : 0;
     out->hashes = s->hashes;
     out->n_hashes = nb;
 
@@ -526,8 +566,8 @@ static int place(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
  * shorter prefix that many groups share, like one document every job reads,
  * is still routed as usual: every worker needs it; and a worker about to go
  * idle takes the call anyway, copying or pulling the prefix.) */
-static sched_verdict helium_holder(sched_t *s, const int32_t *ids, int32_t n, uint32_t max_tokens,
-                                   sched_choice *ch) {
+static sched_verdict helium_holder(sched_t *s, const int32_t *ids, int32_t n, prompt_hashes ph,
+                                   uint32_t max_tokens, sched_choice *ch) {
     wkr_t *w = ch->worker;
     wkr_t *h = ch->holder_slot >= 0 ? wkrs_by_slot(s->ws, ch->holder_slot) : NULL;
     int32_t extra = ch->holder_run - ch->reuse_blocks;
@@ -535,7 +575,7 @@ static sched_verdict helium_holder(sched_t *s, const int32_t *ids, int32_t n, ui
     if (h && !idle && extra >= SCHED_HOLD_MIN_BLOCKS && 4 * (int64_t)extra >= (int64_t)w->kv_blocks_total &&
         4 * (int64_t)ch->holder_run >= 3 * (int64_t)ch->n_hashes) {
         sched_choice hc;
-        if (sched_place_on(s, SCHED_HELIUM, ids, n, max_tokens, h->slot, SCHED_DRY, &hc) || !hc.worker || hc.hold)
+        if (place(s, SCHED_HELIUM, ids, n, ph, max_tokens, h->slot, SCHED_DRY, &hc) || !hc.worker || hc.hold)
             return SCHED_WAIT_KV;
         *ch = hc;
     }
@@ -546,8 +586,14 @@ static sched_verdict helium_holder(sched_t *s, const int32_t *ids, int32_t n, ui
 
 int sched_decide(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
                  sched_choice *out, sched_verdict *v) {
+    return sched_decide_h(s, policy, ids, n, NULL, 0, max_tokens, out, v);
+}
+
+int sched_decide_h(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, const uint64_t *hashes,
+                   int32_t nb, uint32_t max_tokens, sched_choice *out, sched_verdict *v) {
     *v = SCHED_WAIT;
-    int rc = sched_place_ex(s, policy, ids, n, max_tokens, SCHED_DRY, out);
+    prompt_hashes ph = {hashes, nb};
+    int rc = place(s, policy, ids, n, ph, max_tokens, -1, SCHED_DRY, out);
     if (rc) return rc;
     bool kv_admit = policy == SCHED_HELIUM && s->helium_fit;
     if (!out->worker) {
@@ -562,7 +608,7 @@ int sched_decide(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n,
         *v = SCHED_HOLD;
         return 0;
     }
-    *v = kv_admit ? helium_holder(s, ids, n, max_tokens, out) : SCHED_GO;
+    *v = kv_admit ? helium_holder(s, ids, n, ph, max_tokens, out) : SCHED_GO;
     /* (a placement that counts on prefix pages the chosen worker itself is
      * computing goes at once: its engine admits the call when they are
      * committed, and its serve loop holds it while a sibling's pull brings

@@ -64,6 +64,7 @@ const char *sched_policy_name(sched_policy p);
 
 typedef struct {
     uint64_t decisions, affinity, pulls, recomputes, imbalanced, pull_blocks;
+    uint64_t placements;    /* placements evaluated (dry runs and waits included): the scheduler's work */
 } sched_counters;
 
 typedef struct {
@@ -79,6 +80,7 @@ typedef struct {
                                pull_blocks when it counted on blocks still being computed
                                (pending) on the worker or on a pull source */
     int32_t pages;          /* KV pages the task may need (prompt + max_tokens, capped) */
+    int wait_slot;          /* hold: the worker whose pages it waits for (slot; -1 otherwise) */
     int32_t reserve_pages;  /* of those, pages the chosen worker must find room for: its leading
                                prompt blocks that calls in flight there already hold are not counted twice */
     int64_t load_tokens;    /* work it adds: prompt tokens to compute + max_tokens */
@@ -174,6 +176,15 @@ typedef enum {
  * policy. Returns what sched_place_ex returns (then *v is SCHED_WAIT). */
 int sched_decide(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, uint32_t max_tokens,
                  sched_choice *out, sched_verdict *v);
+/* sched_decide with the prompt's block hashes already computed
+ * (sched_hashes; a caller that places one call many times hashes it once).
+ * hashes NULL, or nb other than n / block size: computed here. */
+int sched_decide_h(sched_t *s, sched_policy policy, const int32_t *ids, int32_t n, const uint64_t *hashes,
+                   int32_t nb, uint32_t max_tokens, sched_choice *out, sched_verdict *v);
+/* The full-block hashes of a prompt as placement computes them
+ * (bh_prefix(root, ids, n, block size)): *out malloc'd (NULL with *nb 0 when
+ * the model is not known yet or the prompt is shorter than a block). */
+int sched_hashes(const sched_t *s, const int32_t *ids, int32_t n, uint64_t **out, int32_t *nb);
 
 /* True if tasks of policy p share the workers' KV caches: false for
  * "isolated" (its dispatches carry no_cache and publish no pending blocks). */
