@@ -21,6 +21,7 @@ cost model read from bench/sim/cost.json (bench/sim/fit_cost.py).
 """
 import argparse
 import json
+import shlex
 import math
 import os
 import random
@@ -190,6 +191,8 @@ def run_sim(exe, model, scen, workers, policy, geom, cost, workdir, extra=None):
     if cost:
         cmd += ["--cost", cost]
     cmd += extra or []
+    if os.environ.get("SIM_WRAP"):  # e.g. SIM_WRAP="perf record -g -o /tmp/sim.perf" to profile the coordinator
+        cmd = shlex.split(os.environ["SIM_WRAP"]) + cmd
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
     rec = None
     if os.path.exists(out):

@@ -94,7 +94,9 @@ struct sim_world {
     double bg_load;              /* --bg-load: other runnable processes sharing those cores */
     /* measurements */
     double coord_cpu_s;
+    double coord_place_cpu_s; /* of which the before-sleep step: placement, warming, pin sweep */
     uint64_t decisions, warm_decisions, coord_calls;
+    uint64_t passes; /* place_dispatch_ready calls */
 };
 
 static double cpu_now(void) {
@@ -300,8 +302,13 @@ static void settle(sim_world *w) {
         place_requeue_orphans(w->c);
         opt_warm(w->c->opt);
         opt_sweep(w->c->opt);
-        if (w->c->dirty && jobs_ready_count(w->c->jobs)) place_dispatch_ready(w->c);
-        w->coord_cpu_s += cpu_now() - t0;
+        if (w->c->dirty && jobs_ready_count(w->c->jobs)) {
+            w->passes++;
+            place_dispatch_ready(w->c);
+        }
+        double dt = cpu_now() - t0;
+        w->coord_cpu_s += dt;
+        w->coord_place_cpu_s += dt;
         while (q_pop(&w->inbox, &m)) {
             simw_on_msg(w->w[m.to], m.buf, m.len);
             w->touched[m.to] = true;
@@ -568,6 +575,13 @@ static void report(sim_world *w, FILE *f, double wall_s, const sim_geom *g) {
             tot.steps, step_ms, tot.busy_s, tot.busy_dec_s, mk > 0 ? tot.busy_s / (mk * w->n_workers) : 0);
     fprintf(f, "\"decisions\":%" PRIu64 ",\"warm_decisions\":%" PRIu64 ",\"coord_cpu_s\":%.4f,\"coord_cpu_per_decision_us\":%.2f,",
             w->decisions, w->warm_decisions, w->coord_cpu_s, per_dec_us);
+    sched_counters sc;
+    sched_get_counters(w->c->sched, &sc);
+    fprintf(f, "\"placements\":%" PRIu64 ",\"passes\":%" PRIu64 ",\"placements_skipped\":%" PRIu64 ",",
+            sc.placements, w->passes, w->c->pl.skipped);
+    double place_us = dec ? w->coord_place_cpu_s / (double)dec * 1e6 : 0;
+    fprintf(f, "\"coord_place_cpu_s\":%.4f,\"place_cpu_per_decision_us\":%.2f,\"place_over_step\":%.5f,",
+            w->coord_place_cpu_s, place_us, step_ms > 0 ? place_us / 1e3 / step_ms : 0);
     fprintf(f, "\"decision_over_step\":%.5f,\"coord_cpu_over_makespan\":%.5f,",
             step_ms > 0 ? per_dec_us / 1e3 / step_ms : 0, mk > 0 ? w->coord_cpu_s / mk : 0);
     fprintf(f, "\"geometry\":{\"block_size\":%d,\"kv_blocks\":%d,\"max_seqs\":%d,\"batch_tokens\":%d,\"n_ctx\":%d},",
