@@ -5,7 +5,8 @@
 #  2. the same N jobs again, the coordinator killed with SIGKILL 0-0.7 s
 #     after each submit starts (before, during or after its acknowledgement,
 #     while earlier jobs run), then a few more times (KILLS in all, at least
-#     20), each time restarted on the same journal; a submit that got no
+#     20), each time restarted on the same journal (job 3's kill lands with
+#     the workers stopped, so one certainly finds it running); a submit that got no
 #     acknowledgement is sent again (as a heliumctl user would);
 #  3. every acknowledged job is listed exactly once, ends DONE, with outputs
 #     byte-identical to the reference; no job the client never heard of but
@@ -88,6 +89,19 @@ submit() { # submit I: prints the job id if the coordinator acknowledged
 kills=0
 replays_before=$(grep -c "journal .*: replayed" "$RUN/coordinator.log" || true)
 for i in $(seq 1 "$N"); do
+  if [ "$i" -eq 3 ]; then
+    # one kill certainly lands while a job runs (on a fast machine the random
+    # ones can all miss): the workers are stopped from its submit to the restart
+    kill_worker w1 STOP
+    kill_worker w2 STOP
+    id=$(submit "$i") || id=""
+    [ -n "$id" ] || fail "submit $i (workers stopped) was not acknowledged"
+    kill_restart
+    kill_worker w1 CONT
+    kill_worker w2 CONT
+    echo "$i $id" >>"$TMP/acked.txt"
+    continue
+  fi
   submit "$i" >"$TMP/sub-$i.out" &
   sub=$!
   sleep "0.$((RANDOM % 8))"
