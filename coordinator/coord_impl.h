@@ -61,6 +61,8 @@ typedef struct {
     double job_seconds_sum;
 } coord_stats;
 
+#define PLACE_SHRUNK_LOG 4096 /* place.c's log of workers whose working set shrank */
+
 struct coord {
     coord_config cfg;
     void *zctx, *client, *wsock;    /* NULL in a coordinator without sockets (coord_core_new) */
@@ -89,7 +91,14 @@ struct coord {
         uint64_t commits;           /* dispatches (and other changes) made by placement */
         uint64_t room_sig;          /* this walk's signature of every worker's room (place.c room_sig) */
         uint64_t workers_sig;       /* ... of the set of workers and their states */
+        uint64_t shrink_sig;        /* ... of what can shrink a working set (calls leaving, pins) */
+        uint64_t slot_shrink[DIR_MAX_WORKERS]; /* each worker's part of it, as of the last walk */
+        struct { int slot; } shrunk[PLACE_SHRUNK_LOG]; /* ring: workers whose working set may have
+                                                          shrunk, in walk order (place.c) */
+        uint64_t n_shrunk;          /* entries appended to it so far */
         uint64_t skipped;           /* placements skipped: nothing the call waited on had moved */
+        uint64_t again[4];          /* placements of calls remembered as waiting, by why (place.c WAIT_*;
+                                       [0]: not remembered) */
     } pl;
     job_t **stream_jobs;            /* (n_stream) jobs with new partial output and streaming waiters */
     size_t n_stream, cap_stream;

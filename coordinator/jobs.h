@@ -97,6 +97,7 @@ struct job_task {
     struct {                /* caller's: why its last placement waited (place.c); cleared on requeue */
         uint8_t kind;       /* 0: nothing remembered */
         int slot;           /* the worker it waits on, or -1 */
+        int32_t pages;      /* KV pages it needs (a wait for room); blocks it waits for (a hold) */
         uint64_t gen, slot_gen, pass;
     } wait;
 

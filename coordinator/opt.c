@@ -47,6 +47,8 @@ static opt_counters *st_of(opt_t *o, int pol) {
     return &o->st[pol >= 0 && pol < SCHED_N_POLICIES ? pol : SCHED_ROUTER];
 }
 
+static uint64_t sig_mix(uint64_t h, uint64_t x) { return (h ^ (x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2))) * 0x100000001b3ULL; }
+
 static void changed(opt_t *o, int pol) {
     o->sweep_dirty = true;
     if (pol == SCHED_HELIUM) o->warm_dirty = true;
@@ -147,6 +149,8 @@ void opt_destroy(opt_t **self_p) {
     }
     free(o->slots);
     free(o->sw);
+    free(o->wm[0]);
+    free(o->wm[1]);
     hcount_destroy(&o->pinned);
     for (int w = 0; w < DIR_MAX_WORKERS; w++)
         for (int k = 0; k < 2; k++) free(o->ws_memo[w][k].set.v);
@@ -173,6 +177,10 @@ int opt_set_model(opt_t *o, uint64_t root, int32_t block_size) {
 
 opt_counters *opt_stats(opt_t *o, sched_policy p) { return st_of(o, p); }
 uint64_t opt_pins_gen(const opt_t *o) { return o->pins_gen; }
+uint64_t opt_pins_shrink_gen(const opt_t *o) { return o->pins_shrink_gen; }
+uint64_t opt_pins_shrink_slot(const opt_t *o, int slot) {
+    return slot >= 0 && slot < DIR_MAX_WORKERS ? o->pins_shrink_slot[slot] : o->pins_shrink_gen;
+}
 rcache_t *opt_rcache(opt_t *o) { return o->rc; }
 
 /* ------------------------------------------------------------ planning */
@@ -422,9 +430,15 @@ void opt_count_prompt(opt_t *o, job_task *t) {
 
 /* ---------------------------------------------------------------- pins */
 
-/* A pin on slot changed (ws_need's memo for that worker is stale). */
-static void pins_moved(opt_t *o, int slot) {
+/* A pin on slot changed (ws_need's memo for that worker is stale); shrink:
+ * the change may leave a working set smaller (a pin gone, fewer live
+ * blocks, other steps, a warm done), so a call waiting for room may fit. */
+static void pins_moved(opt_t *o, int slot, bool shrink) {
     o->pins_gen++;
+    if (shrink) {
+        o->pins_shrink_gen++;
+        if (slot >= 0 && slot < DIR_MAX_WORKERS) o->pins_shrink_slot[slot]++;
+    }
     if (slot >= 0 && slot < DIR_MAX_WORKERS) o->pins_gen_slot[slot]++;
     if (o->warm_deferred) o->warm_dirty = true; /* room may have come */
 }
@@ -455,7 +469,7 @@ static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, c
             while (k-- > 0) hcount_remove(o->pinned, hashes[k]);
     }
     o->pins[o->n_pins++] = g;
-    pins_moved(o, slot);
+    pins_moved(o, slot, false);
     o->next_pin++;
     st_of(o, pol)->pins++;
     return g;
@@ -467,7 +481,7 @@ static void pin_remove_at(opt_t *o, size_t i) {
     for (int32_t k = 0; g->counted && k < g->n_blocks; k++) hcount_remove(o->pinned, g->hashes[k]);
     pin_free(g);
     o->pins[i] = o->pins[--o->n_pins];
-    pins_moved(o, slot);
+    pins_moved(o, slot, true);
 }
 
 static void pin_add_user(opt_pin *g, job_task *t) {
@@ -529,7 +543,7 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
         opt_pin *g = pin_new(o, tag, slot, pol, hashes, want, t->ids);
         if (g) {
             g->steps = opt_pin_steps(o, t); /* what the Dispatch carried */
-            pins_moved(o, g->slot);
+            pins_moved(o, g->slot, false);
             pin_add_user(g, t);
             clog_msg(CLOG_DEBUG, "%s: %s pins %d blocks on slot %d for pending calls", t->job->id, g->tag, want, slot);
         }
@@ -607,7 +621,7 @@ static void refresh_steps(opt_t *o, opt_pin *g, int rc, const ptree_match_info *
     o->io.send_pin_steps(o->io.ctx, w, g->tag, now);
     clog_msg(CLOG_DEBUG, "%s on %s: needed %u steps ahead (was %u)", g->tag, w->id, now, g->steps);
     g->steps = now;
-    pins_moved(o, g->slot);
+    pins_moved(o, g->slot, true);
     st_of(o, g->pol)->pin_updates++;
 }
 
@@ -631,7 +645,7 @@ void opt_sweep(opt_t *o) {
         ptree_match_info mi;
         int rc = sweep_match(o, g, &mi);
         int32_t live = needed(o, g, rc, &mi);
-        if (live != g->live) pins_moved(o, g->slot);
+        if (live != g->live) pins_moved(o, g->slot, live < g->live);
         g->live = live;
         if (!g->warm_task && g->n_users == 0 && g->live == 0) {
             release(o, i); /* moves the last group into slot i */
@@ -659,6 +673,52 @@ void opt_worker_lost(opt_t *o, int slot) {
 static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins,
                        int64_t limit);
 
+/* ---- warming's memo: a prefix that could not be warmed is tried again only
+ * when what stopped it may have moved: for lack of room, some working set
+ * shrank or the workers changed (warm_room_sig); when part of it was being
+ * computed on a worker, those blocks are cached there (the directory shows
+ * the run) or a call left that worker. Two tables, last run's and this
+ * run's (entries of prefixes gone from the tree lapse). */
+
+enum { WARM_WAIT_ROOM = 1, WARM_WAIT_STORED = 2 };
+
+static uint64_t warm_room_sig(const opt_t *o) {
+    uint64_t r = sig_mix(0x6a09e667f3bcc909ULL, o->pins_shrink_gen);
+    for (int i = 0; i < wkrs_cap(o->wkrs); i++) {
+        const wkr_t *w = wkrs_by_slot(o->wkrs, i);
+        if (!w) continue;
+        uint64_t id = sig_mix(sig_mix(w->registered_us, (uint64_t)i), (uint64_t)w->alive | (uint64_t)w->draining << 1);
+        r = sig_mix(sig_mix(r, id), w->inflight_removed);
+    }
+    return r;
+}
+
+/* a prefix whose blocks [0, run) were being computed on slot: still waiting? */
+static bool warm_still_computing(const opt_t *o, const opt_warm_memo *m, const ptree_prefix *p) {
+    const wkr_t *w = wkrs_by_slot(o->wkrs, m->slot);
+    if (!w || !w->alive || w->inflight_removed != m->sig) return false;
+    int32_t run = m->run < p->n_blocks ? m->run : p->n_blocks;
+    return sched_real_run(o->sched, m->slot, p->hashes, run) < run;
+}
+
+static opt_warm_memo *warm_slot(opt_warm_memo *tab, size_t cap, uint64_t h) {
+    if (!cap) return NULL;
+    size_t i = (size_t)(h ^ h >> 31) & (cap - 1);
+    while (tab[i].h && tab[i].h != h) i = (i + 1) & (cap - 1);
+    return &tab[i];
+}
+
+/* the wait last run recorded for prefix h (NULL: none) */
+static const opt_warm_memo *warm_prev(const opt_t *o, uint64_t h) {
+    const opt_warm_memo *m = warm_slot(o->wm[o->wm_cur ^ 1], o->cap_wm[o->wm_cur ^ 1], h);
+    return m && m->h == h ? m : NULL;
+}
+
+static void warm_note(opt_t *o, uint64_t h, uint8_t kind, uint64_t sig, int slot, int32_t run) {
+    opt_warm_memo *m = warm_slot(o->wm[o->wm_cur], o->cap_wm[o->wm_cur], h);
+    if (m) *m = (opt_warm_memo){.h = h, .sig = sig, .kind = kind, .slot = slot, .run = run};
+}
+
 void opt_warm(opt_t *o) {
     if (!o->warm_dirty || !o->have_model || !o->io.send_warm) return;
     o->warm_dirty = false;
@@ -667,16 +727,42 @@ void opt_warm(opt_t *o) {
     const ptree_prefix *pre;
     int n = ptree_shared_prefixes(pt, 2, &pre);
     bool deferred = false;
+    uint64_t sig_room = warm_room_sig(o);
+    /* this run's table: at least twice the prefixes, a power of two, empty */
+    o->wm_cur ^= 1;
+    size_t want = 64;
+    while (want < 2 * (size_t)(n > 0 ? n : 0)) want *= 2;
+    if (o->cap_wm[o->wm_cur] < want) {
+        opt_warm_memo *t = realloc(o->wm[o->wm_cur], want * sizeof *t);
+        if (t) {
+            o->wm[o->wm_cur] = t;
+            o->cap_wm[o->wm_cur] = want;
+        }
+    }
+    if (o->wm[o->wm_cur]) memset(o->wm[o->wm_cur], 0, o->cap_wm[o->wm_cur] * sizeof *o->wm[o->wm_cur]);
     for (int i = 0; i < n; i++) {
         const ptree_prefix *p = &pre[i];
         if (!p->leaf || p->ready > 0 || p->n_blocks <= 0) continue;
         /* pinned on some worker already (covering(): a pin whose block
          * nb - 1 is the prefix's last; chained hashes name their position) */
-        if (hcount_get(o->pinned, p->hashes[p->n_blocks - 1])) continue;
+        uint64_t h = p->hashes[p->n_blocks - 1];
+        if (hcount_get(o->pinned, h)) continue;
+        const opt_warm_memo *was = warm_prev(o, h);
+        if (was && (was->kind == WARM_WAIT_STORED ? warm_still_computing(o, was, p) : was->sig == sig_room)) {
+            warm_note(o, h, was->kind, was->sig, was->slot, was->run); /* nothing it waits on moved */
+            deferred = true;
+            continue;
+        }
         sched_choice ch;
-        if (sched_place_ex(o->sched, SCHED_HELIUM, p->tokens, p->n_tokens, 1, SCHED_DRY, &ch) || !ch.worker) continue;
+        if (sched_place_ex(o->sched, SCHED_HELIUM, p->tokens, p->n_tokens, 1, SCHED_DRY, &ch) || !ch.worker) {
+            warm_note(o, h, WARM_WAIT_ROOM, sig_room, -1, 0);
+            continue;
+        }
         if (ch.hold || ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
             deferred = true; /* part of it is being computed: warm the rest once it is cached */
+            const wkr_t *cw = ch.hold && ch.wait_slot >= 0 ? wkrs_by_slot(o->wkrs, ch.wait_slot) : ch.worker;
+            int32_t run = ch.hold && ch.wait_slot >= 0 ? ch.wait_run : ch.planned_blocks;
+            if (cw) warm_note(o, h, WARM_WAIT_STORED, cw->inflight_removed, cw->slot, run);
             continue;
         }
         wkr_t *w = ch.worker;
@@ -685,6 +771,7 @@ void opt_warm(opt_t *o) {
         int64_t half = (int64_t)w->kv_blocks_total / 2;
         if (ws_need(o, w, p->hashes, p->n_blocks, p->n_blocks + 1, true, half) > half) {
             deferred = true;
+            warm_note(o, h, WARM_WAIT_ROOM, sig_room, -1, 0);
             continue;
         }
         uint64_t task_id = o->io.next_task_id(o->io.ctx);
@@ -699,7 +786,7 @@ void opt_warm(opt_t *o) {
         g->warm_task = task_id;
         g->warm_load = ch.load_tokens;
         g->steps = steps_u32(p->steps);
-        pins_moved(o, g->slot);
+        pins_moved(o, g->slot, false);
         w->load_tokens += ch.load_tokens;
         sched_pending_add(o->sched, w->slot, p->hashes, p->n_blocks);
         clog_msg(CLOG_DEBUG, "warm %s: %d blocks shared by %d pending calls -> %s (task %llu%s)", tag, p->n_blocks,
@@ -733,7 +820,7 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
         opt_pin *g = o->pins[i];
         if (g->warm_task != task_id || g->slot != w->slot) continue;
         g->warm_task = 0;
-        pins_moved(o, g->slot);
+        pins_moved(o, g->slot, true);
         w->load_tokens -= g->warm_load;
         if (w->load_tokens < 0) w->load_tokens = 0;
         sched_pending_remove(o->sched, w->slot, g->hashes, g->n_blocks);
@@ -752,7 +839,6 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
 
 /* ---------------------------------------------------------- KV admission */
 
-static uint64_t sig_mix(uint64_t h, uint64_t x) { return (h ^ (x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2))) * 0x100000001b3ULL; }
 
 /* Digest of what w's working set is built from: its in-flight calls
  * (w->inflight_gen moves with every add or remove; a task's hashes and pages
@@ -816,6 +902,10 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
      * change, so skip counting (fresh <= nb) */
     int64_t upper = (int64_t)ws->n + priv + nb + own;
     if (upper <= limit) return upper;
+    /* nor can it when even no fresh block is over limit (a busy worker:
+     * the idle rule below looks at fresh) */
+    int64_t lower = (int64_t)ws->n + priv + own;
+    if (busy && lower > limit) return lower;
     int64_t fresh = 0;
     for (int32_t k = 0; k < nb; k++)
         if (!set_has(ws, hashes[k])) fresh++;
@@ -839,8 +929,16 @@ bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, i
 int opt_order(opt_t *o, const ptree_slot **slots) {
     *slots = NULL;
     if (!o->have_model) return 0;
+    uint64_t gen = ptree_gen(o->pt[1]);
+    if (o->order_valid && o->order_gen == gen) { /* the tree did not change: the same order */
+        *slots = o->n_order > 0 ? o->slots : NULL;
+        return o->n_order;
+    }
     for (;;) {
         int n = ptree_order(o->pt[1], o->slots, (int)o->cap_slots);
+        o->order_valid = n >= 0 && (size_t)n <= o->cap_slots;
+        o->order_gen = gen;
+        o->n_order = n > 0 && o->order_valid ? n : 0;
         if (n <= 0) return 0;
         if ((size_t)n <= o->cap_slots) {
             *slots = o->slots;

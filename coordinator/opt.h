@@ -133,6 +133,10 @@ int opt_set_model(opt_t *o, uint64_t root, int32_t block_size);
 opt_counters *opt_stats(opt_t *o, sched_policy p);
 /* Moves with every change to the pins that KV admission reads. */
 uint64_t opt_pins_gen(const opt_t *o);
+/* Moves with every pin change that may leave some worker's working set
+ * smaller (a call waiting for KV room may fit then; pins that grow do not). */
+uint64_t opt_pins_shrink_gen(const opt_t *o);
+uint64_t opt_pins_shrink_slot(const opt_t *o, int slot);
 /* True if policy p uses the prefix tree (kvflow, helium). */
 bool opt_tracks(sched_policy p);
 /* True if policy p answers deterministic calls from the result cache or an

@@ -54,6 +54,16 @@ typedef struct {
     ptree_match_info mi;
 } opt_sweep_hit;
 
+/* A prefix opt_warm could not warm, and what it waits for (opt.c). */
+typedef struct {
+    uint64_t h;             /* the prefix's last block hash; 0: empty entry */
+    uint64_t sig;           /* room: the signature it waits to change; stored: the worker's
+                               in-flight removals when it was noted */
+    int slot;               /* stored: the worker computing its blocks */
+    int32_t run;            /* stored: the leading blocks it waits to see cached there */
+    uint8_t kind;           /* WARM_WAIT_* */
+} opt_warm_memo;
+
 typedef struct {
     uint64_t *v;            /* (cap) 0 = empty */
     size_t n, cap;
@@ -83,6 +93,8 @@ struct opt {
     bool sweep_dirty;       /* something a group depends on changed */
     opt_pin **pins;         /* (n_pins) */
     uint64_t pins_gen;      /* moves on every change to pins that ws_need reads */
+    uint64_t pins_shrink_gen; /* ... that may leave a working set smaller (pins_moved) */
+    uint64_t pins_shrink_slot[DIR_MAX_WORKERS]; /* ... that worker's */
     uint64_t pins_gen_slot[DIR_MAX_WORKERS]; /* ... to the pins on each worker (ws_need's memo key) */
     size_t n_pins, cap_pins;
     uint64_t next_pin;
@@ -92,9 +104,15 @@ struct opt {
     u64set prompts[SCHED_N_POLICIES], blocks[SCHED_N_POLICIES];
     opt_sweep_hit *sw;      /* (cap_sw, a power of two) opt_sweep's scratch */
     uint64_t sweeps;        /* opt_sweep runs (its entries' generation) */
+    opt_warm_memo *wm[2];   /* (cap_wm[k], powers of two) warming's memo: this run's is wm[wm_cur] */
+    size_t cap_wm[2];
+    int wm_cur;
     hcount_t *pinned;       /* the blocks of helium's pins, counted once a pin (opt_warm's covering test) */
     size_t cap_sw;
     ptree_slot *slots;      /* (cap_slots) opt_order output */
+    bool order_valid;       /* slots[0, n_order) is ptree_order's answer at tree gen order_gen */
+    uint64_t order_gen;
+    int n_order;
     size_t cap_slots;
     opt_ws_memo ws_memo[DIR_MAX_WORKERS][2]; /* by worker slot and all_pins */
     uint64_t *hbuf;         /* (cap_hbuf) scratch hashes */

@@ -8,11 +8,17 @@
  *
  * Waiting calls are remembered (t->wait): a ready call whose placement
  * waited is placed again only once something its verdict reads has moved.
- * No room anywhere (SCHED_WAIT, SCHED_WAIT_KV): any dispatch, or any
- * worker's state, in-flight set, cache events, free KV or load, or the pins
- * (room_sig, one O(workers) signature per walk). Held (SCHED_HOLD): the
- * worker whose pages it waits for (its cache events, in-flight set, state)
- * or the set of workers. Every PLACE_MEMO_PASSES walks a remembered call is
+ * No free pages anywhere (SCHED_WAIT): any dispatch, or any worker's state,
+ * in-flight set, cache events, free KV or load, or the pins (room_sig, one
+ * O(workers) signature per walk). No room in any worker's working set
+ * (helium's SCHED_WAIT_KV with no worker named): only a working set that
+ * shrank (a call left the worker, or a pin shrank: a dispatch only grows
+ * working sets) can take it, so it is checked against those workers alone
+ * (c->pl.shrunk, a log appended once per walk), and placed again when one
+ * fits or the workers changed. Held (SCHED_HOLD): the pages it waits for
+ * cached on their worker (the directory shows the run), a call leaving
+ * that worker (the pending pages may be gone with it), or the workers
+ * changing. Every PLACE_MEMO_PASSES walks a remembered call is
  * placed again anyway (link-rate and load drifts the signatures leave out).
  * Without it each walk re-placed every waiting call over every worker: at
  * 128 simulated workers, ~670 placements per dispatch.
@@ -37,8 +43,8 @@ typedef enum { START_OK, START_WAIT, START_FAILED, START_CHANGED } start_rc;
 
 /* ------------------------------------------------------- waiting calls */
 
-enum { WAIT_NONE = 0, WAIT_ROOM, WAIT_HOLD };
-#define PLACE_MEMO_PASSES 64
+enum { WAIT_NONE = 0, WAIT_ROOM, WAIT_KV, WAIT_HOLD };
+#define PLACE_MEMO_PASSES 1024
 
 static uint64_t mix(uint64_t h, uint64_t v) {
     h ^= v + 0x9e3779b97f4a7c15ULL;
@@ -59,6 +65,13 @@ static void pass_begin(coord_t *c) {
         const wkr_t *w = wkrs_by_slot(c->wkrs, i);
         if (!w) continue;
         set = mix(mix(set, (uint64_t)i), mix(w->registered_us, (uint64_t)w->alive | (uint64_t)w->draining << 1));
+        if (i < DIR_MAX_WORKERS) {
+            uint64_t sh = mix(w->inflight_removed, opt_pins_shrink_slot(c->opt, i));
+            if (sh != c->pl.slot_shrink[i]) {
+                c->pl.slot_shrink[i] = sh;
+                c->pl.shrunk[c->pl.n_shrunk++ % PLACE_SHRUNK_LOG].slot = i;
+            }
+        }
         room = mix(room, slot_sig(w));
         room = mix(room, (uint64_t)w->kv_free << 32 ^ (uint32_t)w->reserved_pages);
         room = mix(room, (uint64_t)w->load_tokens);
@@ -69,13 +82,20 @@ static void pass_begin(coord_t *c) {
 
 static uint64_t room_now(const coord_t *c) { return mix(c->pl.room_sig, c->pl.commits); }
 
-static void remember(coord_t *c, job_task *t, sched_verdict v, int slot) {
+static void remember(coord_t *c, job_task *t, const sched_choice *ch, sched_verdict v, int slot, int32_t pages) {
     wkr_t *w = slot >= 0 ? wkrs_by_slot(c->wkrs, slot) : NULL;
-    if (v == SCHED_HOLD && w) {
+    if (v == SCHED_HOLD && w && t->hashes && ch && ch->wait_run > 0) {
         t->wait.kind = WAIT_HOLD;
         t->wait.slot = slot;
-        t->wait.slot_gen = slot_sig(w);
+        t->wait.pages = ch->wait_run < t->n_hashes ? ch->wait_run : t->n_hashes;
+        t->wait.slot_gen = w->inflight_removed;
         t->wait.gen = c->pl.workers_sig;
+    } else if (v == SCHED_WAIT_KV && slot < 0 && t->hashes) {
+        t->wait.kind = WAIT_KV;
+        t->wait.slot = -1;
+        t->wait.pages = pages;
+        t->wait.gen = c->pl.workers_sig;
+        t->wait.slot_gen = c->pl.n_shrunk; /* the log read so far */
     } else {
         t->wait.kind = WAIT_ROOM;
         t->wait.slot = -1;
@@ -84,12 +104,27 @@ static void remember(coord_t *c, job_task *t, sched_verdict v, int slot) {
     t->wait.pass = c->pl.passes;
 }
 
+/* A call that fit no worker's working set: still none, if none of the
+ * workers whose working set shrank since it was last checked fits it now
+ * (the others only grew). Moves its read position in the log. */
+static bool kv_still_waits(coord_t *c, job_task *t) {
+    if (t->wait.gen != c->pl.workers_sig || c->pl.n_shrunk - t->wait.slot_gen > PLACE_SHRUNK_LOG) return false;
+    for (uint64_t e = t->wait.slot_gen; e < c->pl.n_shrunk; e++) {
+        const wkr_t *w = wkrs_by_slot(c->wkrs, c->pl.shrunk[e % PLACE_SHRUNK_LOG].slot);
+        if (w && w->alive && opt_ws_fits(c->opt, w, t->hashes, t->n_hashes, t->wait.pages)) return false;
+    }
+    t->wait.slot_gen = c->pl.n_shrunk;
+    return true;
+}
+
 /* True if nothing t's last wait depended on has moved (skip placing it). */
-static bool still_waits(coord_t *c, const job_task *t) {
+static bool still_waits(coord_t *c, job_task *t) {
     if (t->wait.kind == WAIT_NONE || c->pl.passes - t->wait.pass >= PLACE_MEMO_PASSES) return false;
     if (t->wait.kind == WAIT_ROOM) return t->wait.gen == room_now(c);
+    if (t->wait.kind == WAIT_KV) return kv_still_waits(c, t);
     const wkr_t *w = wkrs_by_slot(c->wkrs, t->wait.slot);
-    return t->wait.gen == c->pl.workers_sig && w && slot_sig(w) == t->wait.slot_gen;
+    return t->wait.gen == c->pl.workers_sig && w && w->inflight_removed == t->wait.slot_gen &&
+           sched_real_run(c->sched, t->wait.slot, t->hashes, t->wait.pages) < t->wait.pages;
 }
 
 void place_fail_task(coord_t *c, job_task *t, Helium__ErrorCode code, const char *msg) {
@@ -365,7 +400,7 @@ static start_rc decide(coord_t *c, job_task *t, sched_choice *ch) {
     int rc = sched_decide_h(c->sched, (sched_policy)t->job->pol, t->ids, t->n_ids, t->hashes, t->n_hashes,
                             op->llm.max_tokens, ch, &v);
     if (rc == HE_EUNAVAIL) {
-        remember(c, t, SCHED_WAIT, -1);
+        remember(c, t, NULL, SCHED_WAIT, -1, 0);
         return START_WAIT;
     }
     if (rc) {
@@ -373,7 +408,7 @@ static start_rc decide(coord_t *c, job_task *t, sched_choice *ch) {
         snprintf(msg, sizeof msg, "%s", he_msg());
         return fail_task(c, t, werr_code(rc), msg);
     }
-    if (v != SCHED_GO) remember(c, t, v, ch->wait_slot);
+    if (v != SCHED_GO) remember(c, t, ch, v, ch->wait_slot, ch->pages);
     switch (v) {
     case SCHED_GO: return START_OK;
     case SCHED_WAIT: return START_WAIT;
@@ -507,6 +542,7 @@ static void dispatch_in_tree_order(coord_t *c) {
                 c->pl.skipped++;
                 continue;
             }
+            c->pl.again[t->wait.kind & 3]++;
             start_rc rc = start_llm(c, t);
             if (rc == START_FAILED || rc == START_CHANGED) {
                 c->pl.commits++;
@@ -530,9 +566,12 @@ void place_dispatch_ready(coord_t *c) {
         job_task *next;
         for (job_task *t = jobs_ready_first(c->jobs); t; t = next) {
             next = jobs_ready_next(t);
-            if (t->kind == JT_LLM && still_waits(c, t)) {
-                c->pl.skipped++;
-                continue;
+            if (t->kind == JT_LLM) {
+                if (still_waits(c, t)) {
+                    c->pl.skipped++;
+                    continue;
+                }
+                c->pl.again[t->wait.kind & 3]++;
             }
             start_rc rc = t->kind == JT_TOOL ? start_tool(c, t) : start_llm(c, t);
             if (rc == START_FAILED || rc == START_CHANGED) {

@@ -83,6 +83,7 @@ struct ptree {
     uint64_t root_hash;
     int bs;
     pt_node *root;
+    uint64_t gen;    /* moves with every change to calls, readiness, steps or critical paths */
     int32_t n_nodes; /* root included */
     pt_op **all;     /* (n_all) every call */
     size_t n_all, cap_all;
@@ -261,6 +262,7 @@ static void add_counts(pt_node *x, int d_sharers, int d_ready) {
 /* Inserts o (o->buf set, o->node NULL) into the tree. On ENOMEM the tree is
  * unchanged apart from a possible split (still a valid tree). */
 static int attach(ptree_t *pt, pt_op *o) {
+    pt->gen++;
     const int32_t *p = o->buf->t;
     int32_t n = o->buf->n;
     pt_node *cur = pt->root;
@@ -314,6 +316,7 @@ static int attach(ptree_t *pt, pt_op *o) {
 static void detach(ptree_t *pt, pt_op *o) {
     pt_node *x = o->node;
     if (!x) return;
+    pt->gen++;
     if (o->at_prev)
         o->at_prev->at_next = o->at_next;
     else
@@ -396,6 +399,7 @@ void ptree_destroy(ptree_t **self_p) {
 }
 
 int ptree_block_size(const ptree_t *pt) { return pt ? pt->bs : 0; }
+uint64_t ptree_gen(const ptree_t *pt) { return pt ? pt->gen : 0; }
 uint64_t ptree_root_hash(const ptree_t *pt) { return pt ? pt->root_hash : 0; }
 
 int64_t ptree_llm_cost(int32_t prompt_tokens, int32_t shared_tokens, int32_t out_tokens) {
@@ -480,6 +484,7 @@ int ptree_set_sched(ptree_t *pt, uint64_t job, int32_t op, uint32_t item, int64_
     pt_op *o = find_op(pt, job, op, item);
     if (!o) return he_set(HE_ENOTFOUND, "ptree: no call (job %llu, op %d, item %u)", (unsigned long long)job, (int)op, (unsigned)item);
     if (o->ready != ready || o->steps != steps) add_counts(o->node, 0, o->ready != ready ? (ready ? 1 : -1) : 0);
+    if (o->ready != ready || o->steps != steps || o->cp != cp) pt->gen++;
     o->ready = ready;
     o->steps = steps;
     o->cp = cp;

@@ -147,6 +147,9 @@ int ptree_match(const ptree_t *pt, const int32_t *tokens, int n, ptree_match_inf
 
 void ptree_stats(const ptree_t *pt, ptree_stats_t *out);
 int ptree_block_size(const ptree_t *pt);
+/* Moves with every change that can change ptree_order's or
+ * ptree_shared_prefixes' answer (calls, readiness, steps, critical paths). */
+uint64_t ptree_gen(const ptree_t *pt);
 uint64_t ptree_root_hash(const ptree_t *pt);
 
 /* ---- cost model and critical paths (token steps) */

@@ -118,10 +118,9 @@ route_config *sched_route_config(sched_t *s) { return &s->rc; }
 
 int32_t sched_real_run(sched_t *s, int slot, const uint64_t *hashes, int32_t n) {
     if (slot < 0 || slot >= DIR_MAX_WORKERS || n <= 0) return 0;
-    int32_t runs[DIR_MAX_WORKERS];
-    memset(runs, 0, sizeof runs);
-    dir_match(s->dir, hashes, n, runs);
-    return runs[slot];
+    int32_t r = 0;
+    while (r < n && dir_holds(s->dir, hashes[r], slot)) r++;
+    return r;
 }
 
 void sched_prefill_progress(sched_t *s, wkr_t *w) {
@@ -434,12 +433,14 @@ static int pick_routed(sched_t *s, sched_policy policy, int32_t n, int32_t nb, i
             if (rc.page_bytes > 0 && t_pull < t_rec && (s->helium_hold_idle || !idle)) {
                 out->hold = true;
                 out->wait_slot = pe_slot;
+                out->wait_run = pe;
             }
         }
         if (!out->hold && s->helium_split &&
             split_pays(s, &rc, c->rw, nw, pick, c->runs, c->real, c->pend, c->wk, n, pages, max_tokens)) {
             out->hold = out->split = true;
             out->wait_slot = c->wk[pick]->slot;
+            out->wait_run = c->pend[out->wait_slot];
         }
     }
     return pick;
@@ -575,8 +576,10 @@ static sched_verdict helium_holder(sched_t *s, const int32_t *ids, int32_t n, pr
     if (h && !idle && extra >= SCHED_HOLD_MIN_BLOCKS && 4 * (int64_t)extra >= (int64_t)w->kv_blocks_total &&
         4 * (int64_t)ch->holder_run >= 3 * (int64_t)ch->n_hashes) {
         sched_choice hc;
-        if (place(s, SCHED_HELIUM, ids, n, ph, max_tokens, h->slot, SCHED_DRY, &hc) || !hc.worker || hc.hold)
+        if (place(s, SCHED_HELIUM, ids, n, ph, max_tokens, h->slot, SCHED_DRY, &hc) || !hc.worker || hc.hold) {
+            ch->wait_slot = h->slot; /* waits for the holder, not for room anywhere */
             return SCHED_WAIT_KV;
+        }
         *ch = hc;
     }
     /* (its worker's working set has room for it: place admits only such

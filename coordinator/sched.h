@@ -80,7 +80,9 @@ typedef struct {
                                pull_blocks when it counted on blocks still being computed
                                (pending) on the worker or on a pull source */
     int32_t pages;          /* KV pages the task may need (prompt + max_tokens, capped) */
-    int wait_slot;          /* hold: the worker whose pages it waits for (slot; -1 otherwise) */
+    int wait_slot;          /* hold: the worker whose pages it waits for; a helium wait for room
+                               on the worker holding its prefix: that worker (slot; -1 otherwise) */
+    int32_t wait_run;       /* hold: the leading prompt blocks it waits for there to be cached */
     int32_t reserve_pages;  /* of those, pages the chosen worker must find room for: its leading
                                prompt blocks that calls in flight there already hold are not counted twice */
     int64_t load_tokens;    /* work it adds: prompt tokens to compute + max_tokens */

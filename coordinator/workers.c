@@ -240,6 +240,7 @@ void wkr_inflight_remove(wkr_t *w, job_task *t) {
         if (w->inflight[i] == t) {
             w->inflight[i] = w->inflight[--w->n_inflight];
             w->inflight_gen = ++inflight_gens;
+            w->inflight_removed++;
             w->load_tokens -= t->load_tokens;
             if (w->load_tokens < 0) w->load_tokens = 0;
             w->reserved_pages -= t->reserve_pages; /* its pages become reclaimable */

@@ -74,6 +74,7 @@ typedef struct wkr {
     size_t n_inflight, cap_inflight;
     int64_t load_tokens;      /* sum of the in-flight tasks' load_tokens */
     uint64_t inflight_gen;    /* changes with every in-flight add or remove (never repeats) */
+    uint64_t inflight_removed; /* in-flight removals so far (only these shrink its working set) */
 } wkr_t;
 
 typedef struct wkrs wkrs_t;
