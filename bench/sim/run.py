@@ -266,7 +266,8 @@ def cmd_check(a):
         for pol in POLICIES:
             rec, dig = run_sim(a.exe, a.model, scen, a.workers, pol, a.geom, a.cost, a.workdir)
             log(f"{pol:9s} jobs {rec['jobs_done']}/{rec['n_jobs']} computed {rec['computed_tokens']} "
-                f"min {rec['min_prompt_tokens']} makespan {rec['makespan_s']:.2f}s decisions {rec['decisions']}")
+                f"min {rec['min_prompt_tokens']} makespan {rec['makespan_s']:.2f}s decisions {rec['decisions']} "
+                f"placements {rec['placements']} skipped {rec['placements_skipped']}")
             if rec["jobs_done"] != len(scen["jobs"]) or rec["rc"] != 0:
                 bad.append(f"{pol}: {rec['jobs_done']} of {len(scen['jobs'])} jobs done ({rec['stderr_tail']})")
             if rec["min_prompt_tokens"] and rec["computed_tokens"] < rec["min_prompt_tokens"]:

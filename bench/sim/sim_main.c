@@ -322,18 +322,19 @@ static void settle(sim_world *w) {
             }
         if (w->c->tools && tools_active(w->c->tools)) {
             /* tool calls run in wall time while simulated time stands still:
-             * drive curl on every pass (its timeouts are wall-clock), and
-             * wait for it only when nothing else can move */
-            size_t before = tools_active(w->c->tools);
-            zmq_pollitem_t it[64];
-            int n = tools_poll_items(w->c->tools, it, 64);
-            long to = tools_timeout_ms(w->c->tools);
-            zmq_poll(it, n, moved ? 0 : (to < 0 || to > 50 ? 50 : to));
-            double t1 = cpu_now();
-            tools_perform(w->c->tools, it, n);
-            w->coord_cpu_s += cpu_now() - t1;
-            if (!moved) moved = true;
-            else if (tools_active(w->c->tools) != before) moved = true;
+             * every one in flight finishes before anything else moves, so
+             * the order of events does not depend on how fast the service
+             * answers (the run stays deterministic) */
+            while (tools_active(w->c->tools)) {
+                zmq_pollitem_t it[64];
+                int n = tools_poll_items(w->c->tools, it, 64);
+                long to = tools_timeout_ms(w->c->tools);
+                zmq_poll(it, n, to < 0 || to > 50 ? 50 : to);
+                double t1 = cpu_now();
+                tools_perform(w->c->tools, it, n);
+                w->coord_cpu_s += cpu_now() - t1;
+            }
+            moved = true;
         }
         if (!moved && !w->outbox.n) return;
     }
@@ -579,6 +580,8 @@ static void report(sim_world *w, FILE *f, double wall_s, const sim_geom *g) {
     sched_get_counters(w->c->sched, &sc);
     fprintf(f, "\"placements\":%" PRIu64 ",\"passes\":%" PRIu64 ",\"placements_skipped\":%" PRIu64 ",",
             sc.placements, w->passes, w->c->pl.skipped);
+    fprintf(f, "\"placed_again\":{\"new\":%" PRIu64 ",\"room\":%" PRIu64 ",\"kv\":%" PRIu64 ",\"hold\":%" PRIu64 "},",
+            w->c->pl.again[0], w->c->pl.again[1], w->c->pl.again[2], w->c->pl.again[3]);
     double place_us = dec ? w->coord_place_cpu_s / (double)dec * 1e6 : 0;
     fprintf(f, "\"coord_place_cpu_s\":%.4f,\"place_cpu_per_decision_us\":%.2f,\"place_over_step\":%.5f,",
             w->coord_place_cpu_s, place_us, step_ms > 0 ? place_us / 1e3 / step_ms : 0);

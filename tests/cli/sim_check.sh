@@ -24,4 +24,8 @@ if [ "$rc" -ne 0 ] || ! grep -q '^sim check: ok' "$tmp/log"; then
 fi
 n=$(grep -cE '^(isolated|prefix|router|kvflow|helium) +jobs 9/9' "$tmp/log")
 [ "$n" -eq 5 ] || { echo "FAIL: $n of 5 policies ran every job"; exit 1; }
+# the work saved: helium's waiting calls are not placed again while nothing
+# they wait on moved (coordinator/place.c), with the same outputs (above)
+skipped=$(grep -E '^helium +jobs' "$tmp/log" | sed -n 's/.* skipped \([0-9]*\).*/\1/p')
+[ -n "$skipped" ] && [ "$skipped" -gt 0 ] || { echo "FAIL: helium skipped no placement (got '$skipped')"; exit 1; }
 echo "ok"
