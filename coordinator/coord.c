@@ -308,9 +308,12 @@ coord_t *coord_core_new(const coord_config *cfg, const wsend_i *send) {
     c->jobs = jobs_new(&jc, &hk);
     c->wkrs = wkrs_new();
     c->dir = dir_new();
+    c->links = links_new();
     c->sched = c->dir && c->wkrs ? sched_new(c->dir, c->wkrs) : NULL;
     if (c->sched) {
         route_config *rc = sched_route_config(c->sched);
+        rc->pair_time = links_time; /* each pair's fitted link, once it has pulls */
+        rc->pair_ctx = c->links;
         if (c->cfg.imbalance_abs > 0) rc->imbalance_abs = c->cfg.imbalance_abs;
         if (c->cfg.imbalance_rel > 0) rc->imbalance_rel = c->cfg.imbalance_rel;
         sched_set_helium_weights(c->sched, c->cfg.helium_load_weight, c->cfg.helium_starve_tokens);
@@ -322,7 +325,7 @@ coord_t *coord_core_new(const coord_config *cfg, const wsend_i *send) {
     opt_io io = place_opt_io(c);
     c->opt = c->sched && c->wkrs && c->jobs ? opt_new(c->tok, c->sched, c->wkrs, c->jobs, &io, 0) : NULL;
     if (c->opt && c->cfg.helium_kv_admit != 0) sched_set_helium_fit(c->sched, helium_fit, c->opt);
-    if (!c->jobs || !c->wkrs || !c->dir || !c->sched || !c->tools || !c->opt) {
+    if (!c->jobs || !c->wkrs || !c->dir || !c->links || !c->sched || !c->tools || !c->opt) {
         he_set(HE_ENOMEM, "cannot create the coordinator's tables");
         goto fail;
     }
@@ -405,6 +408,7 @@ void coord_destroy(coord_t **self_p) {
     jobs_destroy(&c->jobs);
     opt_destroy(&c->opt); /* after the jobs: it holds (and never follows) task pointers */
     sched_destroy(&c->sched);
+    links_destroy(&c->links);
     dir_destroy(&c->dir);
     wkrs_destroy(&c->wkrs);
     tok_destroy(&c->tok);

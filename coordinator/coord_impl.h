@@ -35,6 +35,7 @@
 #include "jobs.h"
 #include "jrec.h"
 #include "metrics.h"
+#include "links.h"
 #include "opt.h"
 #include "sched.h"
 #include "tokenizer.h"
@@ -73,6 +74,7 @@ struct coord {
     wkrs_t *wkrs;
     dir_t *dir;
     sched_t *sched;
+    links_t *links;                 /* each worker pair's fitted KV link (links.h) */
     opt_t *opt;                     /* workflow optimizer and per-policy counters */
     tools_t *tools;
     metrics_t *metrics;

@@ -299,6 +299,38 @@ static void page_workers(coord_t *c, sbuf *b) {
     }
 }
 
+/* Each worker pair's fitted KV link (links.h), for pairs that pulled. */
+static void page_links(coord_t *c, sbuf *b) {
+    static const char *const names[3] = {"helium_kv_link_fixed_seconds", "helium_kv_link_bytes_per_second",
+                                         "helium_kv_link_pulls"};
+    static const char *const helps[3] = {
+        "Fitted fixed cost of a KV pull between two workers (seconds; from, to, transport).",
+        "Fitted rate of KV pulls between two workers (bytes per second).",
+        "KV pulls the pair's fit has seen."};
+    for (int m = 0; m < 3; m++) {
+        bool head = false;
+        for (int d = 0; d < wkrs_cap(c->wkrs); d++) {
+            const wkr_t *wd = wkrs_by_slot(c->wkrs, d);
+            if (!wd || !wd->alive) continue;
+            for (int s = 0; s < wkrs_cap(c->wkrs); s++) {
+                const wkr_t *ws = wkrs_by_slot(c->wkrs, s);
+                if (!ws || !ws->alive || s == d) continue;
+                for (int x = 0; x < 2; x++) {
+                    double a, r;
+                    uint32_t n;
+                    if (!links_fit(c->links, s, d, x, &a, &r, &n)) continue;
+                    if (!head) met_head(b, names[m], m == 2 ? "counter" : "gauge", helps[m]);
+                    head = true;
+                    char lab[320];
+                    snprintf(lab, sizeof lab, "from=\"%s\",to=\"%s\",transport=\"%s\"", ws->id, wd->id,
+                             x ? "kv_xport" : "zmq");
+                    met_value(b, names[m], lab, m == 0 ? a : m == 1 ? r : (double)n);
+                }
+            }
+        }
+    }
+}
+
 void met_publish_coord(coord_t *c) {
     if (!c->metrics) return;
     sbuf b;
@@ -354,6 +386,7 @@ void met_publish_coord(coord_t *c) {
     met_histogram(&b, "helium_job_seconds", "Submit to finish of ended jobs (done, failed or canceled), seconds.",
                   met_job_bounds, c->st.job_seconds, MET_JOB_BUCKETS, c->st.job_seconds_sum);
     page_opt(c, &b);
+    page_links(c, &b);
     met_head(&b, "helium_bad_frames_total", "counter", "Malformed frames received, by peer kind.");
     met_value(&b, "helium_bad_frames_total", "peer=\"client\"", (double)c->st.bad_client_frames);
     met_value(&b, "helium_bad_frames_total", "peer=\"worker\"", (double)c->st.bad_worker_frames);

@@ -439,6 +439,7 @@ static start_rc commit_dispatch(coord_t *c, job_task *t, wkr_t *w, const sched_c
     c->pl.commits++;
     t->load_tokens = ch->load_tokens;
     t->decode_tokens = op->llm.max_tokens;
+    t->pull_src = ch->pull_from ? ch->pull_from->slot : -1;
     t->pages = ch->pages;
     t->reserve_pages = ch->reserve_pages;
     if (!t->hashes && ch->n_hashes > 0 && (t->hashes = malloc((size_t)ch->n_hashes * sizeof *t->hashes))) {

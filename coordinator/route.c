@@ -53,9 +53,14 @@ double route_pull_times(const route_config *c, const route_worker *w, int32_t mi
 double route_pull_times_pair(const route_config *c, const route_worker *w, const route_worker *p, int32_t missing,
                              int32_t block_size, double *t_pull, double *t_rec) {
     double pf = route_pull_times(c, w, missing, block_size, t_pull, t_rec);
-    if (p && p != w && w->xport_group != 0 && p->xport_group == w->xport_group) {
+    bool xport = p && p != w && w->xport_group != 0 && p->xport_group == w->xport_group;
+    if (xport) {
         double link = rate(w->xport_link_bytes_s, c->default_xport_link_bytes_s, 2e10);
         *t_pull = c->xport_latency_s + (double)missing * (double)c->page_bytes / link;
+    }
+    if (p && p != w && c->pair_time) {
+        double t = c->pair_time(c->pair_ctx, p->slot, w->slot, xport, (double)missing * (double)c->page_bytes);
+        if (t >= 0) *t_pull = t;
     }
     return pf;
 }

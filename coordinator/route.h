@@ -67,6 +67,11 @@ typedef struct {
     double xport_latency_s;    /* a KV transport pull's fixed cost; default 0.005 */
     int64_t starve_tokens;     /* > 0: a worker whose load is below this is about to go idle, and the
                                   decision is made among such workers only (default 0: off) */
+    /* a pair's own link model (links.h links_time): seconds for `bytes` from
+     * slot src into slot dst (xport: over their shared transport), < 0 when
+     * unknown; NULL: none (the per-worker rates and defaults price pulls) */
+    double (*pair_time)(const void *ctx, int src, int dst, bool xport, double bytes);
+    const void *pair_ctx;
 } route_config;
 
 typedef struct {
@@ -87,9 +92,10 @@ void route_config_default(route_config *c);
 double route_pull_times(const route_config *c, const route_worker *w, int32_t missing, int32_t block_size,
                         double *t_pull, double *t_rec);
 
-/* As route_pull_times, for a pull from worker p into worker w: over their
- * shared transport's link (rate and fixed cost) when they have one, else
- * ZeroMQ's (route_pull_times). p NULL: ZeroMQ. */
+/* As route_pull_times, for a pull from worker p into worker w: the pair's
+ * own fitted link (c->pair_time) once it has one, else over their shared
+ * transport's link (rate and fixed cost) when they have one, else ZeroMQ's
+ * (route_pull_times). p NULL: ZeroMQ. */
 double route_pull_times_pair(const route_config *c, const route_worker *w, const route_worker *p, int32_t missing,
                              int32_t block_size, double *t_pull, double *t_rec);
 

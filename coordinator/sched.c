@@ -175,7 +175,7 @@ static bool split_pays(const sched_t *s, const route_config *rc, const route_wor
          * there: under KV pressure two copies would evict what both need */
         if (missing <= 0 || 4 * (int64_t)missing >= (int64_t)wk[k]->kv_blocks_total) continue;
         double t_pull, t_rec;
-        double rate = route_pull_times(rc, &rw[k], missing, bs, &t_pull, &t_rec);
+        double rate = route_pull_times_pair(rc, &rw[k], &rw[pick], missing, bs, &t_pull, &t_rec);
         if (t_pull >= t_rec) continue;
         if (rw[k].load_tokens + own + (int64_t)(t_pull * rate) < rw[pick].load_tokens) return true;
     }
@@ -428,7 +428,10 @@ static int pick_routed(sched_t *s, sched_policy policy, int32_t n, int32_t nb, i
         const int32_t pe = pending_elsewhere(c->wk, nw, pick, c->real, c->pend, cap, &pe_slot);
         if (pe >= have_after(d) + SCHED_HOLD_MIN_BLOCKS && 2 * (pe - have_after(d)) >= cap - have_after(d)) {
             double t_pull, t_rec;
-            route_pull_times(&rc, &c->rw[pick], pe - have_after(d), bs, &t_pull, &t_rec);
+            const route_worker *src = NULL; /* the worker computing them: the pull's source */
+            for (int k = 0; k < nw && !src; k++)
+                if (c->wk[k]->slot == pe_slot) src = &c->rw[k];
+            route_pull_times_pair(&rc, &c->rw[pick], src, pe - have_after(d), bs, &t_pull, &t_rec);
             bool idle = rc.starve_tokens > 0 && c->rw[pick].load_tokens < rc.starve_tokens;
             if (rc.page_bytes > 0 && t_pull < t_rec && (s->helium_hold_idle || !idle)) {
                 out->hold = true;

@@ -32,6 +32,7 @@ void wp_worker_lost(coord_t *c, wkr_t *w, const char *why) {
     if (w->alive) c->st.workers_lost++;
     w->alive = false;
     dir_drop_worker(c->dir, w->slot);
+    links_forget(c->links, w->slot);
     sched_pending_drop(c->sched, w->slot);
     opt_worker_lost(c->opt, w->slot);
     while (w->n_inflight) {
@@ -189,6 +190,9 @@ void wp_on_result(coord_t *c, wkr_t *w, const Helium__OpResult *r) {
     }
     place_task_release(c, w, t);
     c->dirty = true;
+    /* the pair's link model learns from every pull it made */
+    if (r->pull_bytes > 0 && r->pull_us > 0 && t->pull_src >= 0 && t->pull_src != w->slot)
+        links_observe(c->links, t->pull_src, w->slot, r->pull_xport, (double)r->pull_bytes, (double)r->pull_us / 1e6);
     if (r->error && r->error->code != HELIUM__ERROR_CODE__ERROR_OK) {
         Helium__ErrorCode code = r->error->code;
         const char *msg = r->error->message && *r->error->message ? r->error->message : "the worker failed the task";

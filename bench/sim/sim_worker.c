@@ -190,6 +190,10 @@ static void send_result(sim_worker *w, seq_t *s, Helium__ErrorCode err) {
         r.cached_tokens = (uint32_t)s->cached;
         r.computed_tokens = (uint32_t)(s->n_prompt - s->cached);
         r.pulled_tokens = (uint32_t)(s->pulled < s->cached ? s->pulled : s->cached);
+        if (s->pull_bytes > 0) { /* the coordinator's per-pair link model learns from it */
+            r.pull_us = (uint64_t)(s->pull_s * 1e6);
+            r.pull_bytes = (uint64_t)s->pull_bytes;
+        }
         r.generated_tokens = (uint32_t)n_gen;
         r.finish_reason = s->warm ? HELIUM__FINISH_REASON__FINISH_WARM : HELIUM__FINISH_REASON__FINISH_LENGTH;
         uint64_t now = (uint64_t)(sim_now(w->world) * 1e6);
@@ -408,6 +412,8 @@ static void on_dispatch(sim_worker *w, const Helium__Dispatch *d) {
         w->st.pulls++;
         w->st.pulled_bytes += (uint64_t)bytes;
         w->st.pull_s += dur;
+        s->pull_s = dur;
+        s->pull_bytes = bytes;
         s->next = w->pulling;
         w->pulling = s;
         sim_at(w->world, sim_now(w->world) + dur, 1, w->index, s->pull_token);

@@ -35,6 +35,7 @@ typedef struct seq {
     uint64_t *hashes;            /* (max_pages) */
     int32_t n_hashed, n_phash;
     int32_t cached, pulled, take;
+    double pull_s, pull_bytes; /* its pull's simulated link time and bytes (OpResult.pull_us/bytes) */
     bool admitted_once, warm, no_cache;
     int64_t admit_seq;
     uint64_t phash;              /* digest of the prompt ids (outputs) */

@@ -167,4 +167,16 @@ print("transfer: c on %s pulled %d tokens from %s; c2 reused %d (pull waits %d);
       "tokens; outputs match generate" % (A, c["pulled_tokens"], H, c2["cached_tokens"], d("pull_waits", a1, a2), A,
       d("computed_tokens", a1, a2), c["prompt_tokens"] + c2["prompt_tokens"]))
 PYEOF
+# the coordinator fitted the pair's link from that pull (coordinator/links.h):
+# /metrics shows a positive rate from H (the page refreshes every 0.5 s)
+link=""
+for _ in $(seq 1 20); do
+  curl -sf "http://127.0.0.1:$((PORT + 2))/metrics" >"$TMP/metrics" 2>/dev/null &&
+    link=$(grep "^helium_kv_link_bytes_per_second{from=\"$H\"" "$TMP/metrics" | head -n1) && [ -n "$link" ] && break
+  sleep 0.25
+done
+[ -n "$link" ] || fail "/metrics shows no fitted link from $H: $(grep -c helium_kv_link "$TMP/metrics" 2>/dev/null) link lines"
+rate=$(echo "$link" | awk '{print $2}')
+awk -v r="$rate" 'BEGIN {exit !(r > 0)}' || fail "the link from $H has rate $rate"
+note "pair link fitted: $link"
 note "ok"

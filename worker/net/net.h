@@ -98,6 +98,8 @@ typedef struct task {
     uint64_t *want;         /* (n_want) hashes asked for, prefix order */
     int32_t n_want, n_got;
     int32_t pulled_tokens;
+    int64_t pull_link_us, pull_wire_bytes; /* its pull's link time and bytes (OpResult.pull_us/bytes) */
+    bool pull_xported;      /* some of them came over the transport */
     u64vec pinned;          /* imported pages pinned until the request runs */
     /* the pull over a transport (xport_pull.c); main thread only */
     bool xp_offered;        /* our KvPull asked for s->xp (its answer is still to come) */

@@ -153,6 +153,8 @@ void pull_link_time(srv_t *s, task_t *t, int32_t pages, size_t page_bytes, int64
     s->pull_us += link;
     t->pull_mark_step = s->step_us;
     s->pull_bytes += (int64_t)pages * (int64_t)page_bytes; /* wire bytes */
+    t->pull_link_us += link;
+    t->pull_wire_bytes += (int64_t)pages * (int64_t)page_bytes;
     t->pull_mark_us = now;
     if (link_us) *link_us = link;
 }

@@ -196,6 +196,11 @@ static void on_engine_result(srv_t *s, eng_result *er) {
     r.generated_tokens = (uint32_t)n_gen;
     r.finish_reason = t->warm ? HELIUM__FINISH_REASON__FINISH_WARM : finish_code(er->finish);
     r.timing = &tm;
+    if (t->pull_wire_bytes > 0) {
+        r.pull_us = (uint64_t)t->pull_link_us;
+        r.pull_bytes = (uint64_t)t->pull_wire_bytes;
+        r.pull_xport = t->pull_xported;
+    }
     Helium__WorkerMsg w = HELIUM__WORKER_MSG__INIT;
     w.body_case = HELIUM__WORKER_MSG__BODY_RESULT;
     w.result = &r;

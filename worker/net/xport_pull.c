@@ -292,6 +292,7 @@ static void commit(srv_t *s, task_t *t) {
     s->xp_pulled_tokens += stored * s->bs;
     pull_link_time(s, t, n, eng_kv_page_bytes(s->e), &link);
     s->xp_pull_us += link;
+    t->pull_xported = true;
     csync_flush(s);
     pull_finish(s, t, t->n_got >= t->n_want ? "done (transport)" : "done (transport, partial)");
 }
