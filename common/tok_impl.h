@@ -13,6 +13,7 @@
 #ifndef HELIUM_TOK_IMPL_H
 #define HELIUM_TOK_IMPL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,7 +85,15 @@ struct tok {
     uint16_t b2u[256];       /* GPT-2 bytes_to_unicode: byte -> code point (< 0x144) */
     int16_t u2b[0x144];      /* inverse, -1 where undefined */
     uint16_t ascii_flags[128];
+    /* BPE word cache (tokenizer.c): the one mutable part of a built tok_t */
+    pthread_mutex_t wc_mu;   /* guards wc's entries */
+    struct tok_wentry *wc;   /* (TOK_WC_SLOTS) byte-encoded word -> its ids; NULL: no cache */
 };
+
+/* Creates t's word cache (none on ENOMEM: encoding works without it), and
+ * frees it; tokenizer.c. */
+void tok_wcache_init(tok_t *t);
+void tok_wcache_free(tok_t *t);
 
 /* ------------------------------------------------------------------ utils */
 

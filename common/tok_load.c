@@ -23,6 +23,7 @@
 void tok_destroy(tok_t **self_p) {
     if (!self_p || !*self_p) return;
     tok_t *t = *self_p;
+    tok_wcache_free(t);
     free(t->blob);
     free(t->off);
     free(t->len);
@@ -569,5 +570,6 @@ tok_t *tok_new_from_gguf(const gguf_t *g) {
         return NULL;
     }
     apply_model_quirks(t, g);
+    tok_wcache_init(t);
     return t;
 }

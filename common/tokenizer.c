@@ -22,8 +22,15 @@
  * Invariants: after tok_new_from_gguf, every token text is non-empty and
  * unique (token map is a bijection), every id stored in the struct is either
  * -1 or < n_vocab, and the per-token piece cache holds the decoded bytes of
- * every token. The handle is immutable afterwards, so tok_encode/tok_decode
- * may run concurrently from several threads.
+ * every token. The handle is immutable afterwards apart from the BPE word
+ * cache, which has its own mutex, so tok_encode/tok_decode may run
+ * concurrently from several threads.
+ *
+ * Word cache: most words of a prompt were seen before (the same templates,
+ * documents and instructions are tokenized again and again by the
+ * coordinator), so the ids a byte-encoded pre-token merged into are kept in
+ * a direct-mapped table (a slot per word hash, the last word wins). A hit
+ * compares the whole word, so the output is the merge's, byte for byte.
  */
 #define _GNU_SOURCE /* memmem */
 #include "tok_impl.h"
@@ -143,6 +150,70 @@ static int emit_symbols(const tok_t *t, scratch *s, size_t n) {
     return 0;
 }
 
+/* ------------------------------------------------------------ word cache */
+
+#define TOK_WC_SLOTS 4096 /* a power of two */
+#define TOK_WC_WMAX 32    /* longest word kept (bytes) */
+#define TOK_WC_IMAX 8     /* most ids kept per word */
+
+struct tok_wentry {
+    uint64_t h;
+    uint8_t len, n;       /* len 0: empty */
+    char w[TOK_WC_WMAX];
+    int32_t ids[TOK_WC_IMAX];
+};
+
+void tok_wcache_init(tok_t *t) {
+    if (t->wc) return;
+    struct tok_wentry *wc = calloc(TOK_WC_SLOTS, sizeof *wc);
+    if (!wc) return;
+    if (pthread_mutex_init(&t->wc_mu, NULL)) {
+        free(wc);
+        return;
+    }
+    t->wc = wc;
+}
+
+void tok_wcache_free(tok_t *t) {
+    if (!t->wc) return;
+    pthread_mutex_destroy(&t->wc_mu);
+    free(t->wc);
+    t->wc = NULL;
+}
+
+/* Appends the cached ids of word[0..n) (hash h) to out: 1 on a hit, 0 on a
+ * miss, <0 on ENOMEM. */
+static int wc_get(const tok_t *t, uint64_t h, const char *word, size_t n, ivec *out) {
+    tok_t *mt = (tok_t *)t; /* the cache is the mutable part (its mutex) */
+    int32_t ids[TOK_WC_IMAX];
+    int k = 0;
+    pthread_mutex_lock(&mt->wc_mu);
+    const struct tok_wentry *e = &t->wc[h & (TOK_WC_SLOTS - 1)];
+    if (e->len == n && e->h == h && !memcmp(e->w, word, n)) {
+        k = e->n;
+        memcpy(ids, e->ids, (size_t)k * sizeof *ids);
+    } else {
+        k = -1;
+    }
+    pthread_mutex_unlock(&mt->wc_mu);
+    if (k < 0) return 0;
+    for (int i = 0; i < k; i++)
+        if (ivec_push(out, ids[i])) return HE_ENOMEM;
+    return 1;
+}
+
+static void wc_put(const tok_t *t, uint64_t h, const char *word, size_t n, const int32_t *ids, size_t k) {
+    tok_t *mt = (tok_t *)t;
+    pthread_mutex_lock(&mt->wc_mu);
+    struct tok_wentry *e = &mt->wc[h & (TOK_WC_SLOTS - 1)];
+    e->h = h;
+    e->len = (uint8_t)n;
+    e->n = (uint8_t)k;
+    memcpy(e->w, word, n);
+    memcpy(e->ids, ids, k * sizeof *ids);
+    pthread_mutex_unlock(&mt->wc_mu);
+}
+
 /* BPE-encodes one raw text fragment. */
 static int bpe_fragment(const tok_t *t, scratch *s, const char *text, size_t len) {
     if (reserve((void **)&s->cp, &s->cp_cap, len, sizeof *s->cp) ||
@@ -175,9 +246,18 @@ static int bpe_fragment(const tok_t *t, scratch *s, const char *text, size_t len
                 continue;
             }
         }
-        size_t ns;
+        bool cacheable = t->wc && s->word.n > 0 && s->word.n <= TOK_WC_WMAX;
+        uint64_t h = cacheable ? fnv(FNV_OFF, s->word.p, s->word.n) : 0;
+        if (cacheable) {
+            int hit = wc_get(t, h, s->word.p, s->word.n, &s->out);
+            if (hit < 0) return HE_ENOMEM;
+            if (hit) continue;
+        }
+        size_t ns, before = s->out.n;
         if (make_symbols(s, &ns) || merge_symbols(t, s, ns) || emit_symbols(t, s, ns))
             return HE_ENOMEM;
+        if (cacheable && s->out.n - before <= TOK_WC_IMAX)
+            wc_put(t, h, s->word.p, s->word.n, s->out.v + before, s->out.n - before);
     }
     return 0;
 }

@@ -138,6 +138,7 @@ void opt_destroy(opt_t **self_p) {
     opt_t *o = *self_p;
     for (size_t i = 0; i < o->n_pins; i++) pin_free(o->pins[i]);
     free(o->pins);
+    for (int i = 0; i < DIR_MAX_WORKERS; i++) free(o->spins[i].v);
     for (int b = 0; b < OPT_DD_BUCKETS; b++) dd_free_chain(o->dd[b]);
     dd_free_chain(o->orphans);
     ptree_destroy(&o->pt[0]);
@@ -446,6 +447,9 @@ static void pins_moved(opt_t *o, int slot, bool shrink) {
 static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, const uint64_t *hashes,
                         int32_t nb, const int32_t *tokens) {
     if (grow((void **)&o->pins, &o->cap_pins, o->n_pins + 1, sizeof *o->pins)) return NULL;
+    bool indexed = slot >= 0 && slot < DIR_MAX_WORKERS;
+    opt_pin_list *sl = indexed ? &o->spins[slot] : NULL;
+    if (sl && grow((void **)&sl->v, &sl->cap, sl->n + 1, sizeof *sl->v)) return NULL;
     opt_pin *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     g->hashes = malloc((size_t)nb * sizeof *g->hashes);
@@ -468,7 +472,12 @@ static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, c
         if (!g->counted)
             while (k-- > 0) hcount_remove(o->pinned, hashes[k]);
     }
+    g->gidx = o->n_pins;
     o->pins[o->n_pins++] = g;
+    if (sl) {
+        g->sidx = sl->n;
+        sl->v[sl->n++] = g;
+    }
     pins_moved(o, slot, false);
     o->next_pin++;
     st_of(o, pol)->pins++;
@@ -479,8 +488,15 @@ static void pin_remove_at(opt_t *o, size_t i) {
     opt_pin *g = o->pins[i];
     int slot = g->slot;
     for (int32_t k = 0; g->counted && k < g->n_blocks; k++) hcount_remove(o->pinned, g->hashes[k]);
+    if (slot >= 0 && slot < DIR_MAX_WORKERS) {
+        opt_pin_list *sl = &o->spins[slot];
+        opt_pin *last = sl->v[--sl->n];
+        sl->v[g->sidx] = last;
+        last->sidx = g->sidx;
+    }
     pin_free(g);
     o->pins[i] = o->pins[--o->n_pins];
+    if (i < o->n_pins) o->pins[i]->gidx = i;
     pins_moved(o, slot, true);
 }
 
@@ -489,14 +505,32 @@ static void pin_add_user(opt_pin *g, job_task *t) {
         if (g->users[k] == t) return;
     if (grow((void **)&g->users, &g->cap_users, g->n_users + 1, sizeof *g->users)) return;
     g->users[g->n_users++] = t;
+    bool indexed = g->slot >= 0 && g->slot < DIR_MAX_WORKERS;
+    if (t->pin_slot1 == 0 && indexed)
+        t->pin_slot1 = g->slot + 1;
+    else if (t->pin_slot1 != g->slot + 1 || !indexed)
+        t->pin_slot1 = -1; /* users on several workers: opt_task_gone looks at every pin */
+}
+
+/* The pins to look at for worker slot `slot` (all of them when it is out
+ * of range): *n of them. */
+static opt_pin *const *pins_on(const opt_t *o, int slot, size_t *n) {
+    if (slot >= 0 && slot < DIR_MAX_WORKERS) {
+        *n = o->spins[slot].n;
+        return o->spins[slot].v;
+    }
+    *n = o->n_pins;
+    return o->pins;
 }
 
 /* A group of policy pol (on an alive worker; on `slot` if slot >= 0) whose
  * blocks include hashes[0..nb). */
 static opt_pin *covering(opt_t *o, sched_policy pol, int slot, const uint64_t *hashes, int32_t nb) {
     if (nb <= 0) return NULL;
-    for (size_t i = 0; i < o->n_pins; i++) {
-        opt_pin *g = o->pins[i];
+    size_t np;
+    opt_pin *const *pv = pins_on(o, slot, &np);
+    for (size_t i = 0; i < np; i++) {
+        opt_pin *g = pv[i];
         if (g->pol != pol || (slot >= 0 && g->slot != slot) || g->n_blocks < nb) continue;
         if (g->hashes[nb - 1] != hashes[nb - 1]) continue;
         wkr_t *w = wkrs_by_slot(o->wkrs, g->slot);
@@ -534,8 +568,10 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
                     const char *tag) {
     sched_policy pol = (sched_policy)t->job->pol;
     if (!tree_of(o, pol)) return;
-    for (size_t i = 0; i < o->n_pins; i++) {
-        opt_pin *g = o->pins[i];
+    size_t np;
+    opt_pin *const *pv = pins_on(o, slot, &np);
+    for (size_t i = 0; i < np; i++) {
+        opt_pin *g = pv[i];
         if (g->pol == pol && g->slot == slot && nb > 0 && g->hashes[0] == hashes[0])
             pin_add_user(g, t); /* shares at least one block (hashes are chained) */
     }
@@ -551,8 +587,12 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
 }
 
 void opt_task_gone(opt_t *o, job_task *t) {
-    for (size_t i = 0; i < o->n_pins; i++) {
-        opt_pin *g = o->pins[i];
+    if (t->pin_slot1 == 0) return; /* no pin lists it */
+    size_t np;
+    opt_pin *const *pv = pins_on(o, t->pin_slot1 > 0 ? t->pin_slot1 - 1 : -1, &np);
+    t->pin_slot1 = 0;
+    for (size_t i = 0; i < np; i++) {
+        opt_pin *g = pv[i];
         for (size_t k = 0; k < g->n_users; k++)
             if (g->users[k] == t) {
                 g->users[k--] = g->users[--g->n_users];
@@ -799,8 +839,10 @@ void opt_warm(opt_t *o) {
 
 void opt_cache_stored(opt_t *o, wkr_t *w) {
     if (o->warm_deferred) o->warm_dirty = true;
-    for (size_t i = 0; i < o->n_pins; i++) {
-        opt_pin *g = o->pins[i];
+    size_t np;
+    opt_pin *const *pv = pins_on(o, w->slot, &np);
+    for (size_t i = 0; i < np; i++) {
+        opt_pin *g = pv[i];
         if (!g->warm_task || g->slot != w->slot || g->warm_load <= 0) continue;
         /* what is left: the blocks not cached yet (+ the one sampled token) */
         int32_t run = sched_real_run(o->sched, w->slot, g->hashes, g->n_blocks);
@@ -816,8 +858,10 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
                      uint32_t pulled) {
     (void)cached;
     if (!task_id) return false;
-    for (size_t i = 0; i < o->n_pins; i++) {
-        opt_pin *g = o->pins[i];
+    size_t np;
+    opt_pin *const *pv = pins_on(o, w->slot, &np);
+    for (size_t i = 0; i < np; i++) {
+        opt_pin *g = pv[i];
         if (g->warm_task != task_id || g->slot != w->slot) continue;
         g->warm_task = 0;
         pins_moved(o, g->slot, true);
@@ -830,7 +874,7 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
         st->computed_tokens += computed;
         st->pulled_tokens += pulled;
         o->sweep_dirty = true;
-        if (!ok) release(o, i);
+        if (!ok) release(o, g->gidx);
         return true;
     }
     return false;
@@ -875,8 +919,11 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
             for (int32_t k = 0; k < t->n_hashes; k++) set_add(ws, t->hashes[k]);
             if (t->pages > t->n_hashes) priv += t->pages - t->n_hashes;
         }
-        for (size_t i = 0; i < o->n_pins; i++) {
-            const opt_pin *g = o->pins[i];
+        bool indexed = w->slot >= 0 && w->slot < DIR_MAX_WORKERS;
+        opt_pin *const *pv = indexed ? o->spins[w->slot].v : o->pins;
+        size_t np = indexed ? o->spins[w->slot].n : o->n_pins;
+        for (size_t i = 0; i < np; i++) {
+            const opt_pin *g = pv[i];
             if (g->slot != w->slot) continue;
             if (g->warm_task) busy = true;
             /* what a pending call that is ready now still needs, all of it while
@@ -906,9 +953,17 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
      * the idle rule below looks at fresh) */
     int64_t lower = (int64_t)ws->n + priv + own;
     if (busy && lower > limit) return lower;
-    int64_t fresh = 0;
-    for (int32_t k = 0; k < nb; k++)
-        if (!set_has(ws, hashes[k])) fresh++;
+    /* The working set is a union of chains from the first block (a call's
+     * prompt blocks, a pin's leading blocks) and block hashes are chained,
+     * so the prompt's blocks in it are a leading run: binary search for
+     * its end. O(log nb). */
+    int32_t lo = 0, hi = nb; /* hashes[0..lo) in ws; hashes[hi..nb) not */
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (set_has(ws, hashes[mid])) lo = mid + 1;
+        else hi = mid;
+    }
+    int64_t fresh = nb - lo;
     /* An idle worker still holding prefixes that ready calls need takes one
      * of those readers whatever it costs (progress), but not a call that
      * brings a prefix of its own: that would evict what the ready readers

@@ -43,7 +43,15 @@ typedef struct {
     uint32_t steps;         /* the eviction priority the worker has (steps to execution) */
     int32_t live;           /* leading blocks a pending call still shares (as of the last sweep) */
     bool counted;           /* its blocks are in opt.pinned */
+    size_t sidx;            /* its index in opt.spins[slot] */
+    size_t gidx;            /* its index in opt.pins */
 } opt_pin;
+
+/* The pins on one worker slot (opt.spins): ws_need reads only its worker's. */
+typedef struct {
+    opt_pin **v;            /* (n) */
+    size_t n, cap;
+} opt_pin_list;
 
 /* One sweep's match of a pinned prefix against its tree (opt_sweep): groups
  * of one prefix on several workers match once. */
@@ -97,6 +105,7 @@ struct opt {
     uint64_t pins_shrink_slot[DIR_MAX_WORKERS]; /* ... that worker's */
     uint64_t pins_gen_slot[DIR_MAX_WORKERS]; /* ... to the pins on each worker (ws_need's memo key) */
     size_t n_pins, cap_pins;
+    opt_pin_list spins[DIR_MAX_WORKERS]; /* the same pins by worker slot (slots in range) */
     uint64_t next_pin;
     rcache_t *rc;
     opt_dd *dd[OPT_DD_BUCKETS];

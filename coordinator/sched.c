@@ -29,7 +29,9 @@ typedef struct pend_ref {
 struct sched {
     dir_t *dir;
     dir_t *pending;         /* blocks of dispatched, unfinished tasks (owned) */
-    pend_ref **pref;        /* (PEND_BUCKETS) their counts */
+    pend_ref **pref;        /* (n_buckets, a power of two) their counts */
+    uint32_t n_buckets;     /* PEND_BUCKETS at first; doubles when refs pass twice it */
+    size_t n_refs;
     wkrs_t *ws;
     route_config rc;
     double helium_load_weight;
@@ -83,6 +85,7 @@ sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
         free(s);
         return NULL;
     }
+    s->n_buckets = PEND_BUCKETS;
     route_config_default(&s->rc);
     s->helium_load_weight = 0.25;
     s->helium_starve_tokens = 512;
@@ -95,7 +98,7 @@ sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
 void sched_destroy(sched_t **self_p) {
     if (!self_p || !*self_p) return;
     sched_t *s = *self_p;
-    for (uint32_t b = 0; b < PEND_BUCKETS; b++)
+    for (uint32_t b = 0; b < s->n_buckets; b++)
         for (pend_ref *r = s->pref[b], *nx; r; r = nx) {
             nx = r->next;
             free(r);
@@ -189,8 +192,32 @@ void sched_set_helium_fit(sched_t *s, sched_fit_fn fit, void *ctx) {
 
 void sched_get_counters(const sched_t *s, sched_counters *out) { *out = s->c; }
 
+static uint32_t pend_bucket(uint64_t hash, int slot, uint32_t n_buckets) {
+    uint64_t x = (hash ^ (uint64_t)slot * 0x9e3779b97f4a7c15ULL) * 0xbf58476d1ce4e5b9ULL;
+    return (uint32_t)(x >> 32) & (n_buckets - 1);
+}
+
+/* Doubles the buckets once the refs pass twice their number (chains stay
+ * short at 128 workers); on ENOMEM the table keeps its size. */
+static void pend_grow(sched_t *s) {
+    if (s->n_refs <= 2 * (size_t)s->n_buckets || s->n_buckets >= (1u << 30)) return;
+    uint32_t nb = s->n_buckets * 2;
+    pend_ref **nt = calloc(nb, sizeof *nt);
+    if (!nt) return;
+    for (uint32_t b = 0; b < s->n_buckets; b++)
+        for (pend_ref *r = s->pref[b], *nx; r; r = nx) {
+            nx = r->next;
+            uint32_t k = pend_bucket(r->hash, r->slot, nb);
+            r->next = nt[k];
+            nt[k] = r;
+        }
+    free(s->pref);
+    s->pref = nt;
+    s->n_buckets = nb;
+}
+
 static pend_ref **pend_find(sched_t *s, uint64_t hash, int slot) {
-    pend_ref **p = &s->pref[(uint32_t)((hash ^ (uint64_t)slot * 0x9e3779b97f4a7c15ULL) >> 20) % PEND_BUCKETS];
+    pend_ref **p = &s->pref[pend_bucket(hash, slot, s->n_buckets)];
     while (*p && ((*p)->hash != hash || (*p)->slot != slot)) p = &(*p)->next;
     return p;
 }
@@ -206,8 +233,10 @@ void sched_pending_add(sched_t *s, int slot, const uint64_t *hashes, int32_t n) 
         if (!r) continue; /* uncounted: the block may leave the directory early (placement only) */
         *r = (pend_ref){.hash = hashes[i], .slot = slot, .n = 1, .next = NULL};
         *p = r;
+        s->n_refs++;
         dir_add(s->pending, hashes[i], slot);
     }
+    pend_grow(s);
 }
 
 void sched_pending_remove(sched_t *s, int slot, const uint64_t *hashes, int32_t n) {
@@ -216,17 +245,19 @@ void sched_pending_remove(sched_t *s, int slot, const uint64_t *hashes, int32_t 
         if (!r || --r->n > 0) continue; /* never added (an isolated task), or others still count it */
         *p = r->next;
         free(r);
+        s->n_refs--;
         dir_remove(s->pending, hashes[i], slot);
     }
 }
 
 void sched_pending_drop(sched_t *s, int slot) {
-    for (uint32_t b = 0; b < PEND_BUCKETS; b++)
+    for (uint32_t b = 0; b < s->n_buckets; b++)
         for (pend_ref **p = &s->pref[b]; *p;) {
             if ((*p)->slot == slot) {
                 pend_ref *r = *p;
                 *p = r->next;
                 free(r);
+                s->n_refs--;
             } else {
                 p = &(*p)->next;
             }

@@ -223,6 +223,8 @@ def common(ap):
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=os.path.join(BENCH, "results", "sim"))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--coord-time", type=float, default=0,
+                    help="the coordinator's CPU time in the loop, simulated seconds per CPU second (0: instant)")
     ap.add_argument("--preset", default="small", choices=["tiny", "small", "medium"],
                     help="generated model (its tokenizer renders the prompts)")
     ap.add_argument("--geometry", default="", help="BLOCK_SIZE,KV_BLOCKS,CTX,BATCH_TOKENS instead of probing a "
@@ -249,7 +251,8 @@ def cmd_once(a):
     svc = service_for(names, n_seeds=max(1, a.jobs // 6 + 2))
     try:
         scen = scenario(names, a.jobs, a.seed, a.batch, a.arrival, svc.port)
-        rec, _ = run_sim(a.exe, a.model, scen, a.workers, a.policy, a.geom, a.cost, a.workdir)
+        rec, _ = run_sim(a.exe, a.model, scen, a.workers, a.policy, a.geom, a.cost, a.workdir,
+                         ["--coord-time", str(a.coord_time)] if a.coord_time else None)
     finally:
         svc.close()
     print(json.dumps(rec, indent=1))
@@ -263,8 +266,11 @@ def cmd_check(a):
     try:
         scen = scenario(names, a.jobs, a.seed, a.batch, a.arrival, svc.port)
         ref = None
-        for pol in POLICIES:
-            rec, dig = run_sim(a.exe, a.model, scen, a.workers, pol, a.geom, a.cost, a.workdir)
+        # every policy with an instant coordinator, and helium with its own CPU time in the loop
+        for pol, extra in [(p, None) for p in POLICIES] + [("helium", ["--coord-time", "1"])]:
+            rec, dig = run_sim(a.exe, a.model, scen, a.workers, pol, a.geom, a.cost, a.workdir, extra)
+            if extra:
+                pol = "helium (coordinator time in the loop)"
             log(f"{pol:9s} jobs {rec['jobs_done']}/{rec['n_jobs']} computed {rec['computed_tokens']} "
                 f"min {rec['min_prompt_tokens']} makespan {rec['makespan_s']:.2f}s decisions {rec['decisions']} "
                 f"placements {rec['placements']} skipped {rec['placements_skipped']}")

@@ -44,7 +44,7 @@
 typedef struct {
     double t;
     uint64_t seq, token;
-    int kind, i; /* kind: 0 step end, 1 pull end, 2 heartbeat, 3 arrival */
+    int kind, i; /* kind: 0 step end, 1 pull end, 2 heartbeat, 3 arrival, 4 coordinator turn ends */
 } event;
 
 typedef struct {
@@ -97,6 +97,13 @@ struct sim_world {
     double coord_place_cpu_s; /* of which the before-sleep step: placement, warming, pin sweep */
     uint64_t decisions, warm_decisions, coord_calls;
     uint64_t passes; /* place_dispatch_ready calls */
+    /* --coord-time: the coordinator's own CPU time in the loop (0: it is instant) */
+    double coord_time;           /* simulated seconds per second of its CPU */
+    bool turn_pending;           /* a turn's outputs wait to be delivered at turn_end */
+    double turn_end;             /* when the coordinator is free again */
+    double coord_busy_s;         /* simulated time it spent in turns */
+    uint64_t turns;              /* its turns (timed mode) */
+    uint64_t turn_msgs;          /* messages it took in those turns */
 };
 
 static double cpu_now(void) {
@@ -338,6 +345,74 @@ static void settle(sim_world *w) {
         }
         if (!moved && !w->outbox.n) return;
     }
+}
+
+/* --coord-time: the coordinator as a server with its own time. A turn takes
+ * every message the workers sent so far, then runs the before-sleep step
+ * (placement, warming, the pin sweep); it lasts its measured CPU time times
+ * coord_time, in simulated time, and what it sent reaches the workers when
+ * it ends. Messages that arrive meanwhile wait for the next turn, as they
+ * wait in a real coordinator's socket while it computes: a slow
+ * coordinator shows in the makespan and the job latencies. */
+static void timed_turn(sim_world *w) {
+    double t0 = cpu_now();
+    msg m;
+    while (q_pop(&w->outbox, &m)) {
+        char id[16];
+        snprintf(id, sizeof id, "s%d", m.to);
+        wp_on_frame(w->c, (const uint8_t *)id, strlen(id), m.buf, m.len);
+        w->coord_calls++;
+        w->turn_msgs++;
+        free(m.buf);
+    }
+    double t1 = cpu_now();
+    place_requeue_orphans(w->c);
+    opt_warm(w->c->opt);
+    opt_sweep(w->c->opt);
+    if (w->c->dirty && jobs_ready_count(w->c->jobs)) {
+        w->passes++;
+        place_dispatch_ready(w->c);
+    }
+    double t2 = cpu_now();
+    w->coord_cpu_s += t2 - t0;
+    w->coord_place_cpu_s += t2 - t1;
+    while (w->c->tools && tools_active(w->c->tools)) { /* as settle: tools finish in no simulated time */
+        zmq_pollitem_t it[64];
+        int n = tools_poll_items(w->c->tools, it, 64);
+        long to = tools_timeout_ms(w->c->tools);
+        zmq_poll(it, n, to < 0 || to > 50 ? 50 : to);
+        double t3 = cpu_now();
+        tools_perform(w->c->tools, it, n);
+        w->coord_cpu_s += cpu_now() - t3;
+    }
+    double busy = (t2 - t0) * w->coord_time;
+    w->turns++;
+    w->coord_busy_s += busy;
+    w->turn_pending = true;
+    w->turn_end = w->now + busy;
+    sim_at(w, w->turn_end, 4, 0, 0);
+}
+
+/* A turn ended: its messages reach the workers; the next turn starts at once
+ * if anything waits for it. */
+static void turn_done(sim_world *w) {
+    w->turn_pending = false;
+    msg m;
+    while (q_pop(&w->inbox, &m)) {
+        simw_on_msg(w->w[m.to], m.buf, m.len);
+        w->touched[m.to] = true;
+        free(m.buf);
+    }
+    for (int i = 0; i < w->n_workers; i++)
+        if (w->touched[i]) {
+            w->touched[i] = false;
+            simw_kick(w->w[i]);
+        }
+}
+
+static bool coord_has_work(sim_world *w) {
+    return w->outbox.n || w->inbox.n || (w->c->dirty && jobs_ready_count(w->c->jobs)) ||
+           (w->c->tools && tools_active(w->c->tools));
 }
 
 static uint64_t fnv(uint64_t h, const char *s, size_t n) {
@@ -587,6 +662,10 @@ static void report(sim_world *w, FILE *f, double wall_s, const sim_geom *g) {
             w->coord_place_cpu_s, place_us, step_ms > 0 ? place_us / 1e3 / step_ms : 0);
     fprintf(f, "\"decision_over_step\":%.5f,\"coord_cpu_over_makespan\":%.5f,",
             step_ms > 0 ? per_dec_us / 1e3 / step_ms : 0, mk > 0 ? w->coord_cpu_s / mk : 0);
+    fprintf(f, "\"coord_time\":%.3f,\"turns\":%" PRIu64 ",\"turn_msgs\":%" PRIu64 ",\"coord_busy_s\":%.4f,"
+               "\"coord_busy_over_makespan\":%.5f,\"turn_mean_ms\":%.4f,",
+            w->coord_time, w->turns, w->turn_msgs, w->coord_busy_s, mk > 0 ? w->coord_busy_s / mk : 0,
+            w->turns ? w->coord_busy_s / (double)w->turns * 1e3 : 0);
     fprintf(f, "\"geometry\":{\"block_size\":%d,\"kv_blocks\":%d,\"max_seqs\":%d,\"batch_tokens\":%d,\"n_ctx\":%d},",
             g->block_size, g->kv_blocks, g->max_seqs, g->batch_tokens, g->n_ctx);
     fprintf(f, "\"sim_wall_s\":%.3f}\n", wall_s);
@@ -599,7 +678,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: helium-sim --model FILE --scenario JOBS.json [--workers N] [--policy P] [--cost COST.json]\n"
                "       [--kv-blocks N] [--block-size N] [--max-seqs N] [--batch-tokens N] [--ctx N]\n"
                "       [--n-layers N] [--kv-dim N] [--baseline-pulls 0|1] [--heartbeat-ms N]\n"
-               "       [--cores N [--bg-load X]]\n"
+               "       [--cores N [--bg-load X]] [--coord-time X]\n"
                "       [--out RESULT.json] [--outputs DIGESTS.txt] [--quiet]\n");
 }
 
@@ -621,7 +700,7 @@ int main(int argc, char **argv) {
     const char *model = NULL, *scen = NULL, *cost_path = NULL, *out_path = NULL, *digest_path = NULL;
     const char *policy = "helium";
     int n_workers = 2, baseline_pulls = 0, hb_ms = 500, cores = 0;
-    double bg_load = 0;
+    double bg_load = 0, coord_time = 0;
     bool quiet = false;
     sim_geom g = {.block_size = 16, .kv_blocks = 2048, .max_seqs = 64, .batch_tokens = 512, .n_ctx = 2048,
                   .n_layers = 4, .kv_dim = 128};
@@ -659,6 +738,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--heartbeat-ms")) ok = args_int(v, 10, 60000, &hb_ms);
         else if (!strcmp(a, "--cores")) ok = args_int(v, 0, 1 << 20, &cores);
         else if (!strcmp(a, "--bg-load")) ok = args_double(v, 0, 1e6, &bg_load);
+        else if (!strcmp(a, "--coord-time")) ok = args_double(v, 0, 1e6, &coord_time);
         else {
             fprintf(stderr, "helium-sim: unknown option %s\n", a);
             usage(stderr);
@@ -688,6 +768,7 @@ int main(int argc, char **argv) {
     w->policy = policy;
     w->cores = cores;
     w->bg_load = bg_load;
+    w->coord_time = coord_time;
     if (load_scenario(w, scen)) {
         fprintf(stderr, "helium-sim: %s\n", he_msg());
         return 1;
@@ -739,9 +820,14 @@ int main(int argc, char **argv) {
         case 3:
             if (submit(w, e.i)) rc = 1;
             break;
+        case 4: turn_done(w); break;
         }
         if (w->n_ev && w->heap[0].t <= w->now) continue; /* same instant: settle once */
-        settle(w);
+        if (w->coord_time > 0) {
+            if (!w->turn_pending && coord_has_work(w)) timed_turn(w);
+        } else {
+            settle(w);
+        }
         check_ended(w);
         if (rc) break;
     }

@@ -16,6 +16,7 @@
 
 #include "gguf.h"
 #include "herr.h"
+#include "tok_impl.h" /* tok_wcache_free: a reference tokenizer without the word cache */
 #include "tokenizer.h"
 
 /* ------------------------------------------------------------------ helpers */
@@ -330,6 +331,51 @@ Test(tokenizer, bpe_long_input) {
     cr_assert_eq(tok_encode(t, s, len, false, false, NULL, 0), (int)(len / 2));
     free(s);
     tok_destroy(&t);
+}
+
+/* The word cache gives the merge's ids: strings of random words (thousands
+ * of distinct ones, so slots are overwritten and colliding hashes meet) are
+ * encoded twice with the cache, in shuffled order, and once by a tokenizer
+ * without it. The second pass must hit (it is at most as slow as the
+ * first, which is not asserted: the equality is). */
+Test(tokenizer, bpe_word_cache_same_ids) {
+    tok_t *t = bpe("llama-bpe"), *ref = bpe("llama-bpe");
+    cr_assert_not_null(t->wc, "a built BPE tokenizer has a word cache");
+    tok_wcache_free(ref);
+    static const char *const alpha[] = {"h", "e", "l", "o", "w", "r", "d", "1", "2", "\xc3\xa9", "ll", "or"};
+    enum { N = 3000 };
+    char *strs[N];
+    unsigned seed = 12345;
+    for (int i = 0; i < N; i++) {
+        char buf[512];
+        size_t n = 0;
+        int words = 1 + (int)(rand_r(&seed) % 6);
+        for (int k = 0; k < words; k++) {
+            int len = 1 + (int)(rand_r(&seed) % 14); /* some words past the cache's 32 bytes */
+            if (k) buf[n++] = rand_r(&seed) % 4 ? ' ' : '\n';
+            for (int c = 0; c < len; c++) {
+                const char *a = alpha[rand_r(&seed) % 12];
+                memcpy(buf + n, a, strlen(a));
+                n += strlen(a);
+            }
+        }
+        buf[n] = 0;
+        strs[i] = strdup(buf);
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int j = 0; j < N; j++) {
+            int i = pass ? (int)((unsigned)j * 7919u % N) : j;
+            int32_t got[512], want[512];
+            int ng = tok_encode(t, strs[i], strlen(strs[i]), false, false, got, 512);
+            int nw = tok_encode(ref, strs[i], strlen(strs[i]), false, false, want, 512);
+            cr_assert_eq(ng, nw, "'%s': %d tokens with the cache, %d without", strs[i], ng, nw);
+            for (int k = 0; k < ng; k++)
+                cr_assert_eq(got[k], want[k], "'%s' pass %d: token %d is %d with the cache, %d without", strs[i],
+                             pass, k, got[k], want[k]);
+        }
+    for (int i = 0; i < N; i++) free(strs[i]);
+    tok_destroy(&t);
+    tok_destroy(&ref);
 }
 
 Test(tokenizer, bad_metadata) {
