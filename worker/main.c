@@ -43,7 +43,8 @@ static void usage(FILE *f) {
             "           [--print-text])   --chat: the ids of the chat as the model's template renders it, with\n"
             "           the generation prompt, control tokens parsed (as the coordinator sends a `messages` op)\n"
             "  control tokens (<|im_start|>...) in text: generate parses them unless --no-special; tokenize --special\n"
-            "  bench    --model FILE [--prompt-tokens 512] [--gen-tokens 64] [--batch 1,8] [--threads N] [--reps 3]\n"
+            "  bench    --model FILE [--prompt-tokens 512] [--gen-tokens 64] [--batch 1,8] [--decode-ctx 32]\n"
+            "           [--threads N] [--reps 3]\n"
             "           [--backend cpu|cuda] [--kv-dtype f16|bf16] [--kv-memory MB|P%%]\n"
             "  serve    --coordinator ENDPOINT --model FILE [options]   (see helium-worker serve --help)\n"
             "--backend cuda: the GPU backend (docs/gpu.md); --kv-memory P%%: percent of the GPU memory free after\n"
@@ -574,10 +575,10 @@ static int cmd_bench(int argc, char **argv) {
     static const struct option lo[] = {{"model", 1, 0, 'm'}, {"prompt-tokens", 1, 0, 'p'}, {"gen-tokens", 1, 0, 'g'},
                                        {"batch", 1, 0, 'b'}, {"threads", 1, 0, 't'}, {"reps", 1, 0, 'r'},
                                        {"backend", 1, 0, 'B'}, {"kv-dtype", 1, 0, 'D'}, {"kv-memory", 1, 0, 'M'},
-                                       {0, 0, 0, 0}};
+                                       {"decode-ctx", 1, 0, 'x'}, {0, 0, 0, 0}};
     eng_config bo = {0}; /* backend options */
     const char *model = NULL, *batches = "1,8";
-    int np = 512, ng = 64, nt = 0, reps = 3, c, opt_i = 0;
+    int np = 512, ng = 64, nt = 0, reps = 3, dctx = 32, c, opt_i = 0;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", lo, &opt_i)) != -1) {
         bool ok = true;
@@ -588,6 +589,7 @@ static int cmd_bench(int argc, char **argv) {
         case 'b': batches = optarg; break;
         case 't': ok = args_int(optarg, 0, 1024, &nt); break;
         case 'r': ok = args_int(optarg, 1, 1000, &reps); break;
+        case 'x': ok = args_int(optarg, 1, 1 << 16, &dctx); break;
         case 'B':
         case 'D':
         case 'M': ok = beo_apply(&bo, lo[opt_i].name, optarg) == 0; break;
@@ -615,11 +617,12 @@ static int cmd_bench(int argc, char **argv) {
         return die(rc);
     }
     int32_t V = m->hp.n_vocab;
-    eng_config ec = {.n_threads = nt, .max_batch_tokens = np > 512 ? np : 512, .no_prefix_cache = true,
-                     .n_ctx = np + ng + 64 < 8192 ? np + ng + 64 : 8192, .backend = bo.backend,
+    int32_t lmax = np > dctx ? np : dctx;
+    eng_config ec = {.n_threads = nt, .max_batch_tokens = lmax > 512 ? lmax : 512, .no_prefix_cache = true,
+                     .n_ctx = lmax + ng + 64 < 8192 ? lmax + ng + 64 : 8192, .backend = bo.backend,
                      .kv_type = bo.kv_type, .kv_mem_mb = bo.kv_mem_mb, .kv_mem_pct = bo.kv_mem_pct};
     eng_t *e = eng_new(m, NULL, &ec);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np + 64) * 64);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(lmax + 64) * 64);
     float *lg = malloc(sizeof(float) * (size_t)np * (size_t)V);
     if (!e || !ids || !lg) {
         rc = he_set(HE_ENOMEM, "out of memory");
@@ -644,20 +647,29 @@ static int cmd_bench(int argc, char **argv) {
     printf("{\"model\":\"%s\",\"test\":\"prefill\",\"tokens\":%d,\"batch\":1,\"seconds\":%.6f,\"tokens_per_second\":%.2f}\n",
            m->name, np, best, np / best);
     fflush(stdout);
-    /* decode at each batch size: B sequences with short distinct prompts, then
+    /* decode at each batch size: B sequences with distinct prompts of dctx
+     * tokens (--decode-ctx: the context each decode row attends to), then
      * time ng steps in which every sequence decodes one token */
     for (int32_t bi = 0; bi < nb; bi++) {
         int32_t B = bl[bi];
         if (B < 1 || B > 64) continue;
         double tbest = 1e30;
         for (int r = 0; r < reps; r++) {
+            /* sequences prefilled first decode while the others prefill: room for those tokens */
+            int32_t pre = (int32_t)(((int64_t)B * dctx + ec.max_batch_tokens - 1) / ec.max_batch_tokens);
             for (int32_t s = 0; s < B; s++) {
-                bench_ids(ids + s * 32, 32, V, 100 + (uint64_t)s + 1000 * (uint64_t)r);
-                eng_request rq = {.max_tokens = ng + 2, .ignore_eos = true};
+                bench_ids(ids + (size_t)s * dctx, dctx, V, 100 + (uint64_t)s + 1000 * (uint64_t)r);
+                eng_request rq = {.max_tokens = ng + 2 + pre, .ignore_eos = true};
                 uint64_t id;
-                if ((rc = eng_submit(e, ids + s * 32, 32, &rq, &id))) goto out;
+                if ((rc = eng_submit(e, ids + (size_t)s * dctx, dctx, &rq, &id))) goto out;
             }
-            eng_step(e); /* prefill step (all prompts fit one batch); samples the first tokens */
+            /* prefill steps until every sequence has sampled its first token */
+            for (int32_t k = 0; k <= pre; k++) {
+                eng_counters cc = eng_get_counters(e);
+                if ((rc = eng_step(e)) < 0) goto out;
+                eng_counters cn = eng_get_counters(e);
+                if (cn.decode_steps > cc.decode_steps || cn.steps == cc.steps) break; /* all decoding */
+            }
             eng_counters c0 = eng_get_counters(e);
             for (int k = 0; k < ng; k++)
                 if ((rc = eng_step(e)) < 0) goto out;

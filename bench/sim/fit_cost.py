@@ -4,15 +4,18 @@ engine on this machine and writes bench/sim/cost.json (read by helium-sim
 --cost). Python 3 standard library.
 
 Model (sim.h sim_cost), for one engine step over a batch of T tokens from S
-sequences, A attended (query, key) pairs and O sampled rows:
-    seconds = step + tok * T + attn * A + out * O
+sequences, A attended (query, key) pairs of prefill rows, D those of decode
+rows and O sampled rows:
+    seconds = step + tok * T + attn * A + attn_dec * D + out * O
 and for a KV pull of b bytes:  pull_fixed + pull_byte * b.
 
 Engine points: `helium-worker bench` (1 thread, the bench's generated model):
 a prefill of P tokens is one step with T = P, A = P(P+1)/2, O = 1; a decode
-step of B sequences at context L has T = B, A = B(L+1), O = B (L = the bench's
-32-token prompt plus half its generated tokens). Least squares on relative
-error (each row divided by its measured time). Pull points: the workers'
+step of B sequences at context L has T = B, D = B(L+1), O = B (L = the
+--decode-ctx prompt plus half the generated tokens), at short contexts
+(batches 1-32) and long ones (--decode-ctxs: the contexts a workflow's
+calls decode at; decode attention costs more per pair than prefill's). Least
+squares on relative error (each row divided by its measured time). Pull points: the workers'
 pull_us / pull_bytes counters of a real bench/workflows run (each record:
 pull_us = n_pulls * pull_fixed + bytes * pull_byte), least squares.
 
@@ -63,24 +66,26 @@ def nnls(rows, ys):
         active = [i for i in active if i not in neg]
 
 
-def engine_points(exe, model, prompts, batches, gen, reps):
+def engine_points(exe, model, prompts, batches, gen, reps, dctxs, dbatches):
     pts = []
-    for p in prompts:
+    runs = [(p, batches if p == prompts[0] else "1", 32) for p in prompts]
+    runs += [(32, dbatches, c) for c in dctxs]  # decode at long contexts (its prefill repeats a point)
+    for p, bl, dctx in runs:
         out = subprocess.run([exe, "bench", "--model", model, "--threads", "1", "--prompt-tokens", str(p),
-                              "--gen-tokens", str(gen), "--batch", batches if p == prompts[0] else "1",
+                              "--gen-tokens", str(gen), "--batch", bl, "--decode-ctx", str(dctx),
                               "--reps", str(reps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
         for ln in out.stdout.decode().splitlines():
             try:
                 d = json.loads(ln)
             except ValueError:
                 continue
-            if d["test"] == "prefill":
+            if d["test"] == "prefill" and dctx == 32:
                 P = d["tokens"]
-                pts.append({"kind": "prefill", "T": P, "A": P * (P + 1) / 2, "O": 1, "seconds": d["seconds"]})
+                pts.append({"kind": "prefill", "T": P, "A": P * (P + 1) / 2, "D": 0, "O": 1, "seconds": d["seconds"]})
             elif d["test"] == "decode":
                 B = d["batch"]
-                L = 32 + gen / 2
-                pts.append({"kind": "decode", "B": B, "T": B, "A": B * (L + 1), "O": B,
+                L = dctx + gen / 2
+                pts.append({"kind": "decode", "B": B, "ctx": dctx, "T": B, "A": 0, "D": B * (L + 1), "O": B,
                             "seconds": d["seconds"] / gen})
     return pts
 
@@ -102,6 +107,8 @@ def main():
     ap.add_argument("--build", default="/tmp/b-sim" if os.path.isdir("/tmp/b-sim") else os.path.join(SRC, "build"))
     ap.add_argument("--prompts", default="32,64,128,256,512,1024,2048")
     ap.add_argument("--batches", default="1,2,4,8,16,32")
+    ap.add_argument("--decode-ctxs", default="512,1024,2048", help="long decode contexts measured")
+    ap.add_argument("--decode-batches", default="1,4,16", help="batches measured at each long context")
     ap.add_argument("--gen", type=int, default=32)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workflows-json", default=os.path.join(SRC, "bench", "results", "scale_out", "workflows.json"),
@@ -113,11 +120,13 @@ def main():
     model = R.ensure_model(build)
     load0 = os.getloadavg()
     pts = engine_points(os.path.join(build, "bin", "helium-worker"), model, [int(x) for x in a.prompts.split(",")],
-                        a.batches, a.gen, a.reps)
-    rows = [[1 / p["seconds"], p["T"] / p["seconds"], p["A"] / p["seconds"], p["O"] / p["seconds"]] for p in pts]
-    step, tok, attn, out = nnls(rows, [1.0] * len(rows))
+                        a.batches, a.gen, a.reps, [int(x) for x in a.decode_ctxs.split(",") if x],
+                        a.decode_batches)
+    rows = [[1 / p["seconds"], p["T"] / p["seconds"], p["A"] / p["seconds"], p["D"] / p["seconds"],
+             p["O"] / p["seconds"]] for p in pts]
+    step, tok, attn, attn_dec, out = nnls(rows, [1.0] * len(rows))
     for p in pts:
-        p["model_s"] = step + tok * p["T"] + attn * p["A"] + out * p["O"]
+        p["model_s"] = step + tok * p["T"] + attn * p["A"] + attn_dec * p["D"] + out * p["O"]
         p["err"] = round(p["model_s"] / p["seconds"] - 1, 4)
     pp = pull_points(a.workflows_json) if os.path.exists(a.workflows_json) else []
     if pp:
@@ -129,7 +138,7 @@ def main():
     doc = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"),
            "machine": {"cpu": R.cpu_name(), "nproc": os.cpu_count(), "loadavg_start": [round(x, 2) for x in load0],
                        "loadavg_end": [round(x, 2) for x in os.getloadavg()], "kernel": platform.release()},
-           "model": {"step_s": step, "tok_s": tok, "attn_s": attn, "seq_s": 0.0, "out_s": out,
+           "model": {"step_s": step, "tok_s": tok, "attn_s": attn, "attn_dec_s": attn_dec, "seq_s": 0.0, "out_s": out,
                      "pull_fixed_s": pf, "pull_byte_s": pb},
            "engine_points": pts, "pull_points": pp, "pull_source": os.path.relpath(a.workflows_json, SRC)
            if pp else None,
@@ -140,7 +149,7 @@ def main():
     print(json.dumps(doc["model"], indent=1))
     print(f"engine fit: {len(pts)} points, max |error| {doc['max_abs_err']:.1%}; pulls: {len(pp)} records")
     for p in pts:
-        print(f"  {p['kind']:7s} T={p['T']:5d} measured {p['seconds'] * 1e3:8.3f} ms  model {p['model_s'] * 1e3:8.3f} ms"
+        print(f"  {p['kind']:7s} T={p['T']:5d} ctx={p.get('ctx', p['T']):5d} measured {p['seconds'] * 1e3:8.3f} ms  model {p['model_s'] * 1e3:8.3f} ms"
               f"  ({p['err']:+.1%})")
 
 

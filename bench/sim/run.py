@@ -187,13 +187,19 @@ def run_sim(exe, model, scen, workers, policy, geom, cost, workdir, extra=None):
     cmd = [exe, "--model", model, "--scenario", sp, "--workers", str(workers), "--policy", policy,
            "--block-size", str(geom["block_size"]), "--kv-blocks", str(geom["kv_blocks_total"]),
            "--ctx", str(geom["n_ctx"]), "--max-seqs", "64", "--batch-tokens", str(geom.get("max_batch") or 512),
-           "--out", out, "--outputs", dig, "--quiet"]
+           "--out", out, "--outputs", dig]
+    debug = os.environ.get("HELIUM_SIM_DEBUG")  # a file: the coordinator's debug log goes there
+    if not debug:
+        cmd.append("--quiet")
     if cost:
         cmd += ["--cost", cost]
     cmd += extra or []
     if os.environ.get("SIM_WRAP"):  # e.g. SIM_WRAP="perf record -g -o /tmp/sim.perf" to profile the coordinator
         cmd = shlex.split(os.environ["SIM_WRAP"]) + cmd
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+    if debug:
+        with open(debug, "wb") as f:
+            f.write(p.stderr)
     rec = None
     if os.path.exists(out):
         with open(out) as f:
@@ -320,6 +326,8 @@ def main():
     p.add_argument("--arrivals", default="batch,poisson:auto")
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--append", action="store_true", help="keep the points of results/sim/scale.json already run")
+    p.add_argument("--instant-max-jobs", type=int, default=1000,
+                   help="also run helium with an instant coordinator at points of at most this many jobs")
     a = ap.parse_args()
     setup(a)
     if a.cmd == "once":

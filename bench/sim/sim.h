@@ -25,11 +25,13 @@
 
 #include "coord_impl.h"
 
-/* Step cost: seconds = step + tok*T + attn*A + seq*S + out*O for a batch of T
- * tokens over S sequences, A = attended (query, key) pairs, O sampled rows.
- * Pulls: pull_fixed + bytes * pull_byte. Fitted by bench/sim/fit_cost.py. */
+/* Step cost: seconds = step + tok*T + attn*A + attn_dec*D + seq*S + out*O
+ * for a batch of T tokens over S sequences, A = attended (query, key) pairs
+ * of prefill rows, D = those of decode rows (one query each: the engine's
+ * decode attention has its own cost per pair), O sampled rows. Pulls:
+ * pull_fixed + bytes * pull_byte. Fitted by bench/sim/fit_cost.py. */
 typedef struct {
-    double step, tok, attn, seq, out;
+    double step, tok, attn, attn_dec, seq, out; /* attn_dec < 0: as attn */
     double pull_fixed, pull_byte;
     double scale_dec, scale_mix; /* calibration: decode-only steps, other steps (0 = 1) */
 } sim_cost;

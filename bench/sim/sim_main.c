@@ -566,7 +566,9 @@ static int load_cost(const char *path, sim_cost *c) {
     if (!j) return he_set(HE_EFORMAT, "%s: not JSON", path);
     cJSON *m = cJSON_GetObjectItem(j, "model");
     if (!m) m = j;
+    c->attn_dec = -1; /* absent: decode rows are priced as prefill pairs (attn_s) */
     struct { const char *k; double *v; } f[] = {{"step_s", &c->step}, {"tok_s", &c->tok}, {"attn_s", &c->attn},
+                                                 {"attn_dec_s", &c->attn_dec},
                                                  {"seq_s", &c->seq}, {"out_s", &c->out},
                                                  {"pull_fixed_s", &c->pull_fixed}, {"pull_byte_s", &c->pull_byte},
                                                  {"scale_decode", &c->scale_dec}, {"scale_mixed", &c->scale_mix}};
@@ -704,7 +706,7 @@ int main(int argc, char **argv) {
     bool quiet = false;
     sim_geom g = {.block_size = 16, .kv_blocks = 2048, .max_seqs = 64, .batch_tokens = 512, .n_ctx = 2048,
                   .n_layers = 4, .kv_dim = 128};
-    sim_cost cost = {.step = 2e-3, .tok = 1.5e-4, .attn = 1e-8, .pull_fixed = 1e-3, .pull_byte = 1e-9};
+    sim_cost cost = {.step = 2e-3, .tok = 1.5e-4, .attn = 1e-8, .attn_dec = -1, .pull_fixed = 1e-3, .pull_byte = 1e-9};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
@@ -762,7 +764,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "helium-sim: %s\n", he_msg());
         return 1;
     }
-    clog_set_level(quiet ? CLOG_ERROR : CLOG_WARN);
+    clog_set_level(quiet ? CLOG_ERROR : getenv("HELIUM_SIM_DEBUG") ? CLOG_DEBUG : CLOG_WARN);
     double wall0 = (double)clock_mono_us() / 1e6;
     sim_world *w = calloc(1, sizeof *w);
     w->policy = policy;

@@ -142,6 +142,13 @@ def validate(a):
                         for k in ("makespan_s", "latency_p50_s", "latency_p99_s"):
                             row["own_sim_" + k] = s2.get(k)
                             row["own_err_" + k] = err(s2.get(k), r.get(k))
+                    # the cost model as fitted (bench/sim/cost.json), no calibration and no background
+                    # load: what the simulator predicts from the engine bench alone
+                    s0, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir,
+                                      ["--cores", str(cal["cores"]), "--bg-load", "0"])
+                    for k in ("makespan_s", "latency_p50_s", "latency_p99_s"):
+                        row["fit_sim_" + k] = s0.get(k)
+                        row["fit_err_" + k] = err(s0.get(k), r.get(k) if r else None)
                     row["real_error"] = r.get("error") if r else "no record"
                     rows.append(row)
                     R.log(f"validate {n}w {name:16s} {pol:8s} makespan real {row['real_makespan_s']} sim "
@@ -151,7 +158,8 @@ def validate(a):
         finally:
             svc.close()
     keys = ("err_makespan_s", "err_latency_p50_s", "err_latency_p99_s", "err_computed_tokens",
-            "own_err_makespan_s", "own_err_latency_p50_s", "own_err_latency_p99_s")
+            "own_err_makespan_s", "own_err_latency_p50_s", "own_err_latency_p99_s",
+            "fit_err_makespan_s", "fit_err_latency_p50_s", "fit_err_latency_p99_s")
     summary = {}
     for k in keys:
         es = [abs(r[k]) for r in rows if r.get(k) is not None]
@@ -190,8 +198,9 @@ def write_validation_md(doc, path):
          "counters on that batch; bg is the grid value whose makespans there come closest. Error = sim/real - 1.",
          "",
          "| workers | workload | policy | jobs | makespan real / sim (err) | p50 real / sim (err) | p99 real / sim (err) "
-         "| computed tokens real / sim (err) | makespan, p99 at the run's own speed (err) | load avg |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "| computed tokens real / sim (err) | makespan, p99 at the run's own speed (err) "
+         "| makespan, p99 as fitted (err) | load avg |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
         def cell(k, fmt="{:.2f}"):
             rv, sv = r.get("real_" + k), r.get("sim_" + k)
@@ -200,10 +209,12 @@ def write_validation_md(doc, path):
         L.append(f"| {r['workers']} | {r['workload']} | {r['policy']} | {r['jobs']} | {cell('makespan_s')} | "
                  f"{cell('latency_p50_s')} | {cell('latency_p99_s')} | {cell('computed_tokens', '{:.0f}')} | "
                  f"{pctf(r.get('own_err_makespan_s'))}, {pctf(r.get('own_err_latency_p99_s'))} | "
+                 f"{pctf(r.get('fit_err_makespan_s'))}, {pctf(r.get('fit_err_latency_p99_s'))} | "
                  f"{r['loadavg_after'][0]} |")
     L += ["", "`err_*`: the speed calibrated on the held-out workload; `own_err_*`: the same batch re-simulated at "
           "the speed its own real workers showed (forward_us, decode_us), which leaves the scheduling, queueing "
-          "and token model to be checked (the shared machine's load moved between the runs of one validation).",
+          "and token model to be checked (the shared machine's load moved between the runs of one validation); "
+          "`fit_err_*`: the cost model exactly as fitted by fit_cost.py, nothing calibrated, no background load.",
           "", "| metric | mean abs error | max abs error | rows within 10% |", "|---|---|---|---|"]
     for k, s in doc["summary"].items():
         L.append(f"| {k} | {pctf(s['mean_abs_err'])} | {pctf(s['max_abs_err'])} | {s['within_10pct']} of {s['n']} |")
@@ -255,7 +266,15 @@ def scale(a):
                                 batch_tp[pol] = have[(nj, n, arr, pol)]["throughput_wpm"]
                             continue
                         l0 = load()
-                        s, dig = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir)
+                        ct = ["--coord-time", str(a.coord_time)] if a.coord_time else None
+                        s, dig = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir, ct)
+                        if pol == "helium" and a.coord_time and nj <= a.instant_max_jobs:
+                            # the same point with an instant coordinator: what its own time cost
+                            s0, dig0 = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir)
+                            s["instant"] = {k: s0[k] for k in ("makespan_s", "throughput_wpm", "latency_p99_s",
+                                                               "coord_cpu_per_decision_us", "decision_over_step",
+                                                               "place_over_step", "passes", "sim_wall_s")}
+                            s["instant"]["same_outputs"] = dig0 == dig
                         s.update({"arrival": arr, "arrival_eff": arr_eff, "jobs": nj, "loadavg": l0,
                                   "outputs_digest": hashlib.sha1("\n".join(f"{k} {v[0]}" for k, v in
                                                                  sorted(dig.items())).encode()).hexdigest()})
@@ -266,7 +285,7 @@ def scale(a):
                               f"p50 {s['latency_p50_s']:.1f}s p99 {s['latency_p99_s']:.1f}s over-min "
                               f"{s['over_min']:.2f} pulls {s['kv_pulls']} cpu/dec "
                               f"{s['coord_cpu_per_decision_us']:.0f}us ({s['decision_over_step']:.1%} of a step) "
-                              f"wall {s['sim_wall_s']:.0f}s")
+                              f"coord busy {s.get('coord_busy_over_makespan', 0):.0%} wall {s['sim_wall_s']:.0f}s")
                         with open(out_json, "w") as f:
                             json.dump(scale_doc(a, recs), f, indent=1)
     finally:
@@ -296,7 +315,7 @@ def scale_doc(a, recs):
                        "same_outputs": len({r["outputs_digest"] for r in rs.values()}) == 1})
     return {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "settings": {"geometry": a.geom, "cost": a.cost and os.path.relpath(a.cost, R.SRC), "seed": a.seed,
-                         "workloads": R.W.NAMES},
+                         "workloads": R.W.NAMES, "coord_time": a.coord_time},
             "records": recs, "ratios": ratios}
 
 
@@ -306,16 +325,23 @@ def write_scale_md(doc, path):
          "workers (one core each, the fitted cost model of bench/sim/cost.json), jobs mixed round-robin from every "
          "bench workload (scale small). Throughput in jobs per minute of simulated time; coordinator CPU measured "
          "around every call into it; `cpu/dec` = coordinator CPU per Dispatch; `% step` = that over the mean "
-         "simulated step; `coord busy` = coordinator CPU over the simulated makespan (1.0 = a full core).", "",
+         "simulated step; `coord busy` = the simulated time the coordinator spent computing over the makespan "
+         f"(its CPU time in the loop, --coord-time {doc['settings'].get('coord_time', 0)}: messages wait while it "
+         "computes, and a coordinator that cannot keep up shows in throughput and latency; 1.0 = never idle). "
+         "`instant` (helium): the same point with a coordinator that takes no simulated time, one placement pass "
+         "per simulated instant (the upper bound on passes, so the most CPU per decision).", "",
          "| jobs | workers | arrival | policy | done | throughput /min | p50 s | p99 s | hit rate | computed / min "
-         "| pulls | pull MB | cpu/dec us | % step | coord busy | sim wall s |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| pulls | pull MB | cpu/dec us | % step | coord busy | instant: throughput, cpu/dec us, % step | sim wall s |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["records"]:
+        ins = r.get("instant")
+        ins_s = (f"{ins['throughput_wpm']:.1f}, {ins['coord_cpu_per_decision_us']:.0f}, "
+                 f"{ins['decision_over_step']:.1%}" if ins else "-")
         L.append(f"| {r['jobs']} | {r['workers']} | {r['arrival_eff']} | {r['policy']} | {r['jobs_done']}/{r['n_jobs']} "
                  f"| {r['throughput_wpm']:.1f} | {r['latency_p50_s']:.1f} | {r['latency_p99_s']:.1f} | "
                  f"{r['hit_rate']:.3f} | {r['over_min']:.2f} | {r['kv_pulls']} | {r['kv_pull_bytes'] / 1e6:.1f} | "
                  f"{r['coord_cpu_per_decision_us']:.0f} | {r['decision_over_step']:.1%} | "
-                 f"{r['coord_cpu_over_makespan']:.3f} | {r['sim_wall_s']:.0f} |")
+                 f"{r.get('coord_busy_over_makespan', 0):.3f} | {ins_s} | {r['sim_wall_s']:.0f} |")
     L += ["", "Helium against the best baseline (by throughput) at each point:", "",
           "| jobs | workers | arrival | best baseline | helium / best throughput | helium p99 s | baseline p99 s "
           "| identical outputs |", "|---|---|---|---|---|---|---|---|"]

@@ -15,6 +15,9 @@
  *     what the cost model says for its tokens, attended pairs and rows.
  *   - Pulls (Dispatch.pull): the leading hinted blocks the source holds are
  *     copied in after pull_fixed + bytes * pull_byte, then the call queues.
+ *     A call whose prefix a sibling's pull in flight is bringing waits for
+ *     that pull to end (worker/net/pull.c pull_bringing), then queues
+ *     without a pull of its own.
  *   - Outputs: every call generates max_tokens tokens (the random-weight
  *     bench models never stop early: the real runs' generated_tokens equal
  *     the sum of max_tokens), token k being a fixed function of the prompt's
@@ -212,14 +215,14 @@ static void send_result(sim_worker *w, seq_t *s, Helium__ErrorCode err) {
 
 /* ------------------------------------------------------------------ step */
 
-bool simw_busy(const sim_worker *w) { return w->stepping || w->n_run || w->wait_head || w->pulling; }
+bool simw_busy(const sim_worker *w) { return w->stepping || w->n_run || w->wait_head || w->pulling || w->held; }
 
 void simw_kick(sim_worker *w) {
     if (w->stepping) return;
     admit(w);
     if (!w->n_run) return;
     int32_t T = 0, budget = w->g.batch_tokens, n_out = 0;
-    double attn = 0;
+    double attn = 0, attn_dec = 0;
     w->n_batch = 0;
     for (int32_t i = 0; i < w->n_run; i++) w->run[i]->take = 0;
     for (int pass = 0; pass < 2 && budget > 0; pass++) {
@@ -240,7 +243,10 @@ void simw_kick(sim_worker *w) {
             }
             s->take = take;
             w->batch[w->n_batch++] = s;
-            attn += (double)take * s->n_kv + (double)take * (take + 1) / 2.0;
+            if (pass == 0)
+                attn_dec += (double)s->n_kv + 1.0; /* a decode row */
+            else
+                attn += (double)take * s->n_kv + (double)take * (take + 1) / 2.0;
             if (s->n_kv + take == s->n_tok) n_out++;
             T += take;
             budget -= take;
@@ -248,7 +254,8 @@ void simw_kick(sim_worker *w) {
     }
     if (!w->n_batch) return;
     const sim_cost *c = &w->cost;
-    double dur = c->step + c->tok * T + c->attn * attn + c->seq * w->n_batch + c->out * n_out;
+    double dur = c->step + c->tok * T + c->attn * attn + (c->attn_dec >= 0 ? c->attn_dec : c->attn) * attn_dec +
+                 c->seq * w->n_batch + c->out * n_out;
     bool decode_only = T == w->n_batch && n_out == w->n_batch;
     double scale = decode_only ? c->scale_dec : c->scale_mix;
     dur *= scale > 0 ? scale : 1.0;
@@ -325,6 +332,39 @@ int simw_holds(const sim_worker *w, const uint64_t *hashes, int n) {
     return k;
 }
 
+/* The pull in flight that brings s's prefix (its first hinted block this
+ * worker lacks is one of s's usable prompt blocks), as pull_bringing: its
+ * token, 0 if none. */
+static uint64_t pull_bringing(const sim_worker *w, const seq_t *s) {
+    int32_t nuse = (s->n_prompt - 1) / w->g.block_size;
+    if (nuse > s->n_phash) nuse = s->n_phash;
+    if (nuse <= 0) return 0;
+    for (const seq_t *x = w->pulling; x; x = x->next) {
+        int k = 0;
+        while (k < x->n_pull && simkv_find(w, x->pull[k]) >= 0) k++;
+        if (k >= x->n_pull) continue;
+        for (int32_t i = 0; i < nuse; i++)
+            if (s->hashes[i] == x->pull[k]) return x->pull_token;
+    }
+    return 0;
+}
+
+/* Queues the calls held for a pull that is no longer in flight. */
+static void release_held(sim_worker *w) {
+    for (seq_t **pp = &w->held; *pp;) {
+        seq_t *s = *pp;
+        bool live = false;
+        for (const seq_t *x = w->pulling; x && !live; x = x->next) live = x->pull_token == s->wait_pull;
+        if (live) {
+            pp = &s->next;
+            continue;
+        }
+        *pp = s->next;
+        s->wait_pull = 0;
+        wait_push(w, s);
+    }
+}
+
 void simw_pull_end(sim_worker *w, uint64_t token) {
     seq_t *prev = NULL, *s = w->pulling;
     while (s && s->pull_token != token) {
@@ -352,6 +392,7 @@ void simw_pull_end(sim_worker *w, uint64_t token) {
     s->pulled = got * w->g.block_size;
     w->st.pulled_tokens += (uint64_t)s->pulled;
     wait_push(w, s);
+    release_held(w);
     simw_kick(w);
 }
 
@@ -397,6 +438,11 @@ static void on_dispatch(sim_worker *w, const Helium__Dispatch *d) {
         s->pin_tag = xstrdup(d->pin_tag);
         s->pin_steps = d->pin_steps;
     }
+    if (caches(s) && (s->wait_pull = pull_bringing(w, s)) != 0) {
+        s->next = w->held;
+        w->held = s;
+        return;
+    }
     int src = d->pull && d->pull->n_hashes ? sim_worker_index(d->pull->source_worker) : -1;
     if (src >= 0 && src != w->index && caches(s)) {
         s->pull = malloc(sizeof(uint64_t) * d->pull->n_hashes);
@@ -425,6 +471,15 @@ static void on_dispatch(sim_worker *w, const Helium__Dispatch *d) {
 /* Drops task_id (0: every task of job_id) wherever it is. */
 static void on_cancel(sim_worker *w, uint64_t task_id, const char *job_id) {
 #define MATCH(s) ((task_id && (s)->task_id == task_id) || (!task_id && job_id && !strcmp((s)->job_id, job_id)))
+    for (seq_t **pp = &w->held; *pp;) {
+        seq_t *s = *pp;
+        if (MATCH(s)) {
+            *pp = s->next;
+            seq_free(s);
+        } else {
+            pp = &s->next;
+        }
+    }
     for (seq_t **pp = &w->pulling; *pp;) {
         seq_t *s = *pp;
         if (MATCH(s)) {
@@ -434,6 +489,7 @@ static void on_cancel(sim_worker *w, uint64_t task_id, const char *job_id) {
             pp = &s->next;
         }
     }
+    release_held(w); /* the pulls they waited for may be gone */
     seq_t *prev = NULL;
     for (seq_t *s = w->wait_head; s;) {
         seq_t *next = s->next;
@@ -525,6 +581,7 @@ void simw_heartbeat(sim_worker *w) {
     int32_t queued = 0;
     for (seq_t *s = w->wait_head; s; s = s->next) queued++;
     for (seq_t *s = w->pulling; s; s = s->next) queued++;
+    for (seq_t *s = w->held; s; s = s->next) queued++;
     Helium__Load ld = HELIUM__LOAD__INIT;
     ld.running = (uint32_t)w->n_run;
     ld.queued = (uint32_t)queued;
@@ -599,6 +656,10 @@ void simw_destroy(sim_worker **self_p) {
         seq_free(s);
     }
     for (seq_t *s = w->pulling, *n; s; s = n) {
+        n = s->next;
+        seq_free(s);
+    }
+    for (seq_t *s = w->held, *n; s; s = n) {
         n = s->next;
         seq_free(s);
     }

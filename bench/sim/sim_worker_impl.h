@@ -46,6 +46,7 @@ typedef struct seq {
     uint64_t *pull;              /* (n_pull) hinted hashes */
     int32_t n_pull, pull_src;
     uint64_t pull_token;
+    uint64_t wait_pull;          /* held: the token of the sibling's pull that brings its prefix */
     struct seq *next;
 } seq_t;
 
@@ -70,6 +71,7 @@ struct sim_worker {
     int32_t *hval;
     uint32_t hcap;
     seq_t *wait_head, *wait_tail, *pulling;
+    seq_t *held;                 /* calls waiting for a sibling's pull (worker/net/pull.c pull_bringing) */
     seq_t **run;                 /* (max_seqs) */
     int32_t n_run;
     seq_t **batch;               /* (max_seqs) this step's sequences */
