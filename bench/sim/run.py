@@ -319,6 +319,7 @@ def main():
     p.add_argument("--policies", default="helium,router")
     p.add_argument("--batch", type=int, default=3)
     p.add_argument("--calibrate", default="debate", help="workload whose real forward time sets the speed")
+    p.add_argument("--reps", type=int, default=3, help="real runs per batch (the median makespan's is kept)")
     p = sub.add_parser("scale")
     common(p)
     p.add_argument("--workers", default="8,32,128")

@@ -35,7 +35,7 @@ def err(sim, real):
 def real_run(a, name, n, pols, outdir):
     cmd = [sys.executable, os.path.join(R.BENCH, "workflows.py"), "--workloads", name, "--policies", ",".join(pols),
            "--workers", str(n), "--batch", str(a.batch), "--build", a.build, "--out", outdir, "--no-plots",
-           "--workdir", os.path.join(a.workdir, f"wf-{name}-{n}"), "--seed", str(a.seed)]
+           "--workdir", os.path.join(a.workdir, f"wf-{name}-{n}"), "--seed", str(a.seed), "--reps", str(a.reps)]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
     path = os.path.join(outdir, "workflows.json")
     if not os.path.exists(path):
@@ -169,7 +169,7 @@ def validate(a):
     with open(a.cost) as f:
         cost = json.load(f)
     doc = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-           "settings": {"batch": a.batch, "seed": a.seed, "workloads": names, "policies": pols,
+           "settings": {"batch": a.batch, "seed": a.seed, "workloads": names, "policies": pols, "reps": a.reps,
                         "geometry": a.geom, "calibration_workload": a.calibrate},
            "cost_model": cost.get("model"), "calibration": cals, "rows": rows, "summary": summary}
     os.makedirs(a.out, exist_ok=True)
@@ -188,7 +188,8 @@ def write_validation_md(doc, path):
     L = [f"# Simulator validation: helium-sim against the real cluster ({doc['date']})", "",
          f"Machine: {doc['machine']['cpu']}, {doc['machine']['nproc']} cores. Each row: bench/workflows.py on a "
          f"real cluster (1 thread per worker, the generated small model) then helium-sim on the same batch "
-         f"(batch {doc['settings']['batch']} per workload, seed {doc['settings']['seed']}), in one run of "
+         f"(batch {doc['settings']['batch']} per workload, seed {doc['settings']['seed']}; the real batch run "
+         f"{doc['settings'].get('reps', 1)} times, the run with the median makespan kept), in one run of "
          "`bench/sim/run.py validate`: first every real batch at a size, then the simulator. The step cost "
          "model's shape is bench/sim/cost.json (fitted to `helium-worker bench`); its speed on this shared "
          "machine is calibrated at each size on a workload that is not validated "
