@@ -21,6 +21,7 @@
 #include "render.h"
 
 #define TOOLS_MAX_SOCKS 256
+#define TOOLS_MAX_CONNS (TOOLS_MAX_SOCKS / 4)
 
 struct tool_call {
     CURL *easy;
@@ -111,6 +112,11 @@ tools_t *tools_new(const char *const *allow, size_t n, tools_done_fn done, void 
         if (!(t->allow[i] = strdup(allow[i]))) goto fail;
         t->n_allow++;
     }
+    /* at most TOOLS_MAX_CONNS connections at once (a connection may watch two
+     * sockets while it connects): curl queues the other calls itself, so
+     * sock_cb never runs out of room (its refusal aborted transfers inside
+     * curl 7.88 and crashed it with 1,000+ calls in flight) */
+    curl_multi_setopt(t->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)TOOLS_MAX_CONNS);
     curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
     curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
     curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, timer_cb);

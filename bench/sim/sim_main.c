@@ -333,8 +333,8 @@ static void settle(sim_world *w) {
              * the order of events does not depend on how fast the service
              * answers (the run stays deterministic) */
             while (tools_active(w->c->tools)) {
-                zmq_pollitem_t it[64];
-                int n = tools_poll_items(w->c->tools, it, 64);
+                zmq_pollitem_t it[256];
+                int n = tools_poll_items(w->c->tools, it, 256);
                 long to = tools_timeout_ms(w->c->tools);
                 zmq_poll(it, n, to < 0 || to > 50 ? 50 : to);
                 double t1 = cpu_now();
@@ -377,8 +377,8 @@ static void timed_turn(sim_world *w) {
     w->coord_cpu_s += t2 - t0;
     w->coord_place_cpu_s += t2 - t1;
     while (w->c->tools && tools_active(w->c->tools)) { /* as settle: tools finish in no simulated time */
-        zmq_pollitem_t it[64];
-        int n = tools_poll_items(w->c->tools, it, 64);
+        zmq_pollitem_t it[256];
+        int n = tools_poll_items(w->c->tools, it, 256);
         long to = tools_timeout_ms(w->c->tools);
         zmq_poll(it, n, to < 0 || to > 50 ? 50 : to);
         double t3 = cpu_now();

@@ -213,6 +213,16 @@ static void run_rounds(tools_t *t, int want, int rounds) {
 
 static void run_until(tools_t *t, int want) { run_rounds(t, want, 2000); }
 
+static int n_ok;
+static void on_done_count(void *ctx, void *user, Helium__ErrorCode code, const char *body, size_t len) {
+    (void)ctx;
+    (void)user;
+    (void)body;
+    (void)len;
+    n_done++;
+    if (code == HELIUM__ERROR_CODE__ERROR_OK) n_ok++;
+}
+
 Test(tools, host_allowlist) {
     const char *allow[] = {"127.0.0.1", "api.example.com:8443", "::1"};
     cr_assert(tools_host_allowed(allow, 3, "127.0.0.1", "80"));
@@ -289,6 +299,46 @@ Test(tools, http_calls_against_the_metrics_server) {
     run_rounds(t, 4, 5);
     cr_assert_eq(n_done, 3);
     cr_assert_geq(metrics_requests(m), 2);
+    tools_destroy(&t);
+    metrics_destroy(&m);
+}
+
+/* Far more calls in flight than sockets tools can watch (a 10,000-job batch
+ * starts 1,000+ tool calls at once): every one completes, none fails for
+ * want of a socket, and nothing crashes (before CURLMOPT_MAX_TOTAL_CONNECTIONS,
+ * curl 7.88 crashed in curl_multi_socket_action once sock_cb refused). */
+Test(tools, many_calls_in_flight_queue_for_connections) {
+    metrics_t *m = NULL;
+    int port = 0;
+    for (int k = 0; k < 20 && !m; k++) {
+        port = 21000 + (int)((getpid() * 11 + k * 173) % 20000);
+        m = metrics_new("127.0.0.1", port);
+    }
+    cr_assert_not_null(m, "%s", he_msg());
+    metrics_publish(m, "ok\n", 3);
+    const char *allow[] = {"127.0.0.1"};
+    tools_t *t = tools_new(allow, 1, on_done_count, NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    tool_request rq = {.method = "GET", .url = url, .timeout_ms = 60000};
+    enum { N = 600 };
+    n_done = n_ok = 0;
+    for (int i = 0; i < N; i++) {
+        tool_call *h;
+        cr_assert_eq(tools_start(t, &rq, NULL, &h), 0, "%s", he_msg());
+    }
+    cr_assert_eq(tools_active(t), N);
+    for (int round = 0; round < 20000 && n_done < N; round++) {
+        zmq_pollitem_t items[256];
+        int n = tools_poll_items(t, items, 256);
+        long tmo = tools_timeout_ms(t);
+        if (tmo < 0 || tmo > 20) tmo = 20;
+        zmq_poll(items, n, tmo);
+        tools_perform(t, items, n);
+    }
+    cr_assert_eq(n_done, N, "%d of %d calls reported", n_done, N);
+    cr_assert_eq(n_ok, N, "%d of %d calls succeeded", n_ok, N);
+    cr_assert_eq(tools_active(t), 0);
     tools_destroy(&t);
     metrics_destroy(&m);
 }
