@@ -94,6 +94,7 @@ struct job_task {
     bool looked;            /* caller's flag: looked up in a result cache once */
     int pull_src;           /* caller's: slot of the worker this attempt pulls from, -1 none */
     int pin_slot1;          /* caller's (opt): 1 + the slot whose pins list it as a user; 0 none, -1 several */
+    int32_t prog_run;       /* caller's (sched_prefill_progress): its leading blocks seen cached on its worker */
     bool have_rkey;         /* caller's flag: rkey_lo/hi hold its result-cache key */
     uint64_t rkey_lo, rkey_hi;
     struct {                /* caller's: why its last placement waited (place.c); cleared on requeue */

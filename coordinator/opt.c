@@ -884,14 +884,25 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
 /* ---------------------------------------------------------- KV admission */
 
 
-/* Digest of what w's working set is built from: its in-flight calls
- * (w->inflight_gen moves with every add or remove; a task's hashes and pages
- * are fixed while it is in flight) and the pins (o->pins_gen moves whenever a
- * pin is added, removed, or changes a field ws_need reads). O(1). */
-static uint64_t ws_sig(const opt_t *o, const wkr_t *w) {
-    uint64_t pg = w->slot >= 0 && w->slot < DIR_MAX_WORKERS ? o->pins_gen_slot[w->slot] : o->pins_gen;
-    uint64_t h = sig_mix(sig_mix(sig_mix(0xcbf29ce484222325ULL, (uint64_t)w->slot), pg), w->inflight_gen);
-    return h ? h : 1;
+/* Adds the blocks of the pins on w that count (all_pins: every live one;
+ * else only those a ready call needs, or being warmed) to ws; *busy if one
+ * is being warmed. */
+static void ws_add_pins(opt_t *o, const wkr_t *w, bool all_pins, u64set *ws, bool *busy) {
+    size_t np;
+    opt_pin *const *pv = pins_on(o, w->slot, &np);
+    for (size_t i = 0; i < np; i++) {
+        const opt_pin *g = pv[i];
+        if (g->slot != w->slot) continue;
+        if (g->warm_task) *busy = true;
+        /* what a pending call that is ready now still needs, all of it while
+         * being warmed (blocks of users in flight are counted with them);
+         * a prefix whose readers wait upstream reserves nothing: it stays
+         * pinned, evicted after other idle blocks, but a call that can run
+         * now comes first */
+        if (!all_pins && !g->warm_task && g->steps > 0) continue;
+        int32_t nb_live = g->warm_task ? g->n_blocks : g->live;
+        for (int32_t k = 0; k < nb_live; k++) set_add(ws, g->hashes[k]);
+    }
 }
 
 /* Pages worker w would need with a call of `pages` pages (prompt blocks
@@ -899,59 +910,68 @@ static uint64_t ws_sig(const opt_t *o, const wkr_t *w) {
  * every live pinned prefix, not only those a ready call needs. -1: w has no
  * call in flight and admits this one whatever it needs (all_pins, or no
  * prefix reserved for ready calls there, or the call reads mostly such a
- * prefix). The working set is rebuilt only when ws_sig says its inputs
- * changed (o->ws_memo): O(nb) per call otherwise, O(1) when even an
- * all-fresh prompt stays under limit (then the bound is returned: callers
- * compare the result with limit, and their verdict is the same). */
+ * prefix). The working set is the worker's in-flight blocks (counted as
+ * calls come and go, wkr_t.ws_blocks) plus the pins' (rebuilt only when
+ * the pins on w change): O(log nb) per call once both are current, O(1)
+ * when even an all-fresh prompt stays under limit (then the bound is
+ * returned: callers compare the result with limit, and their verdict is the
+ * same). */
 static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins,
                        int64_t limit) {
     opt_ws_memo *m = &o->ws_memo[w->slot >= 0 && w->slot < DIR_MAX_WORKERS ? w->slot : 0][all_pins];
-    uint64_t sig = ws_sig(o, w);
-    if (m->sig != sig) {
+    const hcount_t *fl = w->ws_bad ? NULL : w->ws_blocks; /* NULL: nothing in flight yet, or given up */
+    bool split = !w->ws_bad;
+    uint64_t pg = w->slot >= 0 && w->slot < DIR_MAX_WORKERS ? o->pins_gen_slot[w->slot] : o->pins_gen;
+    uint64_t psig = sig_mix(sig_mix(sig_mix(0xcbf29ce484222325ULL, (uint64_t)w->slot), pg),
+                            split ? 0x5b1dULL : w->inflight_gen);
+    if (!psig) psig = 1;
+    if (m->sig != psig || m->split != split) {
         u64set *ws = &m->set;
         set_clear(ws);
-        int64_t priv = 0;
         bool busy = false;
-        for (size_t i = 0; i < w->n_inflight; i++) {
-            const job_task *t = w->inflight[i];
-            if (t->kind != JT_LLM) continue;
-            busy = true;
-            for (int32_t k = 0; k < t->n_hashes; k++) set_add(ws, t->hashes[k]);
-            if (t->pages > t->n_hashes) priv += t->pages - t->n_hashes;
+        int64_t priv = 0;
+        if (!split) { /* the whole working set, from the in-flight list */
+            for (size_t i = 0; i < w->n_inflight; i++) {
+                const job_task *t = w->inflight[i];
+                if (t->kind != JT_LLM) continue;
+                busy = true;
+                for (int32_t k = 0; k < t->n_hashes; k++) set_add(ws, t->hashes[k]);
+                if (t->pages > t->n_hashes) priv += t->pages - t->n_hashes;
+            }
         }
-        bool indexed = w->slot >= 0 && w->slot < DIR_MAX_WORKERS;
-        opt_pin *const *pv = indexed ? o->spins[w->slot].v : o->pins;
-        size_t np = indexed ? o->spins[w->slot].n : o->n_pins;
-        for (size_t i = 0; i < np; i++) {
-            const opt_pin *g = pv[i];
-            if (g->slot != w->slot) continue;
-            if (g->warm_task) busy = true;
-            /* what a pending call that is ready now still needs, all of it while
-             * being warmed (blocks of users in flight are counted with them,
-             * above); a prefix whose readers wait upstream reserves nothing: it
-             * stays pinned, evicted after other idle blocks, but a call that can
-             * run now comes first */
-            if (!all_pins && !g->warm_task && g->steps > 0) continue;
-            int32_t nb_live = g->warm_task ? g->n_blocks : g->live;
-            if (nb_live <= 0) continue;
-            for (int32_t k = 0; k < nb_live; k++) set_add(ws, g->hashes[k]);
-        }
-        m->sig = sig;
+        ws_add_pins(o, w, all_pins, ws, &busy);
+        m->sig = psig;
+        m->split = split;
         m->priv = priv;
         m->busy = busy;
+        m->xsig = 0;
     }
     const u64set *ws = &m->set;
-    int64_t priv = m->priv;
+    int64_t n_ws = (int64_t)ws->n, priv = m->priv;
     bool busy = m->busy;
-    if (!busy && (all_pins || ws->n == 0)) return -1;
+    if (split) {
+        /* the union: in-flight blocks plus the pin blocks not among them */
+        uint64_t xsig = sig_mix(psig, w->inflight_gen);
+        if (m->xsig != xsig) {
+            int64_t extra = 0;
+            for (size_t i = 0; i < ws->cap; i++)
+                if (ws->v[i] && !(fl && hcount_get(fl, ws->v[i]))) extra++;
+            m->extra = extra;
+            m->xsig = xsig;
+        }
+        n_ws = (int64_t)(fl ? hcount_size(fl) : 0) + m->extra;
+        priv = w->ws_priv;
+        busy = busy || w->n_llm_inflight > 0;
+    }
+    if (!busy && (all_pins || n_ws == 0)) return -1;
     int64_t own = pages > nb ? pages - nb : 1;
     /* every block fresh still fits under limit: the caller's verdict cannot
      * change, so skip counting (fresh <= nb) */
-    int64_t upper = (int64_t)ws->n + priv + nb + own;
+    int64_t upper = n_ws + priv + nb + own;
     if (upper <= limit) return upper;
     /* nor can it when even no fresh block is over limit (a busy worker:
      * the idle rule below looks at fresh) */
-    int64_t lower = (int64_t)ws->n + priv + own;
+    int64_t lower = n_ws + priv + own;
     if (busy && lower > limit) return lower;
     /* The working set is a union of chains from the first block (a call's
      * prompt blocks, a pin's leading blocks) and block hashes are chained,
@@ -960,7 +980,8 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
     int32_t lo = 0, hi = nb; /* hashes[0..lo) in ws; hashes[hi..nb) not */
     while (lo < hi) {
         int32_t mid = lo + (hi - lo) / 2;
-        if (set_has(ws, hashes[mid])) lo = mid + 1;
+        bool in = set_has(ws, hashes[mid]) || (split && fl && hcount_get(fl, hashes[mid]));
+        if (in) lo = mid + 1;
         else hi = mid;
     }
     int64_t fresh = nb - lo;
@@ -970,7 +991,7 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
      * are about to use (their calls come later in the dispatch order than a
      * group's leader). */
     if (!busy && 2 * fresh <= (int64_t)nb) return -1;
-    int64_t need = (int64_t)ws->n + priv + fresh + own;
+    int64_t need = n_ws + priv + fresh + own;
     return need;
 }
 

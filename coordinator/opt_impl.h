@@ -77,13 +77,20 @@ typedef struct {
     size_t n, cap;
 } u64set;
 
-/* ws_need's working set of one worker, rebuilt only when its inputs (the
- * worker's in-flight calls, the pins on it) changed: sig digests them. */
+/* ws_need's working set of one worker. With the worker's counted set of
+ * in-flight blocks (wkr_t.ws_blocks) only the pins' part is kept here,
+ * rebuilt when the pins on the worker change (psig), and how many of its
+ * blocks are not in flight (extra), recomputed when either side changed
+ * (xsig). Without it (out of memory) set holds the whole working set,
+ * rebuilt when sig (in-flight calls and pins) changes. */
 typedef struct {
     uint64_t sig;           /* 0 = never built */
     u64set set;
     int64_t priv;
     bool busy;
+    bool split;             /* set holds the pins' part only (the worker keeps the rest) */
+    uint64_t xsig;          /* what extra was computed for */
+    int64_t extra;          /* pin blocks not among the in-flight ones */
 } opt_ws_memo;
 
 struct opt {

@@ -442,6 +442,7 @@ static start_rc commit_dispatch(coord_t *c, job_task *t, wkr_t *w, const sched_c
     t->pull_src = ch->pull_from ? ch->pull_from->slot : -1;
     t->pages = ch->pages;
     t->reserve_pages = ch->reserve_pages;
+    t->prog_run = 0;
     if (!t->hashes && ch->n_hashes > 0 && (t->hashes = malloc((size_t)ch->n_hashes * sizeof *t->hashes))) {
         memcpy(t->hashes, ch->hashes, (size_t)ch->n_hashes * sizeof *t->hashes);
         t->n_hashes = ch->n_hashes;

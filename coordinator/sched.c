@@ -133,7 +133,14 @@ void sched_prefill_progress(sched_t *s, wkr_t *w) {
         job_task *t = w->inflight[i];
         if (t->kind != JT_LLM || !t->hashes || t->n_hashes <= 0) continue;
         if (t->load_tokens <= t->decode_tokens) continue; /* its prefill is done already */
-        int64_t left = (int64_t)t->n_ids - (int64_t)sched_real_run(s, w->slot, t->hashes, t->n_hashes) * bs;
+        /* the run only grows while it is in flight (its blocks are in use
+         * there once computed): extend it from where it was seen last,
+         * O(new blocks) per event instead of O(run) */
+        int32_t r = t->prog_run > 0 && t->prog_run <= t->n_hashes ? t->prog_run : 0;
+        if (w->slot >= 0 && w->slot < DIR_MAX_WORKERS)
+            while (r < t->n_hashes && dir_holds(s->dir, t->hashes[r], w->slot)) r++;
+        t->prog_run = r;
+        int64_t left = (int64_t)t->n_ids - (int64_t)r * bs;
         if (left < 0) left = 0;
         left += t->decode_tokens;
         if (left >= t->load_tokens) continue;

@@ -26,6 +26,7 @@ wkrs_t *wkrs_new(void) { return calloc(1, sizeof(wkrs_t)); }
 static void wkr_free(wkr_t *w) {
     if (!w) return;
     free(w->inflight);
+    hcount_destroy(&w->ws_blocks);
     free(w);
 }
 
@@ -220,6 +221,33 @@ int32_t wkr_kv_avail(const wkr_t *w) {
  * coordinator's loop is single-threaded (workers.h). */
 static uint64_t inflight_gens;
 
+/* Keeps w's counted set of in-flight prompt blocks (a task's hashes and
+ * pages do not change while it is in flight). On ENOMEM the set is given up
+ * (ws_bad) and the optimizer rebuilds working sets from the list instead. */
+static void ws_track(wkr_t *w, const job_task *t, bool add) {
+    if (t->kind != JT_LLM) return;
+    if (add) {
+        w->n_llm_inflight++;
+    } else if (w->n_llm_inflight > 0) {
+        w->n_llm_inflight--;
+    }
+    int64_t priv = t->pages > t->n_hashes ? t->pages - t->n_hashes : 0;
+    w->ws_priv += add ? priv : -priv;
+    if (w->ws_bad) return;
+    if (!w->ws_blocks && !(w->ws_blocks = hcount_new())) {
+        w->ws_bad = true;
+        return;
+    }
+    for (int32_t k = 0; k < t->n_hashes; k++) {
+        if (!add) {
+            hcount_remove(w->ws_blocks, t->hashes[k]);
+        } else if (hcount_add(w->ws_blocks, t->hashes[k])) {
+            w->ws_bad = true;
+            return;
+        }
+    }
+}
+
 int wkr_inflight_add(wkr_t *w, job_task *t) {
     if (w->n_inflight == w->cap_inflight) {
         size_t c = w->cap_inflight ? w->cap_inflight * 2 : 16;
@@ -230,6 +258,7 @@ int wkr_inflight_add(wkr_t *w, job_task *t) {
     }
     w->inflight[w->n_inflight++] = t;
     w->inflight_gen = ++inflight_gens;
+    ws_track(w, t, true);
     w->load_tokens += t->load_tokens;
     w->reserved_pages += t->reserve_pages;
     return 0;
@@ -240,6 +269,7 @@ void wkr_inflight_remove(wkr_t *w, job_task *t) {
         if (w->inflight[i] == t) {
             w->inflight[i] = w->inflight[--w->n_inflight];
             w->inflight_gen = ++inflight_gens;
+            ws_track(w, t, false);
             w->inflight_removed++;
             w->load_tokens -= t->load_tokens;
             if (w->load_tokens < 0) w->load_tokens = 0;

@@ -20,6 +20,7 @@
 
 #include "dir.h"
 #include "helium.pb-c.h"
+#include "hcount.h"
 #include "jobs.h"
 
 #define WKR_ID_LEN 64
@@ -75,6 +76,11 @@ typedef struct wkr {
     int64_t load_tokens;      /* sum of the in-flight tasks' load_tokens */
     uint64_t inflight_gen;    /* changes with every in-flight add or remove (never repeats) */
     uint64_t inflight_removed; /* in-flight removals so far (only these shrink its working set) */
+    hcount_t *ws_blocks;      /* prompt blocks of its in-flight LLM calls, counted (opt.c ws_need); NULL
+                                 or ws_bad: not kept (out of memory), ws_need rebuilds from the list */
+    bool ws_bad;
+    int64_t ws_priv;          /* their pages beyond their prompt blocks */
+    size_t n_llm_inflight;    /* in-flight LLM calls */
 } wkr_t;
 
 typedef struct wkrs wkrs_t;
