@@ -949,8 +949,17 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
     const u64set *ws = &m->set;
     int64_t n_ws = (int64_t)ws->n, priv = m->priv;
     bool busy = m->busy;
+    int64_t own = pages > nb ? pages - nb : 1;
     if (split) {
-        /* the union: in-flight blocks plus the pin blocks not among them */
+        priv = w->ws_priv;
+        busy = busy || w->n_llm_inflight > 0;
+        /* the union: in-flight blocks plus the pin blocks not among them,
+         * between the larger part and the sum; counted only when the
+         * verdict depends on it (extra, cached until either side moves) */
+        int64_t n_fl = (int64_t)(fl ? hcount_size(fl) : 0), n_p = (int64_t)ws->n;
+        int64_t lo_ws = n_fl > n_p ? n_fl : n_p, hi_ws = n_fl + n_p;
+        if (busy && hi_ws + priv + nb + own <= limit) return hi_ws + priv + nb + own;
+        if (busy && lo_ws + priv + own > limit) return lo_ws + priv + own;
         uint64_t xsig = sig_mix(psig, w->inflight_gen);
         if (m->xsig != xsig) {
             int64_t extra = 0;
@@ -959,12 +968,9 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
             m->extra = extra;
             m->xsig = xsig;
         }
-        n_ws = (int64_t)(fl ? hcount_size(fl) : 0) + m->extra;
-        priv = w->ws_priv;
-        busy = busy || w->n_llm_inflight > 0;
+        n_ws = n_fl + m->extra;
     }
     if (!busy && (all_pins || n_ws == 0)) return -1;
-    int64_t own = pages > nb ? pages - nb : 1;
     /* every block fresh still fits under limit: the caller's verdict cannot
      * change, so skip counting (fresh <= nb) */
     int64_t upper = n_ws + priv + nb + own;

@@ -17,7 +17,7 @@
 #include "hcount.h"
 #include "opt.h"
 
-#define OPT_DD_BUCKETS 256
+#define OPT_DD_BUCKETS 16384 /* a power of two; 10,000 queued jobs keep thousands of entries */
 #define OPT_TOOL_COST 256   /* token steps charged to a tool call in critical paths */
 #define OPT_DYN_GUESS 64    /* tokens guessed for a prompt's unknown part */
 
