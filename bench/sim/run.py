@@ -329,6 +329,17 @@ def main():
     p.add_argument("--append", action="store_true", help="keep the points of results/sim/scale.json already run")
     p.add_argument("--instant-max-jobs", type=int, default=1000,
                    help="also run helium with an instant coordinator at points of at most this many jobs")
+    p = sub.add_parser("curve")
+    common(p)
+    p.add_argument("--workers", type=int, default=32)
+    p.add_argument("--jobs", type=int, default=600)
+    p.add_argument("--workloads", default="")
+    p.add_argument("--policies", default="prefix,router,kvflow,helium")
+    p.add_argument("--fractions", default="0.3,0.5,0.6,0.7,0.8,0.9,1.0,1.2",
+                   help="offered loads, as fractions of helium's batch throughput")
+    p.add_argument("--p99-bound", type=float, default=0, help="p99 bound, s (0: --p99-factor x the lowest "
+                   "baseline p50 at the lowest load)")
+    p.add_argument("--p99-factor", type=float, default=3.0)
     a = ap.parse_args()
     setup(a)
     if a.cmd == "once":

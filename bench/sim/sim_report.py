@@ -367,7 +367,8 @@ def series(arr, key, nj):
         if r["arrival"] == arr and r["jobs"] == nj:
             s.setdefault(r["policy"], []).append((r["workers"], r[key]))
     return {p: sorted(v) for p, v in s.items()}
-nj = max(r["jobs"] for r in recs)
+# the job count run at the most cluster sizes (a curve needs several points)
+nj = max({r["jobs"] for r in recs}, key=lambda j: (len({r["workers"] for r in recs if r["jobs"] == j}), j))
 arrs = sorted({r["arrival"] for r in recs})
 for key, ylab, fname, log in [("throughput_wpm", "jobs / min (simulated)", "sim_throughput.png", True),
                               ("latency_p99_s", "p99 job latency, s (simulated)", "sim_p99.png", True)]:
@@ -388,11 +389,121 @@ ax.grid(alpha=.3); ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(f"{out
 '''
 
 
-def plot(json_path, outdir):
+def plot(json_path, outdir, script=PLOT):
     py = VENV_PY if os.path.exists(VENV_PY) else sys.executable
-    p = subprocess.run([py, "-c", PLOT, json_path, outdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.run([py, "-c", script, json_path, outdir], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if p.returncode:
         R.log(f"bench/sim: no plots ({p.stderr.decode()[-300:]})")
+
+
+PLOT_CURVE = r'''
+import json, os, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+path = sys.argv[1]; doc = json.load(open(path)); out = sys.argv[2]
+n = doc["settings"]["workers"]
+fig, axs = plt.subplots(1, 2, figsize=(11, 4))
+for ax, key, lab in [(axs[0], "latency_p50_s", "p50"), (axs[1], "latency_p99_s", "p99")]:
+    for pol, pts in doc["points"].items():
+        xs = [p["offered_wpm"] for p in pts if p.get(key) is not None]
+        ys = [p[key] for p in pts if p.get(key) is not None]
+        ax.plot(xs, ys, marker="o", label=pol, lw=2.5 if pol == "helium" else 1.2)
+    if key == "latency_p99_s":
+        ax.axhline(doc["bound_s"], ls="--", color="gray", label=f"bound {doc['bound_s']:.2f} s")
+    ax.set_yscale("log"); ax.set_xlabel("offered load, jobs / min (simulated)")
+    ax.set_ylabel(f"{lab} job latency, s"); ax.set_title(f"{n} simulated workers, {lab}")
+    ax.grid(alpha=.3); ax.legend(fontsize=8)
+fig.tight_layout(); fig.savefig(os.path.join(out, f"sim_curve_{n}w.png"), dpi=110)
+'''
+
+
+# ---------------------------------------------------------------- curve
+
+def curve(a):
+    """Latency against offered load at one cluster size, in simulated time
+    (Poisson arrivals, the same jobs and submit times for every policy): the
+    sustainable load of each policy under a p99 bound, as bench/arrival.py
+    computes it for the real 2-worker cluster (its interp_load, p99_at)."""
+    sys.path.insert(0, R.BENCH)
+    import arrival as AR  # noqa: E402
+    n, nj = a.workers, a.jobs
+    pols = a.policies.split(",")
+    names = a.workloads.split(",") if a.workloads else R.W.NAMES
+    ct = ["--coord-time", str(a.coord_time)] if a.coord_time else None
+    svc = R.service_for(names, n_seeds=nj // 6 + 3)
+    pts = {p: [] for p in pols}
+    try:
+        bscen = R.scenario(names, nj, a.seed, None, "batch", svc.port)
+        b, _ = R.run_sim(a.exe, a.model, bscen, n, "helium", a.geom, a.cost, a.workdir, ct)
+        cap = b["throughput_wpm"]
+        R.log(f"curve {n}w {nj} jobs: helium batch throughput {cap:.1f} jobs/min")
+        bound = a.p99_bound
+        stopped = set()
+        for f in [float(x) for x in a.fractions.split(",")]:
+            rate = f * cap
+            scen = R.scenario(names, nj, a.seed, None, f"poisson:{rate / 60.0:.6f}", svc.port)
+            ref = None
+            for pol in pols:
+                if pol in stopped:
+                    continue
+                s, dig = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir, ct)
+                ok = s["jobs_done"] == s["n_jobs"]
+                ref = ref or dig
+                pt = {"offered_wpm": round(rate, 2), "achieved_wpm": s["throughput_wpm"] if ok else None,
+                      "latency_p50_s": s["latency_p50_s"], "latency_p99_s": s["latency_p99_s"] if ok else None,
+                      "computed_tokens": s["computed_tokens"], "generated_tokens": s["generated_tokens"],
+                      "min_prompt_tokens": s["min_prompt_tokens"], "over_min": s["over_min"],
+                      "coord_busy_over_makespan": s.get("coord_busy_over_makespan"),
+                      "same_outputs": dig == ref}
+                pts[pol].append(pt)
+                R.log(f"curve {n}w {rate:8.1f}/min {pol:8s} achieved {s['throughput_wpm']:.1f}/min p50 "
+                      f"{s['latency_p50_s']:.2f}s p99 {s['latency_p99_s']:.2f}s outputs "
+                      f"{'same' if dig == ref else 'DIFFER'}")
+            if not bound:  # p99 factor x the lowest p50 of any baseline at the lowest load
+                base = [pts[p][0]["latency_p50_s"] for p in pols if p != "helium" and pts[p]]
+                bound = a.p99_factor * min(base) if base else 0
+            for pol in pols:
+                if pts[pol] and (pts[pol][-1]["latency_p99_s"] or 1e9) > 2 * bound:
+                    stopped.add(pol)
+            if len(stopped) == len(pols):
+                break
+    finally:
+        svc.close()
+    an = AR.analyse(pts, pols, bound)
+    doc = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+           "settings": {"workers": n, "jobs": nj, "workloads": names, "fractions": a.fractions,
+                        "coord_time": a.coord_time, "p99_factor": a.p99_factor, "cost": a.cost and
+                        os.path.relpath(a.cost, R.SRC), "seed": a.seed},
+           "helium_batch_wpm": cap, "bound_s": round(bound, 3), "points": pts, "analysis": an}
+    os.makedirs(a.out, exist_ok=True)
+    base = os.path.join(a.out, f"curve_{n}w")
+    with open(base + ".json", "w") as f:
+        json.dump(doc, f, indent=1)
+    L = [f"# Latency against offered load, {n} simulated workers ({doc['date']})", "",
+         f"helium-sim on {doc['machine']['cpu']}; {nj} jobs per point mixed from every bench workload, Poisson "
+         f"arrivals at fractions {a.fractions} of helium's batch throughput ({cap:.1f} jobs/min), the same submit "
+         f"times for every policy; coordinator time in the loop (--coord-time {a.coord_time}). p99 bound "
+         f"{bound:.2f} s ({a.p99_factor} x the lowest baseline p50 at the lowest load); sustainable load = the "
+         "highest offered load with p99 within it, linear between points.", "",
+         "| policy | offered /min | achieved /min | p50 s | p99 s | computed / min | coord busy | outputs |",
+         "|---|---|---|---|---|---|---|---|"]
+    for pol in pols:
+        for pt in pts[pol]:
+            L.append(f"| {pol} | {pt['offered_wpm']:.1f} | {pt['achieved_wpm'] or 0:.1f} | {pt['latency_p50_s']:.2f} | "
+                     f"{pt['latency_p99_s'] if pt['latency_p99_s'] is not None else float('nan'):.2f} | "
+                     f"{pt['over_min']:.2f} | {pt['coord_busy_over_makespan'] or 0:.2f} | "
+                     f"{'same' if pt['same_outputs'] else 'DIFFER'} |")
+    L += ["", "Sustainable load (jobs/min): " + ", ".join(f"{p} {v}" for p, v in an["sustainable_wpm"].items()) + "."]
+    if an.get("sustainable_ratio"):
+        L.append(f"helium / best baseline ({an['best_baseline']}): {an['sustainable_ratio']}x; helium's p99 at "
+                 f"the best baseline's sustainable load: {an['helium_p99_there_s']} s, {an['p99_ratio_there']} of "
+                 "the bound.")
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(L) + "\n")
+    plot(base + ".json", a.out, PLOT_CURVE)
+    R.log("\n".join(L[-2:]))
+    return 0
 
 
 def main(a):
@@ -400,4 +511,6 @@ def main(a):
         return validate(a)
     if a.cmd == "scale":
         return scale(a)
+    if a.cmd == "curve":
+        return curve(a)
     return 2
