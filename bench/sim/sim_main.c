@@ -289,60 +289,87 @@ static void ws_register_ack(void *ctx, const uint8_t *ident, size_t ident_len, c
 
 /* ------------------------------------------------ driving the coordinator */
 
+/* Hands every queued worker message to the coordinator; returns how many
+ * (their CPU time is the caller's to count). */
+static size_t coord_take_msgs(sim_world *w) {
+    size_t n = 0;
+    msg m;
+    while (q_pop(&w->outbox, &m)) {
+        char id[16];
+        snprintf(id, sizeof id, "s%d", m.to);
+        wp_on_frame(w->c, (const uint8_t *)id, strlen(id), m.buf, m.len);
+        w->coord_calls++;
+        free(m.buf);
+        n++;
+    }
+    return n;
+}
+
+/* The coordinator loop's before-sleep step: placement, warming, the pin
+ * sweep. Returns its CPU seconds (also counted in coord_cpu_s and
+ * coord_place_cpu_s). */
+static double coord_place_step(sim_world *w) {
+    double t0 = cpu_now();
+    place_requeue_orphans(w->c);
+    opt_warm(w->c->opt);
+    opt_sweep(w->c->opt);
+    if (w->c->dirty && jobs_ready_count(w->c->jobs)) {
+        w->passes++;
+        place_dispatch_ready(w->c);
+    }
+    double dt = cpu_now() - t0;
+    w->coord_cpu_s += dt;
+    w->coord_place_cpu_s += dt;
+    return dt;
+}
+
+/* Runs every tool call in flight to its end. Tool calls run in wall time
+ * while simulated time stands still: every one in flight finishes before
+ * anything else moves, so the order of events does not depend on how fast
+ * the service answers. Returns whether there were any. */
+static bool coord_finish_tools(sim_world *w) {
+    if (!w->c->tools || !tools_active(w->c->tools)) return false;
+    while (tools_active(w->c->tools)) {
+        zmq_pollitem_t it[256];
+        int n = tools_poll_items(w->c->tools, it, 256);
+        long to = tools_timeout_ms(w->c->tools);
+        zmq_poll(it, n, to < 0 || to > 50 ? 50 : to);
+        double t1 = cpu_now();
+        tools_perform(w->c->tools, it, n);
+        w->coord_cpu_s += cpu_now() - t1;
+    }
+    return true;
+}
+
+/* Delivers the coordinator's queued messages to their workers and lets the
+ * workers that got one start a step. Returns whether there were any. */
+static bool deliver_to_workers(sim_world *w) {
+    bool moved = false;
+    msg m;
+    while (q_pop(&w->inbox, &m)) {
+        simw_on_msg(w->w[m.to], m.buf, m.len);
+        w->touched[m.to] = true;
+        free(m.buf);
+        moved = true;
+    }
+    for (int i = 0; i < w->n_workers; i++)
+        if (w->touched[i]) {
+            w->touched[i] = false;
+            simw_kick(w->w[i]);
+        }
+    return moved;
+}
+
 /* Delivers queued messages both ways and runs the loop's before-sleep step
  * until nothing is left to deliver. */
 static void settle(sim_world *w) {
     for (;;) {
-        bool moved = false;
-        msg m;
-        while (q_pop(&w->outbox, &m)) {
-            char id[16];
-            snprintf(id, sizeof id, "s%d", m.to);
-            double t0 = cpu_now();
-            wp_on_frame(w->c, (const uint8_t *)id, strlen(id), m.buf, m.len);
-            w->coord_cpu_s += cpu_now() - t0;
-            w->coord_calls++;
-            free(m.buf);
-            moved = true;
-        }
         double t0 = cpu_now();
-        place_requeue_orphans(w->c);
-        opt_warm(w->c->opt);
-        opt_sweep(w->c->opt);
-        if (w->c->dirty && jobs_ready_count(w->c->jobs)) {
-            w->passes++;
-            place_dispatch_ready(w->c);
-        }
-        double dt = cpu_now() - t0;
-        w->coord_cpu_s += dt;
-        w->coord_place_cpu_s += dt;
-        while (q_pop(&w->inbox, &m)) {
-            simw_on_msg(w->w[m.to], m.buf, m.len);
-            w->touched[m.to] = true;
-            free(m.buf);
-            moved = true;
-        }
-        for (int i = 0; i < w->n_workers; i++)
-            if (w->touched[i]) {
-                w->touched[i] = false;
-                simw_kick(w->w[i]);
-            }
-        if (w->c->tools && tools_active(w->c->tools)) {
-            /* tool calls run in wall time while simulated time stands still:
-             * every one in flight finishes before anything else moves, so
-             * the order of events does not depend on how fast the service
-             * answers (the run stays deterministic) */
-            while (tools_active(w->c->tools)) {
-                zmq_pollitem_t it[256];
-                int n = tools_poll_items(w->c->tools, it, 256);
-                long to = tools_timeout_ms(w->c->tools);
-                zmq_poll(it, n, to < 0 || to > 50 ? 50 : to);
-                double t1 = cpu_now();
-                tools_perform(w->c->tools, it, n);
-                w->coord_cpu_s += cpu_now() - t1;
-            }
-            moved = true;
-        }
+        bool moved = coord_take_msgs(w) > 0;
+        w->coord_cpu_s += cpu_now() - t0;
+        coord_place_step(w);
+        if (deliver_to_workers(w)) moved = true;
+        if (coord_finish_tools(w)) moved = true;
         if (!moved && !w->outbox.n) return;
     }
 }
@@ -356,36 +383,11 @@ static void settle(sim_world *w) {
  * coordinator shows in the makespan and the job latencies. */
 static void timed_turn(sim_world *w) {
     double t0 = cpu_now();
-    msg m;
-    while (q_pop(&w->outbox, &m)) {
-        char id[16];
-        snprintf(id, sizeof id, "s%d", m.to);
-        wp_on_frame(w->c, (const uint8_t *)id, strlen(id), m.buf, m.len);
-        w->coord_calls++;
-        w->turn_msgs++;
-        free(m.buf);
-    }
-    double t1 = cpu_now();
-    place_requeue_orphans(w->c);
-    opt_warm(w->c->opt);
-    opt_sweep(w->c->opt);
-    if (w->c->dirty && jobs_ready_count(w->c->jobs)) {
-        w->passes++;
-        place_dispatch_ready(w->c);
-    }
-    double t2 = cpu_now();
-    w->coord_cpu_s += t2 - t0;
-    w->coord_place_cpu_s += t2 - t1;
-    while (w->c->tools && tools_active(w->c->tools)) { /* as settle: tools finish in no simulated time */
-        zmq_pollitem_t it[256];
-        int n = tools_poll_items(w->c->tools, it, 256);
-        long to = tools_timeout_ms(w->c->tools);
-        zmq_poll(it, n, to < 0 || to > 50 ? 50 : to);
-        double t3 = cpu_now();
-        tools_perform(w->c->tools, it, n);
-        w->coord_cpu_s += cpu_now() - t3;
-    }
-    double busy = (t2 - t0) * w->coord_time;
+    w->turn_msgs += coord_take_msgs(w);
+    double intake = cpu_now() - t0;
+    w->coord_cpu_s += intake;
+    double busy = (intake + coord_place_step(w)) * w->coord_time;
+    coord_finish_tools(w); /* as settle: tools finish in no simulated time */
     w->turns++;
     w->coord_busy_s += busy;
     w->turn_pending = true;
@@ -397,17 +399,7 @@ static void timed_turn(sim_world *w) {
  * if anything waits for it. */
 static void turn_done(sim_world *w) {
     w->turn_pending = false;
-    msg m;
-    while (q_pop(&w->inbox, &m)) {
-        simw_on_msg(w->w[m.to], m.buf, m.len);
-        w->touched[m.to] = true;
-        free(m.buf);
-    }
-    for (int i = 0; i < w->n_workers; i++)
-        if (w->touched[i]) {
-            w->touched[i] = false;
-            simw_kick(w->w[i]);
-        }
+    deliver_to_workers(w);
 }
 
 static bool coord_has_work(sim_world *w) {

@@ -258,14 +258,21 @@ Test(tools, refused_calls) {
     cr_assert_null(t);
 }
 
-Test(tools, http_calls_against_the_metrics_server) {
+/* A metrics server (a real HTTP server of the coordinator's) on an unusual
+ * free port, for tool calls to reach; salt spreads the tests' ports. */
+static metrics_t *http_server(int salt, int *port) {
     metrics_t *m = NULL;
-    int port = 0;
-    for (int k = 0; k < 20 && !m; k++) { /* an unusual free port */
-        port = 21000 + (int)((getpid() * 7 + k * 131) % 20000);
-        m = metrics_new("127.0.0.1", port);
+    for (int k = 0; k < 20 && !m; k++) {
+        *port = 21000 + (int)((getpid() * salt + k * 131) % 20000);
+        m = metrics_new("127.0.0.1", *port);
     }
     cr_assert_not_null(m, "%s", he_msg());
+    return m;
+}
+
+Test(tools, http_calls_against_the_metrics_server) {
+    int port = 0;
+    metrics_t *m = http_server(7, &port);
     metrics_publish(m, "page-body\n", 10);
     const char *allow[] = {"127.0.0.1"};
     tools_t *t = tools_new(allow, 1, on_done, NULL);
@@ -308,13 +315,8 @@ Test(tools, http_calls_against_the_metrics_server) {
  * want of a socket, and nothing crashes (before CURLMOPT_MAX_TOTAL_CONNECTIONS,
  * curl 7.88 crashed in curl_multi_socket_action once sock_cb refused). */
 Test(tools, many_calls_in_flight_queue_for_connections) {
-    metrics_t *m = NULL;
     int port = 0;
-    for (int k = 0; k < 20 && !m; k++) {
-        port = 21000 + (int)((getpid() * 11 + k * 173) % 20000);
-        m = metrics_new("127.0.0.1", port);
-    }
-    cr_assert_not_null(m, "%s", he_msg());
+    metrics_t *m = http_server(11, &port);
     metrics_publish(m, "ok\n", 3);
     const char *allow[] = {"127.0.0.1"};
     tools_t *t = tools_new(allow, 1, on_done_count, NULL);
