@@ -71,7 +71,8 @@ COORD=$!
 PIDS+=("$COORD")
 wait_code "$HTTP/healthz" 200 20 || fail "coordinator /healthz never 200"
 [ "$(code "$HTTP/readyz")" = 503 ] || fail "coordinator /readyz is $(code "$HTTP/readyz") with no worker"
-curl -s "$HTTP/readyz" | grep -q "no worker" || fail "/readyz does not say why it is not ready"
+READYZ=$(curl -s "$HTTP/readyz" || true)
+grep -q "no worker" <<<"$READYZ" || fail "/readyz does not say why it is not ready"
 start_worker() { # ID INDEX
   env HELIUM_WORKER_COORDINATOR="tcp://127.0.0.1:$((P + 1))" HELIUM_WORKER_MODEL="$TMP/m.gguf" HELIUM_WORKER_ID="$1" \
     HELIUM_WORKER_DATA="tcp://127.0.0.1:$((P + 10 * $2 + 1))" HELIUM_WORKER_HEALTH_PORT=$((P + 10 * $2 + 2)) \
