@@ -9,10 +9,11 @@
  * Work: a sweep costs one ptree_match per pin group; warming one
  * ptree_shared_prefixes plus one placement per uncovered prefix; both run
  * only after something changed. Group lookups are linear in the groups
- * (few: one per shared prefix in use); dedup lookups hash on the key.
+ * (indexed by worker: opt.spins); dedup lookups hash on the key.
  *
  * The result cache's call identity and the dedup table (one computation per
- * identical in-flight call) are opt_dedup.c; struct opt is opt_impl.h.
+ * identical in-flight call) are opt_dedup.c; pre-warming is opt_warm.c;
+ * struct opt and the helpers they share are opt_impl.h.
  */
 #include "opt_impl.h"
 
@@ -43,11 +44,10 @@ static ptree_t *tree_of(opt_t *o, int pol) {
     return pol == SCHED_KVFLOW ? o->pt[0] : pol == SCHED_HELIUM ? o->pt[1] : NULL;
 }
 
-static opt_counters *st_of(opt_t *o, int pol) {
+opt_counters *opt_st_of(opt_t *o, int pol) {
     return &o->st[pol >= 0 && pol < SCHED_N_POLICIES ? pol : SCHED_ROUTER];
 }
 
-static uint64_t sig_mix(uint64_t h, uint64_t x) { return (h ^ (x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2))) * 0x100000001b3ULL; }
 
 static void changed(opt_t *o, int pol) {
     o->sweep_dirty = true;
@@ -176,7 +176,7 @@ int opt_set_model(opt_t *o, uint64_t root, int32_t block_size) {
     return 0;
 }
 
-opt_counters *opt_stats(opt_t *o, sched_policy p) { return st_of(o, p); }
+opt_counters *opt_stats(opt_t *o, sched_policy p) { return opt_st_of(o, p); }
 uint64_t opt_pins_gen(const opt_t *o) { return o->pins_gen; }
 uint64_t opt_pins_shrink_gen(const opt_t *o) { return o->pins_shrink_gen; }
 uint64_t opt_pins_shrink_slot(const opt_t *o, int slot) {
@@ -324,7 +324,7 @@ int opt_prepare(opt_t *o, sched_policy p, const wf_t *wf, const wf_kv *inputs, s
 
 void opt_arrive(opt_t *o, job_t *j, opt_prep *prep) {
     int pol = j->pol;
-    opt_counters *st = st_of(o, pol);
+    opt_counters *st = opt_st_of(o, pol);
     const wf_t *wf = j->wf;
     for (size_t i = 0; i < wf->n_ops; i++) {
         if (j->pruned && j->pruned[i]) st->ops_pruned++;
@@ -369,7 +369,7 @@ static void call_ready(opt_t *o, job_task *t) {
 void opt_task_new(opt_t *o, job_task *t) {
     uint64_t t0 = mono_us();
     call_ready(o, t);
-    if (tree_of(o, t->job->pol)) st_of(o, t->job->pol)->plan_us += mono_us() - t0;
+    if (tree_of(o, t->job->pol)) opt_st_of(o, t->job->pol)->plan_us += mono_us() - t0;
 }
 
 void opt_call_back(opt_t *o, job_task *t) { call_ready(o, t); }
@@ -403,7 +403,7 @@ void opt_op_done(opt_t *o, job_t *j, int i) {
         free(ids);
     }
     changed(o, j->pol);
-    st_of(o, j->pol)->plan_us += mono_us() - t0;
+    opt_st_of(o, j->pol)->plan_us += mono_us() - t0;
 }
 
 void opt_job_end(opt_t *o, job_t *j) {
@@ -419,7 +419,7 @@ void opt_count_prompt(opt_t *o, job_task *t) {
     if (grow((void **)&o->hbuf, &o->cap_hbuf, (size_t)nb + 1, sizeof *o->hbuf)) return;
     nb = nb ? bh_prefix(o->root, t->ids, t->n_ids, o->bs, o->hbuf) : 0;
     int pol = t->job->pol;
-    opt_counters *st = st_of(o, pol);
+    opt_counters *st = opt_st_of(o, pol);
     st->llm_tasks++;
     uint64_t digest = XXH3_64bits(t->ids, (size_t)t->n_ids * sizeof *t->ids) ^ (uint64_t)t->n_ids;
     if (!set_add(&o->prompts[pol], digest)) return; /* this prompt was counted */
@@ -434,7 +434,7 @@ void opt_count_prompt(opt_t *o, job_task *t) {
 /* A pin on slot changed (ws_need's memo for that worker is stale); shrink:
  * the change may leave a working set smaller (a pin gone, fewer live
  * blocks, other steps, a warm done), so a call waiting for room may fit. */
-static void pins_moved(opt_t *o, int slot, bool shrink) {
+void opt_pins_moved(opt_t *o, int slot, bool shrink) {
     o->pins_gen++;
     if (shrink) {
         o->pins_shrink_gen++;
@@ -444,7 +444,7 @@ static void pins_moved(opt_t *o, int slot, bool shrink) {
     if (o->warm_deferred) o->warm_dirty = true; /* room may have come */
 }
 
-static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, const uint64_t *hashes,
+opt_pin *opt_pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, const uint64_t *hashes,
                         int32_t nb, const int32_t *tokens) {
     if (grow((void **)&o->pins, &o->cap_pins, o->n_pins + 1, sizeof *o->pins)) return NULL;
     bool indexed = slot >= 0 && slot < DIR_MAX_WORKERS;
@@ -478,9 +478,9 @@ static opt_pin *pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, c
         g->sidx = sl->n;
         sl->v[sl->n++] = g;
     }
-    pins_moved(o, slot, false);
+    opt_pins_moved(o, slot, false);
     o->next_pin++;
-    st_of(o, pol)->pins++;
+    opt_st_of(o, pol)->pins++;
     return g;
 }
 
@@ -497,7 +497,7 @@ static void pin_remove_at(opt_t *o, size_t i) {
     pin_free(g);
     o->pins[i] = o->pins[--o->n_pins];
     if (i < o->n_pins) o->pins[i]->gidx = i;
-    pins_moved(o, slot, true);
+    opt_pins_moved(o, slot, true);
 }
 
 static void pin_add_user(opt_pin *g, job_task *t) {
@@ -514,7 +514,7 @@ static void pin_add_user(opt_pin *g, job_task *t) {
 
 /* The pins to look at for worker slot `slot` (all of them when it is out
  * of range): *n of them. */
-static opt_pin *const *pins_on(const opt_t *o, int slot, size_t *n) {
+opt_pin *const *opt_pins_on(const opt_t *o, int slot, size_t *n) {
     if (slot >= 0 && slot < DIR_MAX_WORKERS) {
         *n = o->spins[slot].n;
         return o->spins[slot].v;
@@ -528,7 +528,7 @@ static opt_pin *const *pins_on(const opt_t *o, int slot, size_t *n) {
 static opt_pin *covering(opt_t *o, sched_policy pol, int slot, const uint64_t *hashes, int32_t nb) {
     if (nb <= 0) return NULL;
     size_t np;
-    opt_pin *const *pv = pins_on(o, slot, &np);
+    opt_pin *const *pv = opt_pins_on(o, slot, &np);
     for (size_t i = 0; i < np; i++) {
         opt_pin *g = pv[i];
         if (g->pol != pol || (slot >= 0 && g->slot != slot) || g->n_blocks < nb) continue;
@@ -552,10 +552,6 @@ int32_t opt_pin_want(opt_t *o, const job_task *t, int slot, const uint64_t *hash
     return k;
 }
 
-static uint32_t steps_u32(int64_t steps) {
-    if (steps < 0) return 0;
-    return steps > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)steps;
-}
 
 uint32_t opt_pin_steps(opt_t *o, const job_task *t) {
     ptree_t *pt = tree_of(o, t->job->pol);
@@ -569,17 +565,17 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
     sched_policy pol = (sched_policy)t->job->pol;
     if (!tree_of(o, pol)) return;
     size_t np;
-    opt_pin *const *pv = pins_on(o, slot, &np);
+    opt_pin *const *pv = opt_pins_on(o, slot, &np);
     for (size_t i = 0; i < np; i++) {
         opt_pin *g = pv[i];
         if (g->pol == pol && g->slot == slot && nb > 0 && g->hashes[0] == hashes[0])
             pin_add_user(g, t); /* shares at least one block (hashes are chained) */
     }
     if (want > 0 && want <= nb && tag && *tag && t->ids && t->n_ids >= want * o->bs) {
-        opt_pin *g = pin_new(o, tag, slot, pol, hashes, want, t->ids);
+        opt_pin *g = opt_pin_new(o, tag, slot, pol, hashes, want, t->ids);
         if (g) {
             g->steps = opt_pin_steps(o, t); /* what the Dispatch carried */
-            pins_moved(o, g->slot, false);
+            opt_pins_moved(o, g->slot, false);
             pin_add_user(g, t);
             clog_msg(CLOG_DEBUG, "%s: %s pins %d blocks on slot %d for pending calls", t->job->id, g->tag, want, slot);
         }
@@ -589,7 +585,7 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
 void opt_task_gone(opt_t *o, job_task *t) {
     if (t->pin_slot1 == 0) return; /* no pin lists it */
     size_t np;
-    opt_pin *const *pv = pins_on(o, t->pin_slot1 > 0 ? t->pin_slot1 - 1 : -1, &np);
+    opt_pin *const *pv = opt_pins_on(o, t->pin_slot1 > 0 ? t->pin_slot1 - 1 : -1, &np);
     t->pin_slot1 = 0;
     for (size_t i = 0; i < np; i++) {
         opt_pin *g = pv[i];
@@ -630,11 +626,11 @@ static int32_t needed(opt_t *o, const opt_pin *g, int rc, const ptree_match_info
     return k < g->n_blocks ? k : g->n_blocks;
 }
 
-static void release(opt_t *o, size_t i) {
+void opt_pin_release(opt_t *o, size_t i) {
     opt_pin *g = o->pins[i];
     wkr_t *w = wkrs_by_slot(o->wkrs, g->slot);
     if (w && w->alive && o->io.send_unpin) o->io.send_unpin(o->io.ctx, w, g->tag);
-    st_of(o, g->pol)->unpins++;
+    opt_st_of(o, g->pol)->unpins++;
     clog_msg(CLOG_DEBUG, "%s released on %s", g->tag, w ? w->id : "?");
     pin_remove_at(o, i);
 }
@@ -661,8 +657,8 @@ static void refresh_steps(opt_t *o, opt_pin *g, int rc, const ptree_match_info *
     o->io.send_pin_steps(o->io.ctx, w, g->tag, now);
     clog_msg(CLOG_DEBUG, "%s on %s: needed %u steps ahead (was %u)", g->tag, w->id, now, g->steps);
     g->steps = now;
-    pins_moved(o, g->slot, true);
-    st_of(o, g->pol)->pin_updates++;
+    opt_pins_moved(o, g->slot, true);
+    opt_st_of(o, g->pol)->pin_updates++;
 }
 
 void opt_sweep(opt_t *o) {
@@ -685,10 +681,10 @@ void opt_sweep(opt_t *o) {
         ptree_match_info mi;
         int rc = sweep_match(o, g, &mi);
         int32_t live = needed(o, g, rc, &mi);
-        if (live != g->live) pins_moved(o, g->slot, live < g->live);
+        if (live != g->live) opt_pins_moved(o, g->slot, live < g->live);
         g->live = live;
         if (!g->warm_task && g->n_users == 0 && g->live == 0) {
-            release(o, i); /* moves the last group into slot i */
+            opt_pin_release(o, i); /* moves the last group into slot i */
         } else {
             refresh_steps(o, g, rc, &mi);
             i++;
@@ -699,7 +695,7 @@ void opt_sweep(opt_t *o) {
 void opt_worker_lost(opt_t *o, int slot) {
     for (size_t i = 0; i < o->n_pins;) {
         if (o->pins[i]->slot == slot) {
-            st_of(o, o->pins[i]->pol)->unpins++;
+            opt_st_of(o, o->pins[i]->pol)->unpins++;
             pin_remove_at(o, i);
         } else {
             i++;
@@ -707,179 +703,6 @@ void opt_worker_lost(opt_t *o, int slot) {
     }
     o->warm_dirty = true;
 }
-
-/* ------------------------------------------------------------- warming */
-
-static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins,
-                       int64_t limit);
-
-/* ---- warming's memo: a prefix that could not be warmed is tried again only
- * when what stopped it may have moved: for lack of room, some working set
- * shrank or the workers changed (warm_room_sig); when part of it was being
- * computed on a worker, those blocks are cached there (the directory shows
- * the run) or a call left that worker. Two tables, last run's and this
- * run's (entries of prefixes gone from the tree lapse). */
-
-enum { WARM_WAIT_ROOM = 1, WARM_WAIT_STORED = 2 };
-
-static uint64_t warm_room_sig(const opt_t *o) {
-    uint64_t r = sig_mix(0x6a09e667f3bcc909ULL, o->pins_shrink_gen);
-    for (int i = 0; i < wkrs_cap(o->wkrs); i++) {
-        const wkr_t *w = wkrs_by_slot(o->wkrs, i);
-        if (!w) continue;
-        uint64_t id = sig_mix(sig_mix(w->registered_us, (uint64_t)i), (uint64_t)w->alive | (uint64_t)w->draining << 1);
-        r = sig_mix(sig_mix(r, id), w->inflight_removed);
-    }
-    return r;
-}
-
-/* a prefix whose blocks [0, run) were being computed on slot: still waiting? */
-static bool warm_still_computing(const opt_t *o, const opt_warm_memo *m, const ptree_prefix *p) {
-    const wkr_t *w = wkrs_by_slot(o->wkrs, m->slot);
-    if (!w || !w->alive || w->inflight_removed != m->sig) return false;
-    int32_t run = m->run < p->n_blocks ? m->run : p->n_blocks;
-    return sched_real_run(o->sched, m->slot, p->hashes, run) < run;
-}
-
-static opt_warm_memo *warm_slot(opt_warm_memo *tab, size_t cap, uint64_t h) {
-    if (!cap) return NULL;
-    size_t i = (size_t)(h ^ h >> 31) & (cap - 1);
-    while (tab[i].h && tab[i].h != h) i = (i + 1) & (cap - 1);
-    return &tab[i];
-}
-
-/* the wait last run recorded for prefix h (NULL: none) */
-static const opt_warm_memo *warm_prev(const opt_t *o, uint64_t h) {
-    const opt_warm_memo *m = warm_slot(o->wm[o->wm_cur ^ 1], o->cap_wm[o->wm_cur ^ 1], h);
-    return m && m->h == h ? m : NULL;
-}
-
-static void warm_note(opt_t *o, uint64_t h, uint8_t kind, uint64_t sig, int slot, int32_t run) {
-    opt_warm_memo *m = warm_slot(o->wm[o->wm_cur], o->cap_wm[o->wm_cur], h);
-    if (m) *m = (opt_warm_memo){.h = h, .sig = sig, .kind = kind, .slot = slot, .run = run};
-}
-
-void opt_warm(opt_t *o) {
-    if (!o->warm_dirty || !o->have_model || !o->io.send_warm) return;
-    o->warm_dirty = false;
-    o->warm_deferred = false;
-    ptree_t *pt = o->pt[1];
-    const ptree_prefix *pre;
-    int n = ptree_shared_prefixes(pt, 2, &pre);
-    bool deferred = false;
-    uint64_t sig_room = warm_room_sig(o);
-    /* this run's table: at least twice the prefixes, a power of two, empty */
-    o->wm_cur ^= 1;
-    size_t want = 64;
-    while (want < 2 * (size_t)(n > 0 ? n : 0)) want *= 2;
-    if (o->cap_wm[o->wm_cur] < want) {
-        opt_warm_memo *t = realloc(o->wm[o->wm_cur], want * sizeof *t);
-        if (t) {
-            o->wm[o->wm_cur] = t;
-            o->cap_wm[o->wm_cur] = want;
-        }
-    }
-    if (o->wm[o->wm_cur]) memset(o->wm[o->wm_cur], 0, o->cap_wm[o->wm_cur] * sizeof *o->wm[o->wm_cur]);
-    for (int i = 0; i < n; i++) {
-        const ptree_prefix *p = &pre[i];
-        if (!p->leaf || p->ready > 0 || p->n_blocks <= 0) continue;
-        /* pinned on some worker already (covering(): a pin whose block
-         * nb - 1 is the prefix's last; chained hashes name their position) */
-        uint64_t h = p->hashes[p->n_blocks - 1];
-        if (hcount_get(o->pinned, h)) continue;
-        const opt_warm_memo *was = warm_prev(o, h);
-        if (was && (was->kind == WARM_WAIT_STORED ? warm_still_computing(o, was, p) : was->sig == sig_room)) {
-            warm_note(o, h, was->kind, was->sig, was->slot, was->run); /* nothing it waits on moved */
-            deferred = true;
-            continue;
-        }
-        sched_choice ch;
-        if (sched_place_ex(o->sched, SCHED_HELIUM, p->tokens, p->n_tokens, 1, SCHED_DRY, &ch) || !ch.worker) {
-            warm_note(o, h, WARM_WAIT_ROOM, sig_room, -1, 0);
-            continue;
-        }
-        if (ch.hold || ch.planned_blocks > ch.real_blocks + ch.pull_blocks) {
-            deferred = true; /* part of it is being computed: warm the rest once it is cached */
-            const wkr_t *cw = ch.hold && ch.wait_slot >= 0 ? wkrs_by_slot(o->wkrs, ch.wait_slot) : ch.worker;
-            int32_t run = ch.hold && ch.wait_slot >= 0 ? ch.wait_run : ch.planned_blocks;
-            if (cw) warm_note(o, h, WARM_WAIT_STORED, cw->inflight_removed, cw->slot, run);
-            continue;
-        }
-        wkr_t *w = ch.worker;
-        /* warming is speculative: only into a worker whose KV stays half
-         * free with it and everything pinned there */
-        int64_t half = (int64_t)w->kv_blocks_total / 2;
-        if (ws_need(o, w, p->hashes, p->n_blocks, p->n_blocks + 1, true, half) > half) {
-            deferred = true;
-            warm_note(o, h, WARM_WAIT_ROOM, sig_room, -1, 0);
-            continue;
-        }
-        uint64_t task_id = o->io.next_task_id(o->io.ctx);
-        char tag[OPT_TAG_LEN];
-        snprintf(tag, sizeof tag, "pin-%llu", (unsigned long long)(o->next_pin + 1));
-        if (o->io.send_warm(o->io.ctx, w, task_id, p->tokens, p->n_tokens, p->hashes, p->n_blocks, tag,
-                              steps_u32(p->steps), &ch))
-            continue;
-        sched_count(o->sched, &ch);
-        opt_pin *g = pin_new(o, tag, w->slot, SCHED_HELIUM, p->hashes, p->n_blocks, p->tokens);
-        if (!g) continue; /* the warm still runs; nothing pins its blocks */
-        g->warm_task = task_id;
-        g->warm_load = ch.load_tokens;
-        g->steps = steps_u32(p->steps);
-        pins_moved(o, g->slot, false);
-        w->load_tokens += ch.load_tokens;
-        sched_pending_add(o->sched, w->slot, p->hashes, p->n_blocks);
-        clog_msg(CLOG_DEBUG, "warm %s: %d blocks shared by %d pending calls -> %s (task %llu%s)", tag, p->n_blocks,
-                 p->sharers, w->id, (unsigned long long)task_id, ch.pull_from ? ", with pull" : "");
-    }
-    /* a deferred prefix waits for pages being computed or for room: warm
-     * again on the next stored blocks, pin change or tree change */
-    o->warm_deferred = deferred;
-}
-
-void opt_cache_stored(opt_t *o, wkr_t *w) {
-    if (o->warm_deferred) o->warm_dirty = true;
-    size_t np;
-    opt_pin *const *pv = pins_on(o, w->slot, &np);
-    for (size_t i = 0; i < np; i++) {
-        opt_pin *g = pv[i];
-        if (!g->warm_task || g->slot != w->slot || g->warm_load <= 0) continue;
-        /* what is left: the blocks not cached yet (+ the one sampled token) */
-        int32_t run = sched_real_run(o->sched, w->slot, g->hashes, g->n_blocks);
-        int64_t left = (int64_t)(g->n_blocks - run) * o->bs + 1;
-        if (left >= g->warm_load) continue;
-        w->load_tokens -= g->warm_load - left;
-        if (w->load_tokens < 0) w->load_tokens = 0;
-        g->warm_load = left;
-    }
-}
-
-bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t computed, uint32_t cached,
-                     uint32_t pulled) {
-    (void)cached;
-    if (!task_id) return false;
-    size_t np;
-    opt_pin *const *pv = pins_on(o, w->slot, &np);
-    for (size_t i = 0; i < np; i++) {
-        opt_pin *g = pv[i];
-        if (g->warm_task != task_id || g->slot != w->slot) continue;
-        g->warm_task = 0;
-        pins_moved(o, g->slot, true);
-        w->load_tokens -= g->warm_load;
-        if (w->load_tokens < 0) w->load_tokens = 0;
-        sched_pending_remove(o->sched, w->slot, g->hashes, g->n_blocks);
-        opt_counters *st = st_of(o, g->pol);
-        st->warm_tasks++;
-        st->warm_tokens += computed;
-        st->computed_tokens += computed;
-        st->pulled_tokens += pulled;
-        o->sweep_dirty = true;
-        if (!ok) release(o, g->gidx);
-        return true;
-    }
-    return false;
-}
-
 
 /* ---------------------------------------------------------- KV admission */
 
@@ -889,7 +712,7 @@ bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t com
  * is being warmed. */
 static void ws_add_pins(opt_t *o, const wkr_t *w, bool all_pins, u64set *ws, bool *busy) {
     size_t np;
-    opt_pin *const *pv = pins_on(o, w->slot, &np);
+    opt_pin *const *pv = opt_pins_on(o, w->slot, &np);
     for (size_t i = 0; i < np; i++) {
         const opt_pin *g = pv[i];
         if (g->slot != w->slot) continue;
@@ -916,7 +739,7 @@ static void ws_add_pins(opt_t *o, const wkr_t *w, bool all_pins, u64set *ws, boo
  * when even an all-fresh prompt stays under limit (then the bound is
  * returned: callers compare the result with limit, and their verdict is the
  * same). */
-static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins,
+int64_t opt_ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins,
                        int64_t limit) {
     opt_ws_memo *m = &o->ws_memo[w->slot >= 0 && w->slot < DIR_MAX_WORKERS ? w->slot : 0][all_pins];
     const hcount_t *fl = w->ws_bad ? NULL : w->ws_blocks; /* NULL: nothing in flight yet, or given up */
@@ -1003,7 +826,7 @@ static int64_t ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t
 
 bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
     int64_t total = (int64_t)w->kv_blocks_total;
-    return ws_need(o, w, hashes, nb, pages, false, total) <= total;
+    return opt_ws_need(o, w, hashes, nb, pages, false, total) <= total;
 }
 
 /* ---------------------------------------------------------------- order */

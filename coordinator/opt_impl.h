@@ -1,6 +1,6 @@
-/* opt_impl: PRIVATE to the optimizer (opt.c: planning, pins, warming, KV
- * admission, order; opt_dedup.c: result-cache call identity and the dedup
- * table). Nothing else includes it; the interface is opt.h.
+/* opt_impl: PRIVATE to the optimizer (opt.c: planning, pins, KV admission,
+ * order; opt_warm.c: pre-warming; opt_dedup.c: result-cache call identity and
+ * the dedup table). Nothing else includes it; the interface is opt.h.
  *
  * Holds struct opt and its parts. Ownership as opt.c says: pin groups, dedup
  * entries, prefix trees, the result cache and the min-prompt sets belong to
@@ -147,5 +147,31 @@ static inline int grow(void **p, size_t *cap, size_t need, size_t elem) {
     *cap = c;
     return 0;
 }
+
+/* ---- shared by opt.c and opt_warm.c (definitions in opt.c) */
+
+static inline uint64_t sig_mix(uint64_t h, uint64_t x) {
+    return (h ^ (x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2))) * 0x100000001b3ULL;
+}
+
+static inline uint32_t steps_u32(int64_t steps) {
+    if (steps < 0) return 0;
+    return steps > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)steps;
+}
+
+/* the counters of policy pol */
+opt_counters *opt_st_of(opt_t *o, int pol);
+/* a pin on slot changed (ws_need's memo for that worker is stale); shrink: it may have got smaller */
+void opt_pins_moved(opt_t *o, int slot, bool shrink);
+/* a new pin group of nb blocks (tokens: their nb * block size ids), or NULL (out of memory) */
+opt_pin *opt_pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, const uint64_t *hashes, int32_t nb,
+                     const int32_t *tokens);
+/* unpins group i on its worker and drops it */
+void opt_pin_release(opt_t *o, size_t i);
+/* the pins to look at for worker slot (all of them when out of range): *n of them */
+opt_pin *const *opt_pins_on(const opt_t *o, int slot, size_t *n);
+/* pages w would need with the call added (opt.c, "KV admission") */
+int64_t opt_ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins,
+                    int64_t limit);
 
 #endif /* HELIUM_OPT_IMPL_H */
