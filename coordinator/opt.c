@@ -138,7 +138,10 @@ void opt_destroy(opt_t **self_p) {
     opt_t *o = *self_p;
     for (size_t i = 0; i < o->n_pins; i++) pin_free(o->pins[i]);
     free(o->pins);
-    for (int i = 0; i < DIR_MAX_WORKERS; i++) free(o->spins[i].v);
+    for (int i = 0; i < DIR_MAX_WORKERS; i++) {
+        free(o->spins[i].v);
+        free(o->warming[i].v);
+    }
     for (int b = 0; b < OPT_DD_BUCKETS; b++) dd_free_chain(o->dd[b]);
     dd_free_chain(o->orphans);
     ptree_destroy(&o->pt[0]);
@@ -153,8 +156,7 @@ void opt_destroy(opt_t **self_p) {
     free(o->wm[0]);
     free(o->wm[1]);
     hcount_destroy(&o->pinned);
-    for (int w = 0; w < DIR_MAX_WORKERS; w++)
-        for (int k = 0; k < 2; k++) free(o->ws_memo[w][k].set.v);
+    free(o->ws_scratch.v);
     free(o->hbuf);
     free(o);
     *self_p = NULL;
@@ -431,17 +433,91 @@ void opt_count_prompt(opt_t *o, job_task *t) {
 
 /* ---------------------------------------------------------------- pins */
 
-/* A pin on slot changed (ws_need's memo for that worker is stale); shrink:
- * the change may leave a working set smaller (a pin gone, fewer live
- * blocks, other steps, a warm done), so a call waiting for room may fit. */
-void opt_pins_moved(opt_t *o, int slot, bool shrink) {
+/* The pins changed on slot; shrink: the change may leave a working set
+ * smaller (a pin gone, fewer live blocks, other steps, a warm done), so a
+ * call waiting for room may fit. */
+static void pins_moved(opt_t *o, int slot, bool shrink) {
     o->pins_gen++;
     if (shrink) {
         o->pins_shrink_gen++;
         if (slot >= 0 && slot < DIR_MAX_WORKERS) o->pins_shrink_slot[slot]++;
     }
-    if (slot >= 0 && slot < DIR_MAX_WORKERS) o->pins_gen_slot[slot]++;
     if (o->warm_deferred) o->warm_dirty = true; /* room may have come */
+}
+
+/* The leading blocks of g that count toward its worker's working set:
+ * want[1] with every live pin counted (warming's test), want[0] for ready
+ * calls: what a pending call that is ready now still needs, all of it while
+ * being warmed (blocks of users in flight are counted with them); a prefix
+ * whose readers wait upstream reserves nothing: it stays pinned, evicted
+ * after other idle blocks, but a call that can run now comes first. */
+static void pin_ws_want(const opt_pin *g, int32_t want[2]) {
+    int32_t live = g->warm_task ? g->n_blocks : g->live;
+    want[1] = live;
+    want[0] = !g->warm_task && g->steps > 0 ? 0 : live;
+}
+
+static void list_add(opt_pin_list *l, opt_pin *g, size_t *idx) {
+    if (grow((void **)&l->v, &l->cap, l->n + 1, sizeof *l->v)) return; /* the caller checks *idx */
+    *idx = l->n;
+    l->v[l->n++] = g;
+}
+
+/* Brings g's counted blocks in its worker's pins' sets (wkr_t.ws_pins) and
+ * its place in the warming list to what its state says (all out when gone).
+ * O(blocks that changed). */
+static void pin_ws_sync(opt_t *o, opt_pin *g, bool gone) {
+    bool indexed = g->slot >= 0 && g->slot < DIR_MAX_WORKERS;
+    bool warming = indexed && !gone && g->warm_task;
+    if (warming != g->in_warming) {
+        opt_pin_list *l = &o->warming[g->slot];
+        if (warming) {
+            g->widx = SIZE_MAX;
+            list_add(l, g, &g->widx);
+            g->in_warming = g->widx != SIZE_MAX;
+        } else {
+            opt_pin *last = l->v[--l->n];
+            l->v[g->widx] = last;
+            last->widx = g->widx;
+            g->in_warming = false;
+        }
+    }
+    wkr_t *w = indexed ? wkrs_by_slot(o->wkrs, g->slot) : NULL;
+    if (!w || w->uid != g->ws_uid) { /* what was counted went with its worker */
+        g->ws_n[0] = g->ws_n[1] = 0;
+        g->ws_uid = w ? w->uid : 0;
+    }
+    if (!w || w->ws_pins_bad) return;
+    int32_t want[2] = {0, 0};
+    if (!gone) pin_ws_want(g, want);
+    for (int k = 0; k < 2; k++) {
+        if (g->ws_n[k] < want[k] && !w->ws_pins[k] && !(w->ws_pins[k] = hcount_new())) {
+            w->ws_pins_bad = true;
+            return;
+        }
+        hcount_t *pn = w->ws_pins[k];
+        while (g->ws_n[k] < want[k]) {
+            uint64_t h = g->hashes[g->ws_n[k]];
+            uint32_t was = hcount_get(pn, h);
+            if (hcount_add(pn, h)) {
+                w->ws_pins_bad = true;
+                return;
+            }
+            if (!was && w->ws_blocks && hcount_get(w->ws_blocks, h)) w->ws_both[k]++;
+            g->ws_n[k]++;
+        }
+        while (g->ws_n[k] > want[k]) {
+            uint64_t h = g->hashes[--g->ws_n[k]];
+            uint32_t was = hcount_get(pn, h);
+            hcount_remove(pn, h);
+            if (was == 1 && w->ws_blocks && hcount_get(w->ws_blocks, h)) w->ws_both[k]--;
+        }
+    }
+}
+
+void opt_pin_moved(opt_t *o, opt_pin *g, bool shrink) {
+    pin_ws_sync(o, g, false);
+    pins_moved(o, g->slot, shrink);
 }
 
 opt_pin *opt_pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, const uint64_t *hashes,
@@ -478,7 +554,7 @@ opt_pin *opt_pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, cons
         g->sidx = sl->n;
         sl->v[sl->n++] = g;
     }
-    opt_pins_moved(o, slot, false);
+    opt_pin_moved(o, g, false);
     o->next_pin++;
     opt_st_of(o, pol)->pins++;
     return g;
@@ -488,6 +564,7 @@ static void pin_remove_at(opt_t *o, size_t i) {
     opt_pin *g = o->pins[i];
     int slot = g->slot;
     for (int32_t k = 0; g->counted && k < g->n_blocks; k++) hcount_remove(o->pinned, g->hashes[k]);
+    pin_ws_sync(o, g, true);
     if (slot >= 0 && slot < DIR_MAX_WORKERS) {
         opt_pin_list *sl = &o->spins[slot];
         opt_pin *last = sl->v[--sl->n];
@@ -497,7 +574,7 @@ static void pin_remove_at(opt_t *o, size_t i) {
     pin_free(g);
     o->pins[i] = o->pins[--o->n_pins];
     if (i < o->n_pins) o->pins[i]->gidx = i;
-    opt_pins_moved(o, slot, true);
+    pins_moved(o, slot, true);
 }
 
 static void pin_add_user(opt_pin *g, job_task *t) {
@@ -575,7 +652,7 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
         opt_pin *g = opt_pin_new(o, tag, slot, pol, hashes, want, t->ids);
         if (g) {
             g->steps = opt_pin_steps(o, t); /* what the Dispatch carried */
-            opt_pins_moved(o, g->slot, false);
+            opt_pin_moved(o, g, false);
             pin_add_user(g, t);
             clog_msg(CLOG_DEBUG, "%s: %s pins %d blocks on slot %d for pending calls", t->job->id, g->tag, want, slot);
         }
@@ -657,7 +734,7 @@ static void refresh_steps(opt_t *o, opt_pin *g, int rc, const ptree_match_info *
     o->io.send_pin_steps(o->io.ctx, w, g->tag, now);
     clog_msg(CLOG_DEBUG, "%s on %s: needed %u steps ahead (was %u)", g->tag, w->id, now, g->steps);
     g->steps = now;
-    opt_pins_moved(o, g->slot, true);
+    opt_pin_moved(o, g, true);
     opt_st_of(o, g->pol)->pin_updates++;
 }
 
@@ -681,8 +758,11 @@ void opt_sweep(opt_t *o) {
         ptree_match_info mi;
         int rc = sweep_match(o, g, &mi);
         int32_t live = needed(o, g, rc, &mi);
-        if (live != g->live) opt_pins_moved(o, g->slot, live < g->live);
-        g->live = live;
+        if (live != g->live) {
+            bool shrink = live < g->live;
+            g->live = live;
+            opt_pin_moved(o, g, shrink);
+        }
         if (!g->warm_task && g->n_users == 0 && g->live == 0) {
             opt_pin_release(o, i); /* moves the last group into slot i */
         } else {
@@ -707,24 +787,30 @@ void opt_worker_lost(opt_t *o, int slot) {
 /* ---------------------------------------------------------- KV admission */
 
 
-/* Adds the blocks of the pins on w that count (all_pins: every live one;
- * else only those a ready call needs, or being warmed) to ws; *busy if one
- * is being warmed. */
-static void ws_add_pins(opt_t *o, const wkr_t *w, bool all_pins, u64set *ws, bool *busy) {
+/* w's whole working set rebuilt into ws from its in-flight list and its
+ * pins (the fallback when its counted sets were given up: out of memory);
+ * *busy: a call in flight or a pin being warmed; *priv: pages of in-flight
+ * calls beyond their prompt blocks. O(in-flight blocks + pin blocks). */
+static void ws_rebuild(opt_t *o, const wkr_t *w, bool all_pins, u64set *ws, bool *busy, int64_t *priv) {
+    set_clear(ws);
+    *busy = false;
+    *priv = 0;
+    for (size_t i = 0; i < w->n_inflight; i++) {
+        const job_task *t = w->inflight[i];
+        if (t->kind != JT_LLM) continue;
+        *busy = true;
+        for (int32_t k = 0; k < t->n_hashes; k++) set_add(ws, t->hashes[k]);
+        if (t->pages > t->n_hashes) *priv += t->pages - t->n_hashes;
+    }
     size_t np;
     opt_pin *const *pv = opt_pins_on(o, w->slot, &np);
     for (size_t i = 0; i < np; i++) {
         const opt_pin *g = pv[i];
         if (g->slot != w->slot) continue;
         if (g->warm_task) *busy = true;
-        /* what a pending call that is ready now still needs, all of it while
-         * being warmed (blocks of users in flight are counted with them);
-         * a prefix whose readers wait upstream reserves nothing: it stays
-         * pinned, evicted after other idle blocks, but a call that can run
-         * now comes first */
-        if (!all_pins && !g->warm_task && g->steps > 0) continue;
-        int32_t nb_live = g->warm_task ? g->n_blocks : g->live;
-        for (int32_t k = 0; k < nb_live; k++) set_add(ws, g->hashes[k]);
+        int32_t want[2];
+        pin_ws_want(g, want);
+        for (int32_t k = 0; k < want[all_pins]; k++) set_add(ws, g->hashes[k]);
     }
 }
 
@@ -733,66 +819,30 @@ static void ws_add_pins(opt_t *o, const wkr_t *w, bool all_pins, u64set *ws, boo
  * every live pinned prefix, not only those a ready call needs. -1: w has no
  * call in flight and admits this one whatever it needs (all_pins, or no
  * prefix reserved for ready calls there, or the call reads mostly such a
- * prefix). The working set is the worker's in-flight blocks (counted as
- * calls come and go, wkr_t.ws_blocks) plus the pins' (rebuilt only when
- * the pins on w change): O(log nb) per call once both are current, O(1)
- * when even an all-fresh prompt stays under limit (then the bound is
- * returned: callers compare the result with limit, and their verdict is the
- * same). */
+ * prefix). The working set is the union of the worker's in-flight blocks
+ * (counted as calls come and go, wkr_t.ws_blocks) and its pins' blocks
+ * (counted as pins change, wkr_t.ws_pins), whose size is kept with it
+ * (ws_both): O(log nb) per call, O(1) when even an all-fresh prompt stays
+ * under limit (then that bound is returned: callers compare the result with
+ * limit, and their verdict is the same). */
 int64_t opt_ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages, bool all_pins,
                        int64_t limit) {
-    opt_ws_memo *m = &o->ws_memo[w->slot >= 0 && w->slot < DIR_MAX_WORKERS ? w->slot : 0][all_pins];
-    const hcount_t *fl = w->ws_bad ? NULL : w->ws_blocks; /* NULL: nothing in flight yet, or given up */
-    bool split = !w->ws_bad;
-    uint64_t pg = w->slot >= 0 && w->slot < DIR_MAX_WORKERS ? o->pins_gen_slot[w->slot] : o->pins_gen;
-    uint64_t psig = sig_mix(sig_mix(sig_mix(0xcbf29ce484222325ULL, (uint64_t)w->slot), pg),
-                            split ? 0x5b1dULL : w->inflight_gen);
-    if (!psig) psig = 1;
-    if (m->sig != psig || m->split != split) {
-        u64set *ws = &m->set;
-        set_clear(ws);
-        bool busy = false;
-        int64_t priv = 0;
-        if (!split) { /* the whole working set, from the in-flight list */
-            for (size_t i = 0; i < w->n_inflight; i++) {
-                const job_task *t = w->inflight[i];
-                if (t->kind != JT_LLM) continue;
-                busy = true;
-                for (int32_t k = 0; k < t->n_hashes; k++) set_add(ws, t->hashes[k]);
-                if (t->pages > t->n_hashes) priv += t->pages - t->n_hashes;
-            }
-        }
-        ws_add_pins(o, w, all_pins, ws, &busy);
-        m->sig = psig;
-        m->split = split;
-        m->priv = priv;
-        m->busy = busy;
-        m->xsig = 0;
-    }
-    const u64set *ws = &m->set;
-    int64_t n_ws = (int64_t)ws->n, priv = m->priv;
-    bool busy = m->busy;
-    int64_t own = pages > nb ? pages - nb : 1;
-    if (split) {
+    int k = all_pins ? 1 : 0;
+    const hcount_t *fl = w->ws_blocks, *pn = w->ws_pins[k];
+    bool counted = !w->ws_bad && !w->ws_pins_bad && w->slot >= 0 && w->slot < DIR_MAX_WORKERS;
+    int64_t n_ws, priv;
+    bool busy;
+    u64set *ws = NULL;
+    if (counted) {
+        n_ws = (int64_t)(fl ? hcount_size(fl) : 0) + (int64_t)(pn ? hcount_size(pn) : 0) - w->ws_both[k];
         priv = w->ws_priv;
-        busy = busy || w->n_llm_inflight > 0;
-        /* the union: in-flight blocks plus the pin blocks not among them,
-         * between the larger part and the sum; counted only when the
-         * verdict depends on it (extra, cached until either side moves) */
-        int64_t n_fl = (int64_t)(fl ? hcount_size(fl) : 0), n_p = (int64_t)ws->n;
-        int64_t lo_ws = n_fl > n_p ? n_fl : n_p, hi_ws = n_fl + n_p;
-        if (busy && hi_ws + priv + nb + own <= limit) return hi_ws + priv + nb + own;
-        if (busy && lo_ws + priv + own > limit) return lo_ws + priv + own;
-        uint64_t xsig = sig_mix(psig, w->inflight_gen);
-        if (m->xsig != xsig) {
-            int64_t extra = 0;
-            for (size_t i = 0; i < ws->cap; i++)
-                if (ws->v[i] && !(fl && hcount_get(fl, ws->v[i]))) extra++;
-            m->extra = extra;
-            m->xsig = xsig;
-        }
-        n_ws = n_fl + m->extra;
+        busy = w->n_llm_inflight > 0 || o->warming[w->slot].n > 0;
+    } else {
+        ws = &o->ws_scratch;
+        ws_rebuild(o, w, all_pins, ws, &busy, &priv);
+        n_ws = (int64_t)ws->n;
     }
+    int64_t own = pages > nb ? pages - nb : 1;
     if (!busy && (all_pins || n_ws == 0)) return -1;
     /* every block fresh still fits under limit: the caller's verdict cannot
      * change, so skip counting (fresh <= nb) */
@@ -809,7 +859,8 @@ int64_t opt_ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb
     int32_t lo = 0, hi = nb; /* hashes[0..lo) in ws; hashes[hi..nb) not */
     while (lo < hi) {
         int32_t mid = lo + (hi - lo) / 2;
-        bool in = set_has(ws, hashes[mid]) || (split && fl && hcount_get(fl, hashes[mid]));
+        bool in = ws ? set_has(ws, hashes[mid])
+                     : (fl && hcount_get(fl, hashes[mid])) || (pn && hcount_get(pn, hashes[mid]));
         if (in) lo = mid + 1;
         else hi = mid;
     }
@@ -820,8 +871,7 @@ int64_t opt_ws_need(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb
      * are about to use (their calls come later in the dispatch order than a
      * group's leader). */
     if (!busy && 2 * fresh <= (int64_t)nb) return -1;
-    int64_t need = n_ws + priv + fresh + own;
-    return need;
+    return n_ws + priv + fresh + own;
 }
 
 bool opt_ws_fits(opt_t *o, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {

@@ -45,6 +45,10 @@ typedef struct {
     bool counted;           /* its blocks are in opt.pinned */
     size_t sidx;            /* its index in opt.spins[slot] */
     size_t gidx;            /* its index in opt.pins */
+    size_t widx;            /* its index in opt.warming[slot] while in it */
+    bool in_warming;
+    int32_t ws_n[2];        /* its leading blocks counted in its worker's ws_pins[k] */
+    uint64_t ws_uid;        /* ... that worker's uid (another uid: nothing counted) */
 } opt_pin;
 
 /* The pins on one worker slot (opt.spins): ws_need reads only its worker's. */
@@ -77,21 +81,6 @@ typedef struct {
     size_t n, cap;
 } u64set;
 
-/* ws_need's working set of one worker. With the worker's counted set of
- * in-flight blocks (wkr_t.ws_blocks) only the pins' part is kept here,
- * rebuilt when the pins on the worker change (psig), and how many of its
- * blocks are not in flight (extra), recomputed when either side changed
- * (xsig). Without it (out of memory) set holds the whole working set,
- * rebuilt when sig (in-flight calls and pins) changes. */
-typedef struct {
-    uint64_t sig;           /* 0 = never built */
-    u64set set;
-    int64_t priv;
-    bool busy;
-    bool split;             /* set holds the pins' part only (the worker keeps the rest) */
-    uint64_t xsig;          /* what extra was computed for */
-    int64_t extra;          /* pin blocks not among the in-flight ones */
-} opt_ws_memo;
 
 struct opt {
     const tok_t *tok;
@@ -110,9 +99,9 @@ struct opt {
     uint64_t pins_gen;      /* moves on every change to pins that ws_need reads */
     uint64_t pins_shrink_gen; /* ... that may leave a working set smaller (pins_moved) */
     uint64_t pins_shrink_slot[DIR_MAX_WORKERS]; /* ... that worker's */
-    uint64_t pins_gen_slot[DIR_MAX_WORKERS]; /* ... to the pins on each worker (ws_need's memo key) */
     size_t n_pins, cap_pins;
     opt_pin_list spins[DIR_MAX_WORKERS]; /* the same pins by worker slot (slots in range) */
+    opt_pin_list warming[DIR_MAX_WORKERS]; /* of those, the ones being warmed (warm_task) */
     uint64_t next_pin;
     rcache_t *rc;
     opt_dd *dd[OPT_DD_BUCKETS];
@@ -130,7 +119,7 @@ struct opt {
     uint64_t order_gen;
     int n_order;
     size_t cap_slots;
-    opt_ws_memo ws_memo[DIR_MAX_WORKERS][2]; /* by worker slot and all_pins */
+    u64set ws_scratch;      /* ws_need's working set when a worker's counted sets were given up */
     uint64_t *hbuf;         /* (cap_hbuf) scratch hashes */
     size_t cap_hbuf;
     opt_counters st[SCHED_N_POLICIES];
@@ -161,8 +150,9 @@ static inline uint32_t steps_u32(int64_t steps) {
 
 /* the counters of policy pol */
 opt_counters *opt_st_of(opt_t *o, int pol);
-/* a pin on slot changed (ws_need's memo for that worker is stale); shrink: it may have got smaller */
-void opt_pins_moved(opt_t *o, int slot, bool shrink);
+/* pin g changed (its live blocks, steps or warm task): its worker's counted
+ * pins' sets follow; shrink: it may have got smaller */
+void opt_pin_moved(opt_t *o, opt_pin *g, bool shrink);
 /* a new pin group of nb blocks (tokens: their nb * block size ids), or NULL (out of memory) */
 opt_pin *opt_pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, const uint64_t *hashes, int32_t nb,
                      const int32_t *tokens);

@@ -125,7 +125,7 @@ void opt_warm(opt_t *o) {
         g->warm_task = task_id;
         g->warm_load = ch.load_tokens;
         g->steps = steps_u32(p->steps);
-        opt_pins_moved(o, g->slot, false);
+        opt_pin_moved(o, g, false);
         w->load_tokens += ch.load_tokens;
         sched_pending_add(o->sched, w->slot, p->hashes, p->n_blocks);
         clog_msg(CLOG_DEBUG, "warm %s: %d blocks shared by %d pending calls -> %s (task %llu%s)", tag, p->n_blocks,
@@ -138,10 +138,10 @@ void opt_warm(opt_t *o) {
 
 void opt_cache_stored(opt_t *o, wkr_t *w) {
     if (o->warm_deferred) o->warm_dirty = true;
-    size_t np;
-    opt_pin *const *pv = opt_pins_on(o, w->slot, &np);
-    for (size_t i = 0; i < np; i++) {
-        opt_pin *g = pv[i];
+    if (w->slot < 0 || w->slot >= DIR_MAX_WORKERS) return;
+    const opt_pin_list *l = &o->warming[w->slot];
+    for (size_t i = 0; i < l->n; i++) {
+        opt_pin *g = l->v[i];
         if (!g->warm_task || g->slot != w->slot || g->warm_load <= 0) continue;
         /* what is left: the blocks not cached yet (+ the one sampled token) */
         int32_t run = sched_real_run(o->sched, w->slot, g->hashes, g->n_blocks);
@@ -156,14 +156,13 @@ void opt_cache_stored(opt_t *o, wkr_t *w) {
 bool opt_warm_result(opt_t *o, wkr_t *w, uint64_t task_id, bool ok, uint32_t computed, uint32_t cached,
                      uint32_t pulled) {
     (void)cached;
-    if (!task_id) return false;
-    size_t np;
-    opt_pin *const *pv = opt_pins_on(o, w->slot, &np);
-    for (size_t i = 0; i < np; i++) {
-        opt_pin *g = pv[i];
+    if (!task_id || w->slot < 0 || w->slot >= DIR_MAX_WORKERS) return false;
+    const opt_pin_list *l = &o->warming[w->slot];
+    for (size_t i = 0; i < l->n; i++) {
+        opt_pin *g = l->v[i];
         if (g->warm_task != task_id || g->slot != w->slot) continue;
         g->warm_task = 0;
-        opt_pins_moved(o, g->slot, true);
+        opt_pin_moved(o, g, true);
         w->load_tokens -= g->warm_load;
         if (w->load_tokens < 0) w->load_tokens = 0;
         sched_pending_remove(o->sched, w->slot, g->hashes, g->n_blocks);

@@ -27,6 +27,7 @@ static void wkr_free(wkr_t *w) {
     if (!w) return;
     free(w->inflight);
     hcount_destroy(&w->ws_blocks);
+    for (int k = 0; k < 2; k++) hcount_destroy(&w->ws_pins[k]);
     free(w);
 }
 
@@ -72,6 +73,8 @@ int wkrs_add(wkrs_t *t, const void *ident, size_t len, wkr_t **out) {
     if (slot < 0) return he_set(HE_ELIMIT, "the coordinator serves at most %d workers", DIR_MAX_WORKERS);
     wkr_t *w = calloc(1, sizeof *w);
     if (!w) return he_set(HE_ENOMEM, "out of memory");
+    static uint64_t uids; /* the coordinator's loop is single-threaded (workers.h) */
+    w->uid = ++uids;
     w->slot = slot;
     memcpy(w->ident, ident, len);
     w->ident_len = len;
@@ -221,9 +224,17 @@ int32_t wkr_kv_avail(const wkr_t *w) {
  * coordinator's loop is single-threaded (workers.h). */
 static uint64_t inflight_gens;
 
+/* A block entered (d = 1) or left (d = -1) w's set of in-flight blocks:
+ * the count of blocks also in a pins' set moves with it. */
+static void ws_both_move(wkr_t *w, uint64_t h, int d) {
+    for (int k = 0; k < 2; k++)
+        if (w->ws_pins[k] && hcount_get(w->ws_pins[k], h)) w->ws_both[k] += d;
+}
+
 /* Keeps w's counted set of in-flight prompt blocks (a task's hashes and
- * pages do not change while it is in flight). On ENOMEM the set is given up
- * (ws_bad) and the optimizer rebuilds working sets from the list instead. */
+ * pages do not change while it is in flight), and the blocks it shares with
+ * the pins' sets. On ENOMEM the set is given up (ws_bad) and the optimizer
+ * rebuilds working sets from the list instead. */
 static void ws_track(wkr_t *w, const job_task *t, bool add) {
     if (t->kind != JT_LLM) return;
     if (add) {
@@ -239,11 +250,17 @@ static void ws_track(wkr_t *w, const job_task *t, bool add) {
         return;
     }
     for (int32_t k = 0; k < t->n_hashes; k++) {
+        uint64_t h = t->hashes[k];
+        uint32_t was = hcount_get(w->ws_blocks, h);
         if (!add) {
-            hcount_remove(w->ws_blocks, t->hashes[k]);
-        } else if (hcount_add(w->ws_blocks, t->hashes[k])) {
+            if (!was) continue;
+            hcount_remove(w->ws_blocks, h);
+            if (was == 1) ws_both_move(w, h, -1);
+        } else if (hcount_add(w->ws_blocks, h)) {
             w->ws_bad = true;
             return;
+        } else if (was == 0) {
+            ws_both_move(w, h, 1);
         }
     }
 }

@@ -80,6 +80,13 @@ typedef struct wkr {
                                  or ws_bad: not kept (out of memory), ws_need rebuilds from the list */
     bool ws_bad;
     int64_t ws_priv;          /* their pages beyond their prompt blocks */
+    hcount_t *ws_pins[2];     /* blocks of the pins on it that count toward its working set, counted;
+                                 kept by opt.c ([0]: pins a ready call needs or being warmed, [1]:
+                                 every live pin; NULL: none yet) */
+    int64_t ws_both[2];       /* distinct blocks in both ws_blocks and ws_pins[k] (its working set
+                                 is |ws_blocks| + |ws_pins[k]| - ws_both[k] blocks) */
+    bool ws_pins_bad;         /* opt.c gave the pins' sets up (out of memory): it rebuilds instead */
+    uint64_t uid;             /* unique over the coordinator's life (a reused slot gets a new one) */
     size_t n_llm_inflight;    /* in-flight LLM calls */
 } wkr_t;
 

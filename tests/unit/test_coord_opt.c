@@ -420,9 +420,13 @@ Test(opt, groups_die_with_their_worker) {
 }
 
 /* Helium's KV admission (opt_ws_fits): what a worker's in-flight calls and
- * live pinned prefixes need, a shared block counted once. */
-Test(opt, kv_admission_counts_the_working_set) {
+ * live pinned prefixes need, a shared block counted once. rebuild: the
+ * worker's counted sets are given up (as on out of memory), so ws_need
+ * rebuilds the working set from the in-flight list and the pins: both ways
+ * must give the same verdicts. */
+static void kv_admission(bool rebuild) {
     wkr_t *w = add_worker("w1");
+    w->ws_bad = w->ws_pins_bad = rebuild;
     cr_assert_eq(opt_set_model(op, ROOT, BS), 0);
     wire_opt = true;
     jobs_plan p = {.pol = SCHED_HELIUM};
@@ -489,7 +493,15 @@ Test(opt, kv_admission_counts_the_working_set) {
     wkr_inflight_remove(w, z);
     z->hashes = NULL;
     fake_free(z);
+    if (!rebuild) {
+        cr_assert_eq(w->ws_both[0], 0, "nothing in flight: no block counted twice");
+        cr_assert_eq(w->ws_blocks ? hcount_size(w->ws_blocks) : 0, 0);
+        cr_assert_eq(w->ws_pins[0] ? hcount_size(w->ws_pins[0]) : 0, 0, "the released pin took its blocks");
+    }
 }
+
+Test(opt, kv_admission_counts_the_working_set) { kv_admission(false); }
+Test(opt, kv_admission_rebuilt_gives_the_same_verdicts) { kv_admission(true); }
 
 /* Two helium calls waiting on `src` share a long static prefix. */
 static const char *WAITERS =
