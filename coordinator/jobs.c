@@ -146,6 +146,7 @@ static void task_free(job_task *t) {
     free(t->url);
     free(t->ids);
     free(t->hashes);
+    free(t->pinl);
     free(t);
 }
 

@@ -93,7 +93,9 @@ struct job_task {
     bool kv_held;           /* caller's flag: deferred at least once for lack of KV room */
     bool looked;            /* caller's flag: looked up in a result cache once */
     int pull_src;           /* caller's: slot of the worker this attempt pulls from, -1 none */
-    int pin_slot1;          /* caller's (opt): 1 + the slot whose pins list it as a user; 0 none, -1 several */
+    struct opt_plink *pinl; /* caller's (opt): the pins that list it as a user (n_pinl), each with its
+                               place in that pin's user list; freed with the task */
+    uint32_t n_pinl, cap_pinl;
     int32_t prog_run;       /* caller's (sched_prefill_progress): its leading blocks seen cached on its worker */
     bool have_rkey;         /* caller's flag: rkey_lo/hi hold its result-cache key */
     uint64_t rkey_lo, rkey_hi;

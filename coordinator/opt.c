@@ -116,8 +116,13 @@ opt_t *opt_new(const tok_t *tok, sched_t *sched, wkrs_t *wkrs, jobs_t *jobs, con
     return o;
 }
 
-static void pin_free(opt_pin *g) {
+static void user_drop(opt_pin *g, uint32_t i);
+
+/* unlink: take g out of its users' links (not at opt_destroy: the tasks
+ * may be gone before it) */
+static void pin_free(opt_pin *g, bool unlink) {
     if (!g) return;
+    while (unlink && g->n_users > 0) user_drop(g, (uint32_t)g->n_users - 1);
     free(g->hashes);
     free(g->tokens);
     free(g->users);
@@ -136,7 +141,7 @@ static void dd_free_chain(opt_dd *e) {
 void opt_destroy(opt_t **self_p) {
     if (!self_p || !*self_p) return;
     opt_t *o = *self_p;
-    for (size_t i = 0; i < o->n_pins; i++) pin_free(o->pins[i]);
+    for (size_t i = 0; i < o->n_pins; i++) pin_free(o->pins[i], false);
     free(o->pins);
     for (int i = 0; i < DIR_MAX_WORKERS; i++) {
         free(o->spins[i].v);
@@ -531,7 +536,7 @@ opt_pin *opt_pin_new(opt_t *o, const char *tag, int slot, sched_policy pol, cons
     g->hashes = malloc((size_t)nb * sizeof *g->hashes);
     g->tokens = malloc((size_t)nb * (size_t)o->bs * sizeof *g->tokens);
     if (!g->hashes || !g->tokens) {
-        pin_free(g);
+        pin_free(g, false);
         return NULL;
     }
     snprintf(g->tag, sizeof g->tag, "%s", tag);
@@ -571,22 +576,37 @@ static void pin_remove_at(opt_t *o, size_t i) {
         sl->v[g->sidx] = last;
         last->sidx = g->sidx;
     }
-    pin_free(g);
+    pin_free(g, true);
     o->pins[i] = o->pins[--o->n_pins];
     if (i < o->n_pins) o->pins[i]->gidx = i;
     pins_moved(o, slot, true);
 }
 
+/* Drops user i of g, and g from that task's links (both swap-removes). */
+static void user_drop(opt_pin *g, uint32_t i) {
+    opt_user u = g->users[i];
+    job_task *t = u.t;
+    struct opt_plink last = t->pinl[--t->n_pinl];
+    if (u.li < t->n_pinl) {
+        t->pinl[u.li] = last;
+        last.g->users[last.ui].li = u.li;
+    }
+    opt_user lu = g->users[--g->n_users];
+    if (i < g->n_users) {
+        g->users[i] = lu;
+        lu.t->pinl[lu.li].ui = i;
+    }
+}
+
 static void pin_add_user(opt_pin *g, job_task *t) {
-    for (size_t k = 0; k < g->n_users; k++)
-        if (g->users[k] == t) return;
+    for (uint32_t k = 0; k < t->n_pinl; k++) /* a task uses a few pins */
+        if (t->pinl[k].g == g) return;
     if (grow((void **)&g->users, &g->cap_users, g->n_users + 1, sizeof *g->users)) return;
-    g->users[g->n_users++] = t;
-    bool indexed = g->slot >= 0 && g->slot < DIR_MAX_WORKERS;
-    if (t->pin_slot1 == 0 && indexed)
-        t->pin_slot1 = g->slot + 1;
-    else if (t->pin_slot1 != g->slot + 1 || !indexed)
-        t->pin_slot1 = -1; /* users on several workers: opt_task_gone looks at every pin */
+    size_t cap = t->cap_pinl;
+    if (grow((void **)&t->pinl, &cap, (size_t)t->n_pinl + 1, sizeof *t->pinl)) return;
+    t->cap_pinl = (uint32_t)cap;
+    t->pinl[t->n_pinl] = (struct opt_plink){.g = g, .ui = (uint32_t)g->n_users};
+    g->users[g->n_users++] = (opt_user){.t = t, .li = t->n_pinl++};
 }
 
 /* The pins to look at for worker slot `slot` (all of them when it is out
@@ -660,17 +680,10 @@ void opt_pin_commit(opt_t *o, job_task *t, int slot, const uint64_t *hashes, int
 }
 
 void opt_task_gone(opt_t *o, job_task *t) {
-    if (t->pin_slot1 == 0) return; /* no pin lists it */
-    size_t np;
-    opt_pin *const *pv = opt_pins_on(o, t->pin_slot1 > 0 ? t->pin_slot1 - 1 : -1, &np);
-    t->pin_slot1 = 0;
-    for (size_t i = 0; i < np; i++) {
-        opt_pin *g = pv[i];
-        for (size_t k = 0; k < g->n_users; k++)
-            if (g->users[k] == t) {
-                g->users[k--] = g->users[--g->n_users];
-                o->sweep_dirty = true;
-            }
+    while (t->n_pinl > 0) {
+        struct opt_plink l = t->pinl[t->n_pinl - 1];
+        user_drop(l.g, l.ui);
+        o->sweep_dirty = true;
     }
 }
 

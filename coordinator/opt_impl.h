@@ -29,14 +29,29 @@ struct opt_dd {
     opt_dd *next;           /* bucket chain, or the orphan list */
 };
 
+typedef struct opt_pin opt_pin;
+
+/* A user of a pin (opt_pin.users[i]) and the pin as its user sees it
+ * (job_task.pinl[j]): each holds the other's index, so a task that ends
+ * leaves every pin it uses in O(1) each (opt_task_gone). */
 typedef struct {
+    job_task *t;
+    uint32_t li;            /* its link's index in t->pinl */
+} opt_user;
+
+struct opt_plink {
+    opt_pin *g;
+    uint32_t ui;            /* the task's index in g->users */
+};
+
+struct opt_pin {
     char tag[OPT_TAG_LEN];
     int slot;
     sched_policy pol;
     uint64_t *hashes;       /* (n_blocks) pinned blocks, prefix order */
     int32_t n_blocks;
     int32_t *tokens;        /* (n_blocks * block size) their tokens, for ptree_match */
-    job_task **users;       /* (n_users) dispatched tasks whose prompt covers the blocks */
+    opt_user *users;        /* (n_users) dispatched tasks whose prompt covers the blocks */
     size_t n_users, cap_users;
     uint64_t warm_task;     /* warm dispatch in flight (0 = none) */
     int64_t warm_load;      /* load it added to its worker */
@@ -49,7 +64,7 @@ typedef struct {
     bool in_warming;
     int32_t ws_n[2];        /* its leading blocks counted in its worker's ws_pins[k] */
     uint64_t ws_uid;        /* ... that worker's uid (another uid: nothing counted) */
-} opt_pin;
+};
 
 /* The pins on one worker slot (opt.spins): ws_need reads only its worker's. */
 typedef struct {
