@@ -161,7 +161,7 @@ static void do_submit(coord_t *c, const uint8_t *ident, size_t ident_len, bool d
     if (rc) opt_prep_free(&prep);
     else {
         opt_stats(c->opt, (sched_policy)pol)->jobs++;
-        opt_arrive(c->opt, j, &prep);
+        coord_job_arrive(c, j, &prep);
     }
     if (rc) {
         r->error = rep_error(a, werr_code(rc) == HELIUM__ERROR_CODE__ERROR_LIMIT ? HELIUM__ERROR_CODE__ERROR_LIMIT

@@ -172,6 +172,50 @@ static void hook_job_end(void *ctx, job_t *j) {
     c->next_metrics_ms = clock_mono_ms(); /* publish the new counts at the next turn */
 }
 
+/* A parked job started: its plan goes to the optimizer now. */
+static void hook_job_start(void *ctx, job_t *j) {
+    coord_t *c = ctx;
+    opt_prep *prep = j->park;
+    j->park = NULL;
+    if (prep) {
+        opt_arrive(c->opt, j, prep);
+        free(prep);
+    }
+}
+
+static void hook_park_free(void *ctx, job_t *j) {
+    (void)ctx;
+    opt_prep *prep = j->park;
+    j->park = NULL;
+    if (prep) {
+        opt_prep_free(prep);
+        free(prep);
+    }
+}
+
+void coord_job_arrive(coord_t *c, job_t *j, opt_prep *prep) {
+    if (!j->parked) {
+        opt_arrive(c->opt, j, prep);
+        return;
+    }
+    opt_prep *keep = malloc(sizeof *keep);
+    if (!keep) { /* the plan is only an optimization: the job runs without its prefixes known ahead */
+        opt_prep_free(prep);
+        return;
+    }
+    *keep = *prep;
+    j->park = keep;
+}
+
+void coord_admit(coord_t *c) {
+    long n = c->cfg.max_active_jobs;
+    if (n < 0) {
+        n = (long)COORD_ACTIVE_PER_WORKER * wkrs_alive(c->wkrs);
+        if (n < COORD_ACTIVE_MIN) n = COORD_ACTIVE_MIN;
+    }
+    jobs_set_max_active(c->jobs, (size_t)n);
+}
+
 static bool helium_fit(void *ctx, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
     return opt_ws_fits(ctx, w, hashes, nb, pages);
 }
@@ -301,7 +345,8 @@ coord_t *coord_core_new(const coord_config *cfg, const wsend_i *send) {
     jobs_config jc = {.keep_finished = c->cfg.keep_jobs, .chat = c->chat};
     jobs_hooks hk = {.ctx = c, .task_abort = hook_task_abort, .job_end = hook_job_end,
                      .job_progress = hook_job_progress, .task_new = hook_task_new, .op_done = hook_op_done,
-                     .job_new = hook_job_new, .task_end = hook_task_end};
+                     .job_new = hook_job_new, .task_end = hook_task_end, .job_start = hook_job_start,
+                     .park_free = hook_park_free};
     static const char *const default_hosts[] = {"127.0.0.1", "localhost"};
     const char *const *hosts = c->cfg.n_allow_hosts ? c->cfg.allow_hosts : default_hosts;
     size_t n_hosts = c->cfg.n_allow_hosts ? c->cfg.n_allow_hosts : 2;
@@ -438,6 +483,7 @@ int coord_run(coord_t *c, volatile sig_atomic_t *stop) {
         }
         /* before sleep: warm shared prefixes, release pins nobody needs,
          * place what can run, stream what was generated */
+        coord_admit(c);
         place_requeue_orphans(c);
         opt_warm(c->opt);
         opt_sweep(c->opt);

@@ -35,6 +35,9 @@ typedef struct {
     const char *const *allow_hosts; /* tool hosts (n_allow_hosts; none = 127.0.0.1, localhost) */
     size_t n_allow_hosts;
     size_t keep_jobs;            /* finished jobs kept (default 1000) */
+    long max_active_jobs;        /* jobs started at once; the rest wait, accepted, oldest first
+                                    (< 0: default, COORD_ACTIVE_PER_WORKER per live worker, at least
+                                    COORD_ACTIVE_MIN; 0: no limit) */
     int stream;                  /* ask workers to stream partial text for every job */
     /* routing knobs (route.h); a negative value / 0 keeps the default */
     long imbalance_abs;          /* tokens (default 4096) */
@@ -57,6 +60,9 @@ typedef struct {
     int insecure;
     volatile sig_atomic_t *reload_keys; /* set (SIGHUP): re-read authorized_keys; may be NULL */
 } coord_config;
+
+#define COORD_ACTIVE_PER_WORKER 8
+#define COORD_ACTIVE_MIN 16
 
 /* Loads the tokenizer, binds both endpoints and starts the metrics server.
  * NULL with he_msg() set on failure. */

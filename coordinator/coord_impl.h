@@ -116,6 +116,16 @@ struct coord {
  * drive the same modules with simulated workers. NULL with he_msg() set. */
 coord_t *coord_core_new(const coord_config *cfg, const wsend_i *send);
 
+/* ---- job admission (coord.c) */
+/* The optimizer's plan of a job just accepted (jobs_submit_planned): into
+ * the optimizer now (opt_arrive) if it started, kept with the job until it
+ * starts if it was parked. Takes prep. */
+void coord_job_arrive(coord_t *c, job_t *j, opt_prep *prep);
+/* Sets how many jobs may run at once from the config and the live workers
+ * (coord_config.max_active_jobs); parked jobs start when it grows. Called
+ * before each placement step. */
+void coord_admit(coord_t *c);
+
 /* ---- frame sending (coord.c) */
 /* Sends ident (+ an empty delimiter if delim) + data on sock without
  * blocking. Returns 0 or -1 (zmq_errno() says why). */

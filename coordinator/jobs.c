@@ -33,6 +33,10 @@ struct jobs {
     job_task *qhead, *qtail;
     size_t qlen;
     jobs_counts counts;
+    size_t max_active;      /* jobs_set_max_active (0: no limit) */
+    size_t n_started;       /* active jobs started (not parked) */
+    job_t *park_head, *park_tail; /* parked jobs, oldest first */
+    bool unparking;         /* inside unpark (a job ending there does not recurse) */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -203,6 +207,7 @@ static void job_free(job_t *j) {
     free(j->alias);
     free(j->cp);
     free(j->start);
+    if (j->park && j->owner && j->owner->hooks.park_free) j->owner->hooks.park_free(j->owner->hooks.ctx, j);
     free(j);
 }
 
@@ -224,10 +229,31 @@ static void fin_push(jobs_t *js, job_t *j) {
 
 /* Ends an active job in state st: stops its tasks, settles op states, runs
  * the job_end hook and files the job among the finished. */
+static void unpark(jobs_t *js);
+
+static void park_remove(jobs_t *js, job_t *j) {
+    job_t **pp = &js->park_head, *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->park_next;
+    }
+    if (!*pp) return;
+    *pp = j->park_next;
+    if (js->park_tail == j) js->park_tail = prev;
+    j->park_next = NULL;
+    j->parked = false;
+    js->counts.parked--;
+}
+
 static void job_finish(job_t *j, Helium__JobState st) {
     if (!active(j)) return;
     jobs_t *js = j->owner;
     if (j->state == HELIUM__JOB_STATE__JOB_QUEUED) js->counts.queued--; else js->counts.running--;
+    if (j->parked) park_remove(js, j);
+    if (j->started) {
+        j->started = false;
+        js->n_started--;
+    }
     j->state = st;
     j->finished_us = clock_wall_us();
     for (size_t i = 0; i < j->wf->n_ops; i++) {
@@ -245,7 +271,9 @@ static void job_finish(job_t *j, Helium__JobState st) {
     else if (st == HELIUM__JOB_STATE__JOB_FAILED) js->counts.failed++;
     else js->counts.canceled++;
     if (js->hooks.job_end) js->hooks.job_end(js->hooks.ctx, j);
+    if (j->park && js->hooks.park_free) js->hooks.park_free(js->hooks.ctx, j); /* ended parked */
     fin_push(js, j);
+    unpark(js);
 }
 
 /* Fails op i (and the map/loop ops enclosing it) and the job. */
@@ -620,6 +648,45 @@ static void pump(job_t *j) {
     if (active(j) && scope_done(j, j->wf->order, j->wf->n_order)) job_finish(j, HELIUM__JOB_STATE__JOB_DONE);
 }
 
+/* ---------------------------------------------------------- admission */
+
+static bool has_room(const jobs_t *js) { return !js->max_active || js->n_started < js->max_active; }
+
+static void start_job(jobs_t *js, job_t *j) {
+    j->started = true;
+    js->n_started++;
+    pump(j);
+}
+
+/* Starts parked jobs, oldest first, while there is room. A job that ends
+ * inside (pump) makes room for the next one; the loop takes it. */
+static void unpark(jobs_t *js) {
+    if (js->unparking) return;
+    js->unparking = true;
+    while (js->park_head && has_room(js)) {
+        job_t *j = js->park_head;
+        js->park_head = j->park_next;
+        if (!js->park_head) js->park_tail = NULL;
+        j->park_next = NULL;
+        j->parked = false;
+        js->counts.parked--;
+        uint64_t num = j->num;
+        start_job(js, j);
+        /* the job may have ended and, past keep_finished, been freed */
+        job_t *still = num <= js->last_num ? js->by_num[num - 1] : NULL;
+        if (still && js->hooks.job_start) js->hooks.job_start(js->hooks.ctx, still);
+    }
+    js->unparking = false;
+}
+
+void jobs_set_max_active(jobs_t *js, size_t n) {
+    if (js->max_active == n) return;
+    js->max_active = n;
+    unpark(js);
+}
+
+size_t jobs_max_active(const jobs_t *js) { return js->max_active; }
+
 /* --------------------------------------------------------------- the table */
 
 jobs_t *jobs_new(const jobs_config *cfg, const jobs_hooks *hooks) {
@@ -792,7 +859,15 @@ int jobs_submit_planned(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, 
     js->counts.queued++;
     *out = j;
     if (js->hooks.job_new) js->hooks.job_new(js->hooks.ctx, j);
-    pump(j);
+    if (has_room(js) && !js->park_head) {
+        start_job(js, j);
+    } else { /* accepted; runs when a started job ends (jobs_set_max_active) */
+        j->parked = true;
+        if (js->park_tail) js->park_tail->park_next = j;
+        else js->park_head = j;
+        js->park_tail = j;
+        js->counts.parked++;
+    }
     return 0;
 }
 

@@ -172,6 +172,12 @@ struct job {
     int *alias;             /* (wf->n_ops) op whose output this op copies, or -1 */
     int64_t *cp;            /* (wf->n_ops) critical path in token steps */
     int64_t *start;         /* (wf->n_ops) earliest start in token steps */
+    /* admission (jobs_set_max_active) */
+    bool parked;            /* accepted, not started: waits for room among the active jobs */
+    bool started;           /* counted among the started jobs (jobs_t.n_started) */
+    job_t *park_next;       /* the parked FIFO */
+    void *park;             /* caller's: what it keeps for a parked job until it starts (hooks.job_start
+                               takes it; hooks.park_free frees what is left) */
 };
 
 typedef struct {
@@ -194,6 +200,11 @@ typedef struct {
     /* t finishes: r is its result (jobs_task_done), or r is NULL and code/msg
      * its failure (jobs_task_fail); t is still intact. May be NULL. */
     void (*task_end)(void *ctx, const job_task *t, const job_result *r, Helium__ErrorCode code, const char *msg);
+    /* A parked job started (its first ops were just queued; it may even have
+     * ended). May be NULL. */
+    void (*job_start)(void *ctx, job_t *j);
+    /* j ends or is freed with j->park set (canceled while parked, or jobs_destroy). May be NULL. */
+    void (*park_free)(void *ctx, job_t *j);
 } jobs_hooks;
 
 /* A plan for one job: what the optimizer decided before it starts. Every
@@ -215,6 +226,7 @@ typedef struct {
 typedef struct {
     uint64_t submitted;     /* jobs accepted */
     uint64_t queued, running; /* now */
+    uint64_t parked;        /* now: of the queued, those waiting for room among the started jobs */
     uint64_t done, failed, canceled; /* ever */
 } jobs_counts;
 
@@ -242,6 +254,14 @@ int jobs_submit(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, const ch
 /* jobs_submit with a plan (NULL = none). */
 int jobs_submit_planned(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, const char *policy,
                         const char *client_tag, bool stream, const jobs_plan *plan, job_t **out);
+
+/* Admission: at most n jobs started at once (0: no limit). A job submitted
+ * past it is accepted (numbered, QUEUED, its hooks.job_new run) but parked:
+ * nothing of it runs, and it starts, oldest first, when a started job ends
+ * or the limit grows (then hooks.job_start). Raising the limit starts
+ * parked jobs at once; lowering it stops nothing. */
+void jobs_set_max_active(jobs_t *js, size_t n);
+size_t jobs_max_active(const jobs_t *js);
 
 /* The job with this id, or NULL (unknown, malformed or evicted). */
 job_t *jobs_get(jobs_t *js, const char *job_id);

@@ -239,7 +239,7 @@ static int resubmit(jrec_t *r, const submit_rec *sr) {
         else {
             j->submitted_us = sr->submitted_us;
             opt_stats(c->opt, (sched_policy)pol)->jobs++;
-            opt_arrive(c->opt, j, &prep);
+            coord_job_arrive(c, j, &prep);
         }
     }
     wf_destroy(&wf);

@@ -177,6 +177,9 @@ def service_for(names, scale="small", seed=1, batch=None, n_seeds=1):
     return svc
 
 
+MAX_ACTIVE = None  # --max-active-jobs (None: the coordinator's default)
+
+
 def run_sim(exe, model, scen, workers, policy, geom, cost, workdir, extra=None):
     os.makedirs(workdir, exist_ok=True)
     sp = os.path.join(workdir, f"scen-{os.getpid()}-{random.randrange(1 << 30)}.json")
@@ -193,6 +196,8 @@ def run_sim(exe, model, scen, workers, policy, geom, cost, workdir, extra=None):
         cmd.append("--quiet")
     if cost:
         cmd += ["--cost", cost]
+    if MAX_ACTIVE is not None:
+        cmd += ["--max-active-jobs", str(MAX_ACTIVE)]
     cmd += extra or []
     if os.environ.get("SIM_WRAP"):  # e.g. SIM_WRAP="perf record -g -o /tmp/sim.perf" to profile the coordinator
         cmd = shlex.split(os.environ["SIM_WRAP"]) + cmd
@@ -231,6 +236,8 @@ def common(ap):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--coord-time", type=float, default=0,
                     help="the coordinator's CPU time in the loop, simulated seconds per CPU second (0: instant)")
+    ap.add_argument("--max-active-jobs", type=int, default=None,
+                    help="jobs the coordinator starts at once (default: its own, 8 per worker; 0: no limit)")
     ap.add_argument("--preset", default="small", choices=["tiny", "small", "medium"],
                     help="generated model (its tokenizer renders the prompts)")
     ap.add_argument("--geometry", default="", help="BLOCK_SIZE,KV_BLOCKS,CTX,BATCH_TOKENS instead of probing a "
@@ -238,6 +245,8 @@ def common(ap):
 
 
 def setup(a):
+    global MAX_ACTIVE
+    MAX_ACTIVE = a.max_active_jobs
     a.build = os.path.abspath(a.build)
     a.workdir = a.workdir or tempfile.mkdtemp(prefix="helium-sim-")
     a.model = ensure_model(a.build, a.preset)

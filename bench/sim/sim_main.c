@@ -310,6 +310,7 @@ static size_t coord_take_msgs(sim_world *w) {
  * coord_place_cpu_s). */
 static double coord_place_step(sim_world *w) {
     double t0 = cpu_now();
+    coord_admit(w->c);
     place_requeue_orphans(w->c);
     opt_warm(w->c->opt);
     opt_sweep(w->c->opt);
@@ -672,7 +673,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: helium-sim --model FILE --scenario JOBS.json [--workers N] [--policy P] [--cost COST.json]\n"
                "       [--kv-blocks N] [--block-size N] [--max-seqs N] [--batch-tokens N] [--ctx N]\n"
                "       [--n-layers N] [--kv-dim N] [--baseline-pulls 0|1] [--heartbeat-ms N]\n"
-               "       [--cores N [--bg-load X]] [--coord-time X]\n"
+               "       [--cores N [--bg-load X]] [--coord-time X] [--max-active-jobs N]\n"
                "       [--out RESULT.json] [--outputs DIGESTS.txt] [--quiet]\n");
 }
 
@@ -694,6 +695,7 @@ int main(int argc, char **argv) {
     const char *model = NULL, *scen = NULL, *cost_path = NULL, *out_path = NULL, *digest_path = NULL;
     const char *policy = "helium";
     int n_workers = 2, baseline_pulls = 0, hb_ms = 500, cores = 0;
+    long max_active = -1; /* the coordinator's default (coord.h) */
     double bg_load = 0, coord_time = 0;
     bool quiet = false;
     sim_geom g = {.block_size = 16, .kv_blocks = 2048, .max_seqs = 64, .batch_tokens = 512, .n_ctx = 2048,
@@ -733,6 +735,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--cores")) ok = args_int(v, 0, 1 << 20, &cores);
         else if (!strcmp(a, "--bg-load")) ok = args_double(v, 0, 1e6, &bg_load);
         else if (!strcmp(a, "--coord-time")) ok = args_double(v, 0, 1e6, &coord_time);
+        else if (!strcmp(a, "--max-active-jobs")) ok = args_long(v, 0, 1000000, &max_active);
         else {
             fprintf(stderr, "helium-sim: unknown option %s\n", a);
             usage(stderr);
@@ -771,7 +774,8 @@ int main(int argc, char **argv) {
     coord_config cfg = {.model_path = model, .keep_jobs = (size_t)w->n_jobs + 16, .heartbeat_ms = hb_ms,
                         .worker_timeout_ms = 1 << 30, .policy = policy, .helium_load_weight = -1,
                         .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,
-                        .baseline_pulls = baseline_pulls, .helium_kv_admit = -1, .allow_hosts = hosts,
+                        .baseline_pulls = baseline_pulls, .helium_kv_admit = -1, .max_active_jobs = max_active,
+                        .allow_hosts = hosts,
                         .n_allow_hosts = 2};
     wsend_i ws = {.ctx = w, .dispatch = ws_dispatch, .cancel = ws_cancel, .pin_steps = ws_pin_steps,
                   .unpin = ws_unpin, .resync = ws_resync, .register_ack = ws_register_ack};

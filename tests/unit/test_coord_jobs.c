@@ -10,8 +10,8 @@
 #include "workflow.h"
 
 static jobs_t *js;
-static int n_aborted, n_ended, n_progress;
-static job_t *last_ended;
+static int n_aborted, n_ended, n_progress, n_started, n_park_freed;
+static job_t *last_ended, *last_started;
 
 static void on_abort(void *ctx, job_task *t) {
     (void)ctx;
@@ -29,13 +29,29 @@ static void on_progress(void *ctx, job_t *j) {
     n_progress++;
 }
 
+static void on_start(void *ctx, job_t *j) {
+    (void)ctx;
+    n_started++;
+    last_started = j;
+    cr_assert_not(j->parked);
+    free(j->park);
+    j->park = NULL;
+}
+static void on_park_free(void *ctx, job_t *j) {
+    (void)ctx;
+    n_park_freed++;
+    free(j->park);
+    j->park = NULL;
+}
+
 static void setup_keep(size_t keep) {
     jobs_config c = {.keep_finished = keep};
-    jobs_hooks h = {.task_abort = on_abort, .job_end = on_end, .job_progress = on_progress};
+    jobs_hooks h = {.task_abort = on_abort, .job_end = on_end, .job_progress = on_progress,
+                    .job_start = on_start, .park_free = on_park_free};
     js = jobs_new(&c, &h);
     cr_assert_not_null(js);
-    n_aborted = n_ended = n_progress = 0;
-    last_ended = NULL;
+    n_aborted = n_ended = n_progress = n_started = n_park_freed = 0;
+    last_ended = last_started = NULL;
 }
 static void setup(void) { setup_keep(1000); }
 static void teardown(void) { jobs_destroy(&js); }
@@ -313,4 +329,50 @@ Test(jobs, finished_jobs_are_evicted_oldest_first) {
     cr_assert_null(jobs_get(js, "job-01"));
     cr_assert_null(jobs_get(js, "job-"));
     cr_assert_null(jobs_get(js, "jobs-1"));
+}
+
+/* Admission: past max_active started jobs, a submitted job is accepted but
+ * parked (nothing of it queued); it starts, oldest first, when a started
+ * job ends or the limit grows, and a parked job can be canceled. */
+Test(jobs, jobs_past_the_limit_wait_parked_oldest_first) {
+    jobs_set_max_active(js, 1);
+    wf_kv in[] = {{"q", "one"}};
+    job_t *a = submit(CHAIN, in, 1);
+    in[0].value = "two";
+    job_t *b = submit(CHAIN, in, 1);
+    in[0].value = "three";
+    job_t *c = submit(CHAIN, in, 1);
+    in[0].value = "four";
+    job_t *d = submit(CHAIN, in, 1);
+    cr_assert_not(a->parked);
+    cr_assert(b->parked && c->parked && d->parked);
+    cr_assert_eq(b->state, HELIUM__JOB_STATE__JOB_QUEUED, "accepted: queued");
+    cr_assert_eq(jobs_ready_count(js), 1, "only a's first call is queued");
+    jobs_counts k;
+    jobs_get_counts(js, &k);
+    cr_assert_eq(k.parked, 3);
+    cr_assert_eq(k.queued, 4);
+    c->park = malloc(8); /* the caller's plan, kept while parked */
+    d->park = malloc(8);
+    jobs_cancel(js, c, "test");
+    cr_assert_eq(c->state, HELIUM__JOB_STATE__JOB_CANCELED);
+    cr_assert_not(c->parked);
+    cr_assert_eq(n_started, 0, "a canceled parked job never starts");
+    finish(take("a", 0), "x");
+    finish(take("b", 0), "y"); /* a's b op, not job b: */
+    cr_assert_eq(a->state, HELIUM__JOB_STATE__JOB_DONE);
+    cr_assert_eq(n_started, 1, "a's end starts the oldest parked job");
+    cr_assert_eq(last_started, b);
+    cr_assert_not(b->parked);
+    cr_assert(d->parked, "d waits: b runs");
+    job_task *t = take("a", 0);
+    cr_assert_eq(t->job, b);
+    cr_assert_str_eq(t->text, "Q: two (terse)");
+    jobs_set_max_active(js, 0); /* no limit: d starts at once */
+    cr_assert_not(d->parked);
+    cr_assert_eq(n_started, 2);
+    cr_assert_null(d->park, "its plan went to the start hook");
+    jobs_get_counts(js, &k);
+    cr_assert_eq(k.parked, 0);
+    cr_assert_eq(n_park_freed, 1, "c's plan was freed when c ended");
 }
