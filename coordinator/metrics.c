@@ -345,6 +345,11 @@ void met_publish_coord(coord_t *c) {
     met_value(&b, "helium_jobs", "state=\"done\"", (double)jc.done);
     met_value(&b, "helium_jobs", "state=\"failed\"", (double)jc.failed);
     met_value(&b, "helium_jobs", "state=\"canceled\"", (double)jc.canceled);
+    met_head(&b, "helium_jobs_parked", "gauge",
+             "Queued jobs not started yet: more than --max-active-jobs are running.");
+    met_value(&b, "helium_jobs_parked", NULL, (double)jc.parked);
+    met_head(&b, "helium_jobs_max_active", "gauge", "Jobs that may run at once (0: no limit).");
+    met_value(&b, "helium_jobs_max_active", NULL, (double)jobs_max_active(c->jobs));
     struct {
         const char *name, *type, *help;
         double v;
