@@ -997,8 +997,9 @@ def main():
     ap.add_argument("--auto-fractions", default="0.2,0.35,0.5,0.65,0.8,1.0",
                     help="poisson:auto rates as fractions of helium's batch throughput")
     ap.add_argument("--p99-bound", type=float, default=0, help="p99 latency bound, s (0: --p99-factor x the "
-                    "lowest baseline p50 at the lowest load)")
+                    "lowest baseline p99, or p50 with --p99-base p50, at the lowest load)")
     ap.add_argument("--p99-factor", type=float, default=3.0)
+    ap.add_argument("--p99-base", choices=["p99", "p50"], default="p99")
     args = ap.parse_args()
     if args.arrival and args.out == os.path.join(HERE, "results"):
         args.out = os.path.join(HERE, "results", "arrival")

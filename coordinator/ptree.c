@@ -182,9 +182,13 @@ static void buf_unref(pt_buf *b) {
     if (b && --b->refs == 0) free(b);
 }
 
-/* The first index in [m, end) where a and b differ, or end (8 tokens a
- * memcmp while they agree: prefixes share long runs). */
+/* The first index in [m, end) where a and b differ, or end. Prefixes share
+ * long runs: the whole range is one memcmp when they agree to its end (a
+ * pin's prefix against the tree, the common case), else 256, then 8 tokens
+ * a memcmp while they agree. */
 static int32_t common_run(const int32_t *a, const int32_t *b, int32_t m, int32_t end) {
+    if (m < end && !memcmp(a + m, b + m, (size_t)(end - m) * sizeof *a)) return end;
+    while (m + 256 <= end && !memcmp(a + m, b + m, 256 * sizeof *a)) m += 256;
     while (m + 8 <= end && !memcmp(a + m, b + m, 8 * sizeof *a)) m += 8;
     while (m < end && a[m] == b[m]) m++;
     return m;

@@ -347,8 +347,9 @@ def main():
     p.add_argument("--fractions", default="0.3,0.5,0.6,0.7,0.8,0.9,1.0,1.2",
                    help="offered loads, as fractions of helium's batch throughput")
     p.add_argument("--p99-bound", type=float, default=0, help="p99 bound, s (0: --p99-factor x the lowest "
-                   "baseline p50 at the lowest load)")
+                   "baseline p99, or p50 with --p99-base p50, at the lowest load)")
     p.add_argument("--p99-factor", type=float, default=3.0)
+    p.add_argument("--p99-base", choices=["p99", "p50"], default="p99")
     a = ap.parse_args()
     setup(a)
     if a.cmd == "once":
