@@ -688,24 +688,39 @@ void opt_task_gone(opt_t *o, job_task *t) {
 }
 
 /* The group's prefix matched against its policy's tree (nonzero: no tree or
- * no match), through the sweep's memo when it has room. */
-static int sweep_match(opt_t *o, const opt_pin *g, ptree_match_info *mi) {
+ * no match): its last answer while that answer's stamp holds (nothing
+ * changed where its match ended), else through the sweep's memo (groups of
+ * one prefix on several workers match once) when it has room. */
+static int sweep_match(opt_t *o, opt_pin *g, ptree_match_info *mi) {
     ptree_t *pt = tree_of(o, g->pol);
     if (!pt || g->n_blocks <= 0) return -1;
-    if (!o->cap_sw) return ptree_match(pt, g->tokens, g->n_blocks * o->bs, mi);
-    uint64_t h = g->hashes[g->n_blocks - 1];
-    size_t mask = o->cap_sw - 1;
-    for (size_t i = (size_t)(h ^ h >> 29) & mask;; i = (i + 1) & mask) {
-        opt_sweep_hit *e = &o->sw[i];
-        if (e->gen != o->sweeps) {
-            *e = (opt_sweep_hit){.gen = o->sweeps, .h = h, .nb = g->n_blocks, .pol = (int32_t)g->pol};
-            e->rc = ptree_match(pt, g->tokens, g->n_blocks * o->bs, &e->mi);
-        } else if (e->h != h || e->nb != g->n_blocks || e->pol != (int32_t)g->pol) {
-            continue;
+    if (ptree_stamp_valid(pt, &g->sst)) {
+        *mi = g->smi;
+        return g->smrc;
+    }
+    int rc;
+    if (!o->cap_sw) {
+        rc = ptree_match_stamp(pt, g->tokens, g->n_blocks * o->bs, mi, &g->sst);
+    } else {
+        uint64_t h = g->hashes[g->n_blocks - 1];
+        size_t mask = o->cap_sw - 1;
+        opt_sweep_hit *e;
+        for (size_t i = (size_t)(h ^ h >> 29) & mask;; i = (i + 1) & mask) {
+            e = &o->sw[i];
+            if (e->gen != o->sweeps) {
+                *e = (opt_sweep_hit){.gen = o->sweeps, .h = h, .nb = g->n_blocks, .pol = (int32_t)g->pol};
+                e->rc = ptree_match_stamp(pt, g->tokens, g->n_blocks * o->bs, &e->mi, &e->st);
+                break;
+            }
+            if (e->h == h && e->nb == g->n_blocks && e->pol == (int32_t)g->pol) break;
         }
         *mi = e->mi;
-        return e->rc;
+        rc = e->rc;
+        g->sst = e->st;
     }
+    g->smi = *mi;
+    g->smrc = rc;
+    return rc;
 }
 
 /* Leading blocks of the group that some pending call of its policy shares

@@ -64,6 +64,9 @@ struct opt_pin {
     bool in_warming;
     int32_t ws_n[2];        /* its leading blocks counted in its worker's ws_pins[k] */
     uint64_t ws_uid;        /* ... that worker's uid (another uid: nothing counted) */
+    ptree_match_info smi;   /* its last sweep's match (rc smrc), still right while sst is valid */
+    ptree_stamp sst;
+    int smrc;
 };
 
 /* The pins on one worker slot (opt.spins): ws_need reads only its worker's. */
@@ -79,6 +82,7 @@ typedef struct {
     uint64_t h;             /* the prefix's last block hash */
     int32_t nb, pol, rc;
     ptree_match_info mi;
+    ptree_stamp st;
 } opt_sweep_hit;
 
 /* A prefix opt_warm could not warm, and what it waits for (opt.c). */

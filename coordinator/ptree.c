@@ -53,6 +53,8 @@ struct pt_node {
     pt_buf *buf;    /* path = buf->t[0..depth); NULL only for the root */
     int32_t depth;
     int32_t sharers, ready;
+    uint64_t uid;   /* unique while in the tree; 0 once freed (ptree_stamp_valid) */
+    uint64_t ver;   /* the tree's gen at the last change at or below it, or to its edge */
     pt_op *ops;     /* calls ending here */
     int64_t m_steps; /* min steps over the calls at or below (valid unless m_dirty) */
     bool m_dirty;    /* a call at or below changed since m_steps: set on the whole path to the root */
@@ -85,6 +87,9 @@ struct ptree {
     pt_node *root;
     uint64_t gen;    /* moves with every change to calls, readiness, steps or critical paths */
     int32_t n_nodes; /* root included */
+    pt_node *pool;   /* freed nodes, chained by parent: kept until ptree_destroy so that a
+                        stale stamp can still read a node's uid (at most the peak node count) */
+    uint64_t uids;   /* last node uid handed out */
     pt_op **all;     /* (n_all) every call */
     size_t n_all, cap_all;
     pt_op **tab;     /* (tab_cap) hash buckets, power of two */
@@ -234,32 +239,48 @@ static void kid_remove(pt_node *x, pt_node *k) {
 }
 
 static pt_node *node_new(ptree_t *pt, pt_node *parent, pt_buf *buf, int32_t depth) {
-    pt_node *x = calloc(1, sizeof *x);
-    if (!x) return NULL;
+    pt_node *x = pt->pool;
+    if (x) {
+        pt->pool = x->parent;
+        memset(x, 0, sizeof *x);
+    } else if (!(x = calloc(1, sizeof *x))) {
+        return NULL;
+    }
     x->parent = parent;
     x->buf = buf;
     if (buf) buf->refs++;
     x->depth = depth;
     x->m_dirty = true;
+    x->uid = ++pt->uids;
+    x->ver = pt->gen;
     pt->n_nodes++;
     return x;
 }
 
+/* Into the pool: its memory stays (uid 0) until ptree_destroy. */
 static void node_free(ptree_t *pt, pt_node *x) {
     buf_unref(x->buf);
     free(x->hc);
     free(x->kids);
-    free(x);
+    x->buf = NULL;
+    x->hc = NULL;
+    x->kids = NULL;
+    x->n_kids = x->cap_kids = 0;
+    x->uid = 0;
+    x->parent = pt->pool;
+    pt->pool = x;
     pt->n_nodes--;
 }
 
 /* ------------------------------------------------------------ attach/detach */
 
-static void add_counts(pt_node *x, int d_sharers, int d_ready) {
+/* Counts change at x and above, as of the tree's current gen. */
+static void add_counts(ptree_t *pt, pt_node *x, int d_sharers, int d_ready) {
     for (; x; x = x->parent) {
         x->sharers += d_sharers;
         x->ready += d_ready;
         x->m_dirty = true;
+        x->ver = pt->gen;
     }
 }
 
@@ -302,6 +323,7 @@ static int attach(ptree_t *pt, pt_op *o) {
         mid->sharers = k->sharers;
         mid->ready = k->ready;
         k->parent = mid;
+        k->ver = pt->gen; /* a match that ended in k's edge above m now ends in mid's */
         cur->kids[idx] = mid;
         cur = mid;
     }
@@ -310,7 +332,7 @@ static int attach(ptree_t *pt, pt_op *o) {
     o->at_next = cur->ops;
     if (cur->ops) cur->ops->at_prev = o;
     cur->ops = o;
-    add_counts(cur, 1, o->ready ? 1 : 0);
+    add_counts(pt, cur, 1, o->ready ? 1 : 0);
     pt->prefix_tokens += n;
     return 0;
 }
@@ -328,7 +350,7 @@ static void detach(ptree_t *pt, pt_op *o) {
     if (o->at_next) o->at_next->at_prev = o->at_prev;
     o->at_prev = o->at_next = NULL;
     o->node = NULL;
-    add_counts(x, -1, o->ready ? -1 : 0);
+    add_counts(pt, x, -1, o->ready ? -1 : 0);
     pt->prefix_tokens -= o->buf->n;
     while (x != pt->root && x->sharers == 0) { /* no calls at or below: no children either */
         pt_node *parent = x->parent;
@@ -341,6 +363,7 @@ static void detach(ptree_t *pt, pt_op *o) {
         pt_node *k = x->kids[0], *parent = x->parent;
         int i = kid_find(parent, edge_tok(x));
         k->parent = parent;
+        k->ver = pt->gen; /* its edge now starts where x's did */
         if (i >= 0) parent->kids[i] = k;
         node_free(pt, x);
     }
@@ -384,6 +407,11 @@ void ptree_destroy(ptree_t **self_p) {
         }
     }
     free(st);
+    while (pt->pool) {
+        pt_node *x = pt->pool;
+        pt->pool = x->parent;
+        free(x);
+    }
     for (size_t i = 0; i < pt->n_all; i++) {
         buf_unref(pt->all[i]->buf);
         free(pt->all[i]);
@@ -487,8 +515,9 @@ int ptree_set_sched(ptree_t *pt, uint64_t job, int32_t op, uint32_t item, int64_
     if (steps < 0 || cp < 0) return he_set(HE_EINVAL, "ptree_set_sched: negative steps or cp");
     pt_op *o = find_op(pt, job, op, item);
     if (!o) return he_set(HE_ENOTFOUND, "ptree: no call (job %llu, op %d, item %u)", (unsigned long long)job, (int)op, (unsigned)item);
-    if (o->ready != ready || o->steps != steps) add_counts(o->node, 0, o->ready != ready ? (ready ? 1 : -1) : 0);
-    if (o->ready != ready || o->steps != steps || o->cp != cp) pt->gen++;
+    bool moved = o->ready != ready || o->steps != steps;
+    if (moved || o->cp != cp) pt->gen++;
+    if (moved) add_counts(pt, o->node, 0, o->ready != ready ? (ready ? 1 : -1) : 0);
     o->ready = ready;
     o->steps = steps;
     o->cp = cp;
@@ -720,6 +749,16 @@ static int64_t subtree_min(pt_node *under) {
 }
 
 int ptree_match(const ptree_t *pt, const int32_t *tokens, int n, ptree_match_info *out) {
+    return ptree_match_stamp(pt, tokens, n, out, NULL);
+}
+
+bool ptree_stamp_valid(const ptree_t *pt, const ptree_stamp *st) {
+    const pt_node *x = st ? st->node : NULL;
+    return pt && x && x->uid == st->uid && x->ver <= st->gen;
+}
+
+int ptree_match_stamp(const ptree_t *pt, const int32_t *tokens, int n, ptree_match_info *out, ptree_stamp *st) {
+    if (st) *st = (ptree_stamp){0};
     if (!pt || !out || n < 0 || (n > 0 && !tokens)) return he_set(HE_EINVAL, "ptree_match: bad arguments");
     pt_node *cur = pt->root, *under = pt->root; /* under: the node whose subtree covers the match */
     int32_t matched = 0;
@@ -737,6 +776,7 @@ int ptree_match(const ptree_t *pt, const int32_t *tokens, int n, ptree_match_inf
     out->matched = matched;
     out->sharers = under->sharers;
     out->steps = under->sharers ? subtree_min(under) : INT64_MAX;
+    if (st) *st = (ptree_stamp){.node = under, .uid = under->uid, .gen = pt->gen};
     return 0;
 }
 

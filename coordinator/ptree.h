@@ -145,6 +145,23 @@ int ptree_order(ptree_t *pt, ptree_slot *out, int max_out);
 /* Longest match of tokens[0..n) along the tree. */
 int ptree_match(const ptree_t *pt, const int32_t *tokens, int n, ptree_match_info *out);
 
+/* What a match read: the node it ended in, as of the tree's generation. A
+ * match's answer (matched, sharers, steps) depends only on that node's
+ * subtree and its edge: nodes are versioned by the last change at or below
+ * them (calls added, removed, made ready, steps), or to their edge (a split
+ * above a match's end, a merge), and freed nodes stay readable (uid 0) until
+ * ptree_destroy. */
+typedef struct {
+    const void *node;
+    uint64_t uid, gen;
+} ptree_stamp;
+
+/* ptree_match, and the stamp of its answer (zeroed on error). */
+int ptree_match_stamp(const ptree_t *pt, const int32_t *tokens, int n, ptree_match_info *out, ptree_stamp *st);
+/* True if ptree_match on the same tokens would still give the answer it gave
+ * when st was taken. O(1). A zeroed stamp is never valid. */
+bool ptree_stamp_valid(const ptree_t *pt, const ptree_stamp *st);
+
 void ptree_stats(const ptree_t *pt, ptree_stats_t *out);
 int ptree_block_size(const ptree_t *pt);
 /* Moves with every change that can change ptree_order's or

@@ -1112,3 +1112,67 @@ Test(ptree, match_steps_follow_changes_brute_force) {
     free(steps);
     ptree_destroy(&pt);
 }
+
+/* Match stamps (ptree_match_stamp / ptree_stamp_valid): random calls are
+ * added, removed, re-prefixed and re-scheduled over a small alphabet (so
+ * edges split and merge all the time); after every change each probe whose
+ * stamp is still valid must match exactly as it did when stamped, and a probe
+ * whose stamp went stale is matched again. Checks that stamps do go stale
+ * and do stay valid, so the test cannot pass by never trusting one. */
+Test(ptree, match_stamps_stay_valid_only_while_the_answer_holds) {
+    ptree_t *pt = ptree_new(NULL, ROOT, 4);
+    cr_assert_not_null(pt);
+    rng_state = 777;
+    enum { NP = 24, LEN = 40, NCALL = 48 };
+    int32_t probe[NP][LEN];
+    int plen[NP];
+    ptree_match_info pm[NP];
+    ptree_stamp ps[NP];
+    for (int p = 0; p < NP; p++) {
+        plen[p] = 4 + (int)(rnd() % (LEN - 4));
+        for (int k = 0; k < plen[p]; k++) probe[p][k] = (int32_t)(rnd() % 3);
+        memset(&ps[p], 0, sizeof ps[p]);
+    }
+    bool live[NCALL] = {false};
+    long valid_hits = 0, stale = 0;
+    for (int step = 0; step < 4000; step++) {
+        int c = (int)(rnd() % NCALL), act = (int)(rnd() % 4);
+        int32_t pre[LEN];
+        int n = 1 + (int)(rnd() % (LEN - 1));
+        /* calls share a probe's leading tokens now and then, so matches run deep */
+        const int32_t *src = probe[rnd() % NP];
+        int keep = (int)(rnd() % (n + 1));
+        for (int k = 0; k < n; k++) pre[k] = k < keep && k < LEN ? src[k] : (int32_t)(rnd() % 3);
+        if (!live[c] || act == 0) {
+            if (live[c]) cr_assert_eq(ptree_remove_op(pt, 1, c, 0), 0);
+            cr_assert_eq(ptree_add_op(pt, 1, c, 0, pre, n, n, 4), 0);
+            live[c] = true;
+        } else if (act == 1) {
+            cr_assert_eq(ptree_remove_op(pt, 1, c, 0), 0);
+            live[c] = false;
+        } else if (act == 2) {
+            cr_assert_eq(ptree_set_prefix(pt, 1, c, 0, pre, n), 0);
+        } else {
+            cr_assert_eq(ptree_set_sched(pt, 1, c, 0, (int64_t)(rnd() % 50), (int64_t)(rnd() % 100), rnd() % 2), 0);
+        }
+        for (int p = 0; p < NP; p++) {
+            ptree_match_info now;
+            cr_assert_eq(ptree_match(pt, probe[p], plen[p], &now), 0);
+            if (ptree_stamp_valid(pt, &ps[p])) {
+                valid_hits++;
+                cr_assert_eq(now.matched, pm[p].matched, "step %d probe %d: a valid stamp, matched %d != %d", step, p,
+                             now.matched, pm[p].matched);
+                cr_assert_eq(now.sharers, pm[p].sharers, "step %d probe %d: a valid stamp, sharers %d != %d", step,
+                             p, now.sharers, pm[p].sharers);
+                cr_assert_eq(now.steps, pm[p].steps, "step %d probe %d: a valid stamp, steps differ", step, p);
+            } else {
+                stale++;
+                cr_assert_eq(ptree_match_stamp(pt, probe[p], plen[p], &pm[p], &ps[p]), 0);
+                cr_assert(ptree_stamp_valid(pt, &ps[p]), "a fresh stamp is valid");
+            }
+        }
+    }
+    cr_assert_gt(valid_hits, 1000, "stamps stayed valid %ld times", valid_hits);
+    cr_assert_gt(stale, 1000, "stamps went stale %ld times", stale);
+    ptree_destroy(&pt);
+}
