@@ -392,6 +392,21 @@ static bool refs_op(const wf_tmpl *t, int i) {
     return false;
 }
 
+/* Whether op i's output just extended t's static text: the first part of t
+ * that was unknown before i finished refers to i. Otherwise the text before
+ * the first unknown part is as it was, and so are its tokens. */
+static bool extends_static(const wf_tmpl *t, int i, val_ctx *vc) {
+    for (size_t k = 0; k < t->n; k++) {
+        const wf_part *p = &t->v[k];
+        if (p->kind == WF_PART_TEXT) continue;
+        if (p->kind == WF_PART_OP && p->ref == i) return true;
+        const char *s;
+        size_t len;
+        if (value_of(vc, p, &s, &len) != 1) return false;
+    }
+    return false;
+}
+
 void opt_op_done(opt_t *o, job_t *j, int i) {
     ptree_t *pt = tree_of(o, j->pol);
     if (!pt) return;
@@ -401,7 +416,9 @@ void opt_op_done(opt_t *o, job_t *j, int i) {
     for (size_t k = 0; k < wf->n_ops; k++) {
         const wf_op *op = wf->ops[k];
         if (op->kind != WF_LLM || j->ops[k].state != HELIUM__OP_STATE__OP_WAITING) continue;
-        if (!refs_op(&op->llm.prompt, i) || !ptree_has_op(pt, j->num, (int32_t)k, 0)) continue;
+        if (!refs_op(&op->llm.prompt, i) || !extends_static(&op->llm.prompt, i, &vc) ||
+            !ptree_has_op(pt, j->num, (int32_t)k, 0))
+            continue;
         int32_t *ids = NULL;
         int n = 0;
         bool complete = false;
