@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# cluster_admission: the coordinator's job window (--max-active-jobs).
+#
+# A coordinator with --max-active-jobs 1 and no worker yet accepts three
+# jobs: the first starts (its first call waits in the ready queue for a
+# worker), the other two are parked: accepted and QUEUED, nothing of them
+# queued (/metrics: helium_jobs_parked 2, helium_jobs_max_active 1;
+# heliumctl: 3 queued, queue depth 1). A job canceled while parked ends
+# CANCELED and never runs. Then a worker joins: the jobs run one after
+# another, oldest first, all DONE, each llm output equal to
+# `helium-worker generate` of its rendered prompt (greedy), and nothing is
+# left parked.
+source "$(dirname "$0")/cluster_lib.bash"
+
+export HELIUM_COORD_ARGS="$HELIUM_COORD_ARGS --max-active-jobs 1"
+
+cat >"$TMP/wf.json" <<'EOF'
+{
+  "name": "admission",
+  "inputs": [{"name": "topic"}],
+  "ops": [
+    {"id": "a", "type": "llm", "max_tokens": 6, "prompt": "Notes on {{input.topic}}:"},
+    {"id": "b", "type": "llm", "max_tokens": 6, "prompt": "{{op.a}}\nIn short, {{input.topic}} is"}
+  ],
+  "output": "b"
+}
+EOF
+
+cluster_up 0 # the coordinator alone
+
+metric() { # metric NAME: its value on /metrics ("?" if absent)
+  curl -sf "http://127.0.0.1:$HELIUM_METRICS_PORT/metrics" | awk -v n="$1" '$1 == n {print $2; f=1} END {if (!f) print "?"}'
+}
+# wait_metric NAME VALUE: /metrics is republished about once a second
+wait_metric() {
+  local v
+  for _ in $(seq 1 50); do
+    v=$(metric "$1")
+    [ "$v" = "$2" ] && return 0
+    sleep 0.1
+  done
+  fail "$1 is $v (want $2)"
+}
+
+TOPICS=("apples" "pears" "plums" "figs")
+IDS=()
+for t in "${TOPICS[@]}"; do
+  IDS+=("$(ctl submit "$TMP/wf.json" --input "topic=$t")") || fail "submit $t failed"
+done
+
+wait_metric helium_jobs_parked 3 # one job started of four
+wait_metric helium_jobs_max_active 1
+ctl --json status >"$TMP/status.json" || fail "status failed"
+[ "$(jfield "$TMP/status.json" jobs_queued)" = 4 ] || fail "status: $(cat "$TMP/status.json")"
+[ "$(jfield "$TMP/status.json" queue_depth)" = 1 ] || fail "only the started job's first call may be queued: $(cat "$TMP/status.json")"
+
+ctl cancel "${IDS[2]}" >/dev/null || fail "cancel of a parked job failed"
+wait_metric helium_jobs_parked 2
+note "4 jobs accepted, 1 started, 3 parked; one canceled while parked"
+
+start_worker w1
+for k in 0 1 3; do
+  wait_job "${IDS[$k]}" "$TMP/job-$k.json" 120 || fail "job ${IDS[$k]} did not finish DONE: $(cat "$TMP/job-$k.json")"
+done
+ctl --json result "${IDS[2]}" >"$TMP/job-2.json" || true
+[ "$(jfield "$TMP/job-2.json" state)" = CANCELED ] || fail "the canceled parked job: $(cat "$TMP/job-2.json")"
+wait_metric helium_jobs_parked 0
+
+pyrun "$TMP" "${TOPICS[@]}" <<'PYEOF'
+import sys
+tmp, topics = sys.argv[1], sys.argv[2:]
+for k in (0, 1, 3):
+    job = load_json(f"{tmp}/job-{k}.json")
+    ops = ops_by_id(job)
+    a = generate(f"Notes on {topics[k]}:", 6)["text"]
+    check(ops["a"]["output"] == a, f"job {k} op a: {ops['a']['output']!r} != {a!r}")
+    b = generate(f"{a}\nIn short, {topics[k]} is", 6)["text"]
+    check(ops["b"]["output"] == b, f"job {k} op b: {ops['b']['output']!r} != {b!r}")
+    check(ops["a"]["attempts"] == 1, f"job {k} op a ran {ops['a']['attempts']} times")
+j2 = load_json(f"{tmp}/job-2.json")
+check(all(o.get("attempts", 0) == 0 for o in j2["ops"]), "the canceled parked job ran something")
+PYEOF
+note "ok: parked jobs ran after the worker joined, oldest first; outputs match helium-worker generate"
