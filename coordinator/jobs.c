@@ -227,10 +227,9 @@ static void fin_push(jobs_t *js, job_t *j) {
     js->fin_len++;
 }
 
-/* Ends an active job in state st: stops its tasks, settles op states, runs
- * the job_end hook and files the job among the finished. */
 static void unpark(jobs_t *js);
 
+/* Takes a parked job out of the FIFO (it was canceled). O(parked jobs). */
 static void park_remove(jobs_t *js, job_t *j) {
     job_t **pp = &js->park_head, *prev = NULL;
     while (*pp && *pp != j) {
@@ -245,6 +244,9 @@ static void park_remove(jobs_t *js, job_t *j) {
     js->counts.parked--;
 }
 
+/* Ends an active job in state st: stops its tasks, settles op states, runs
+ * the job_end hook, files the job among the finished and starts parked jobs
+ * there is room for now. */
 static void job_finish(job_t *j, Helium__JobState st) {
     if (!active(j)) return;
     jobs_t *js = j->owner;
