@@ -1,6 +1,6 @@
-/* opt_impl: PRIVATE to the optimizer (opt.c: planning, pins, KV admission,
- * order; opt_warm.c: pre-warming; opt_dedup.c: result-cache call identity and
- * the dedup table). Nothing else includes it; the interface is opt.h.
+/* opt_impl: PRIVATE to the optimizer (opt.c: planning, pins, the sweep,
+ * order; opt_ws.c: KV admission's working sets; opt_warm.c: pre-warming;
+ * opt_dedup.c: result-cache call identity and the dedup table). Nothing else includes it; the interface is opt.h.
  *
  * Holds struct opt and its parts. Ownership as opt.c says: pin groups, dedup
  * entries, prefix trees, the result cache and the min-prompt sets belong to
@@ -169,6 +169,12 @@ static inline uint32_t steps_u32(int64_t steps) {
 
 /* the counters of policy pol */
 opt_counters *opt_st_of(opt_t *o, int pol);
+/* Adds x to s; returns 1 if it was new (or the set is full), 0 if present (opt.c). */
+int opt_set_add(u64set *s, uint64_t x);
+/* Brings g's counted blocks in its worker's pins' sets (wkr_t.ws_pins) and
+ * its place in opt.warming to what its state says (all out when gone).
+ * O(blocks that changed). (opt_ws.c) */
+void opt_pin_ws_sync(opt_t *o, opt_pin *g, bool gone);
 /* pin g changed (its live blocks, steps or warm task): its worker's counted
  * pins' sets follow; shrink: it may have got smaller */
 void opt_pin_moved(opt_t *o, opt_pin *g, bool shrink);
