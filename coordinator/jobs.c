@@ -1,16 +1,13 @@
-/* jobs: see jobs.h.
- *
- * Execution is driven by pump(): one pass walks the top-level scope in
- * topological order, starting every WAITING op whose deps are DONE and
- * descending into RUNNING loops; because the order is topological, a chain of
- * ops that finish at once (joins) completes within one pass. Passes repeat
- * until nothing changes, so an event costs O(ops + deps) per pass.
+/* jobs: see jobs.h. The table of jobs, admission (parked jobs), the ready
+ * FIFO, task events and ending jobs; the workflow interpreter that advances a
+ * job (jobs_pump) is jobs_flow.c; struct jobs and what both share are
+ * jobs_impl.h.
  *
  * Invariants: a live task is referenced from exactly one place in its job
  * (job_op.task, or job_op.tasks[item] of its map) and, while queued, from the
  * ready FIFO; job->live_tasks counts them. A finished job has no live tasks.
  */
-#include "jobs.h"
+#include "jobs_impl.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,27 +18,9 @@
 #include "herr.h"
 #include "render.h"
 
-struct jobs {
-    jobs_config cfg;
-    jobs_hooks hooks;
-    job_t **by_num;         /* (cap_num) by_num[N-1] = job N, NULL once evicted */
-    size_t cap_num;
-    uint64_t last_num;      /* last job number handed out */
-    size_t n_live;          /* non-NULL entries of by_num */
-    uint64_t *fin;          /* (cfg.keep_finished) ring of finished job numbers, oldest at fin_head */
-    size_t fin_head, fin_len;
-    job_task *qhead, *qtail;
-    size_t qlen;
-    jobs_counts counts;
-    size_t max_active;      /* jobs_set_max_active (0: no limit) */
-    size_t n_started;       /* active jobs started (not parked) */
-    job_t *park_head, *park_tail; /* parked jobs, oldest first */
-    bool unparking;         /* inside unpark (a job ending there does not recurse) */
-};
-
 /* ------------------------------------------------------------------ helpers */
 
-static char *dup_n(const char *s, size_t n) {
+char *jobs_dup_n(const char *s, size_t n) {
     char *p = malloc(n + 1);
     if (!p) return NULL;
     if (n) memcpy(p, s, n);
@@ -49,7 +28,7 @@ static char *dup_n(const char *s, size_t n) {
     return p;
 }
 
-static bool active(const job_t *j) {
+bool jobs_active(const job_t *j) {
     return j->state == HELIUM__JOB_STATE__JOB_QUEUED || j->state == HELIUM__JOB_STATE__JOB_RUNNING;
 }
 
@@ -58,7 +37,7 @@ bool jobs_is_final(Helium__JobState s) {
            s == HELIUM__JOB_STATE__JOB_CANCELED;
 }
 
-static Helium__ErrorCode code_of(int he) {
+Helium__ErrorCode jobs_code_of(int he) {
     switch (he) {
     case HE_ELIMIT: return HELIUM__ERROR_CODE__ERROR_LIMIT;
     case HE_ENOMEM: return HELIUM__ERROR_CODE__ERROR_INTERNAL;
@@ -69,13 +48,13 @@ static Helium__ErrorCode code_of(int he) {
 }
 
 /* Innermost enclosing op of kind k of op i, or -1. */
-static int enclosing(const wf_t *wf, int i, wf_kind k) {
+int jobs_enclosing(const wf_t *wf, int i, wf_kind k) {
     for (int a = wf->ops[i]->parent; a >= 0; a = wf->ops[a]->parent)
         if (wf->ops[a]->kind == k) return a;
     return -1;
 }
 
-static bool is_descendant(const wf_t *wf, int i, int anc) {
+bool jobs_is_descendant(const wf_t *wf, int i, int anc) {
     for (int a = wf->ops[i]->parent; a >= 0; a = wf->ops[a]->parent)
         if (a == anc) return true;
     return false;
@@ -92,7 +71,7 @@ static void q_remove(jobs_t *js, job_task *t) {
     js->qlen--;
 }
 
-static void q_push(jobs_t *js, job_task *t, bool front) {
+void jobs_q_push(jobs_t *js, job_task *t, bool front) {
     t->queued = true;
     t->ready_us = clock_wall_us();
     if (front) {
@@ -123,7 +102,7 @@ static void chunk_drop_oldest(job_t *j) {
 }
 
 /* Appends a partial-output chunk (text truncated to the per-job byte bound). */
-static void emit(job_t *j, int op, uint32_t item, const char *text, size_t len, bool done) {
+void jobs_emit(job_t *j, int op, uint32_t item, const char *text, size_t len, bool done) {
     if (len > JOBS_MAX_CHUNK_BYTES) len = JOBS_MAX_CHUNK_BYTES;
     while (j->n_chunks && (j->n_chunks >= JOBS_MAX_CHUNKS || j->chunk_bytes + len > JOBS_MAX_CHUNK_BYTES))
         chunk_drop_oldest(j);
@@ -134,7 +113,7 @@ static void emit(job_t *j, int op, uint32_t item, const char *text, size_t len, 
         j->chunks = v;
         j->cap_chunks = c;
     }
-    char *s = dup_n(text ? text : "", text ? len : 0);
+    char *s = jobs_dup_n(text ? text : "", text ? len : 0);
     if (!s) return;
     j->chunks[j->n_chunks++] = (job_chunk){.seq = ++j->chunk_seq, .op = op, .item = item, .text = s,
                                            .len = text ? len : 0, .done = done};
@@ -144,7 +123,7 @@ static void emit(job_t *j, int op, uint32_t item, const char *text, size_t len, 
 
 /* ------------------------------------------------------------------- tasks */
 
-static void task_free(job_task *t) {
+void jobs_task_free(job_task *t) {
     if (!t) return;
     free(t->text);
     free(t->url);
@@ -172,7 +151,7 @@ static void task_kill(job_t *j, job_task *t) {
     if (t->queued) q_remove(js, t);
     if ((started || t->opt) && js->hooks.task_abort) js->hooks.task_abort(js->hooks.ctx, t);
     task_detach(j, t);
-    task_free(t);
+    jobs_task_free(t);
 }
 
 /* The op record that accounts for t: its map for items, else its own. */
@@ -180,7 +159,7 @@ static job_op *owner_rec(job_t *j, const job_task *t) { return &j->ops[t->map >=
 
 /* ------------------------------------------------------------------ ending */
 
-static void free_op_state(job_op *o) {
+void jobs_free_op_state(job_op *o) {
     free(o->out);
     rnd_free_items(o->items, o->n_items);
     rnd_free_items(o->item_out, o->n_items);
@@ -192,7 +171,7 @@ static void free_op_state(job_op *o) {
 
 static void job_free(job_t *j) {
     if (!j) return;
-    for (size_t i = 0; j->ops && i < j->wf->n_ops; i++) free_op_state(&j->ops[i]);
+    for (size_t i = 0; j->ops && i < j->wf->n_ops; i++) jobs_free_op_state(&j->ops[i]);
     free(j->ops);
     for (size_t i = 0; j->input_vals && i < j->wf->n_inputs; i++) free(j->input_vals[i]);
     free(j->input_vals);
@@ -247,8 +226,8 @@ static void park_remove(jobs_t *js, job_t *j) {
 /* Ends an active job in state st: stops its tasks, settles op states, runs
  * the job_end hook, files the job among the finished and starts parked jobs
  * there is room for now. */
-static void job_finish(job_t *j, Helium__JobState st) {
-    if (!active(j)) return;
+void jobs_finish(job_t *j, Helium__JobState st) {
+    if (!jobs_active(j)) return;
     jobs_t *js = j->owner;
     if (j->state == HELIUM__JOB_STATE__JOB_QUEUED) js->counts.queued--; else js->counts.running--;
     if (j->parked) park_remove(js, j);
@@ -279,8 +258,8 @@ static void job_finish(job_t *j, Helium__JobState st) {
 }
 
 /* Fails op i (and the map/loop ops enclosing it) and the job. */
-static void job_fail(job_t *j, int i, Helium__ErrorCode code, const char *msg) {
-    if (!active(j)) return;
+void jobs_fail_op(job_t *j, int i, Helium__ErrorCode code, const char *msg) {
+    if (!jobs_active(j)) return;
     uint64_t now = clock_wall_us();
     for (int a = i; a >= 0; a = j->wf->ops[a]->parent) {
         job_op *o = &j->ops[a];
@@ -295,359 +274,7 @@ static void job_fail(job_t *j, int i, Helium__ErrorCode code, const char *msg) {
     j->err_msg = strdup(msg ? msg : "");
     free(j->err_op);
     j->err_op = strdup(j->wf->ops[i]->id);
-    job_finish(j, HELIUM__JOB_STATE__JOB_FAILED);
-}
-
-/* --------------------------------------------------------------- rendering */
-
-typedef struct {
-    job_t *j;
-    int op;                 /* the consuming op */
-    const char *item;       /* {{item}} value, or NULL */
-    const char *sep;        /* separator for list (map) values */
-} render_ctx;
-
-static int render_value(void *u, const wf_part *p, sbuf *out) {
-    render_ctx *c = u;
-    job_t *j = c->j;
-    switch (p->kind) {
-    case WF_PART_INPUT:
-        if (p->ref < 0 || (size_t)p->ref >= j->wf->n_inputs) return he_set(HE_EREF, "bad input reference");
-        return sb_adds(out, j->input_vals[p->ref]);
-    case WF_PART_OP: {
-        if (p->ref < 0 || (size_t)p->ref >= j->wf->n_ops) return he_set(HE_EREF, "bad op reference");
-        const job_op *o = &j->ops[p->ref];
-        if (j->wf->ops[p->ref]->kind == WF_MAP && o->item_out && o->state == HELIUM__OP_STATE__OP_DONE)
-            return rnd_join(o->item_out, o->n_items, c->sep, strlen(c->sep), out);
-        return sb_add(out, o->out ? o->out : "", o->out ? o->out_len : 0);
-    }
-    case WF_PART_ITEM: return sb_adds(out, c->item ? c->item : "");
-    case WF_PART_PREV: {
-        int l = enclosing(j->wf, c->op, WF_LOOP);
-        return sb_adds(out, l >= 0 && j->ops[l].prev ? j->ops[l].prev : "");
-    }
-    default: return he_set(HE_EINVAL, "bad template part");
-    }
-}
-
-/* Renders template t of op i (item: map item value or NULL) into a new string. */
-static int render(job_t *j, int i, const wf_tmpl *t, const char *item, char **out, size_t *len) {
-    const wf_op *op = j->wf->ops[i];
-    render_ctx c = {.j = j, .op = i, .item = item,
-                    .sep = op->kind == WF_JOIN && op->join.separator ? op->join.separator : "\n"};
-    sbuf b;
-    sb_init(&b, JOBS_MAX_TEXT);
-    int rc = rnd_template(t, render_value, &c, &b);
-    if (rc) {
-        sb_free(&b);
-        return rc;
-    }
-    *out = sb_take(&b, len);
-    return *out ? 0 : he_set(HE_ENOMEM, "out of memory");
-}
-
-/* ----------------------------------------------------------------- op flow */
-
-static uint32_t cur_round(const job_t *j, int i) {
-    int l = enclosing(j->wf, i, WF_LOOP);
-    return l >= 0 ? j->ops[l].round : 0;
-}
-
-/* Marks op i DONE with output text (ownership taken). */
-static void op_done(job_t *j, int i, char *text, size_t len) {
-    job_op *o = &j->ops[i];
-    free(o->out);
-    o->out = text;
-    o->out_len = len;
-    o->state = HELIUM__OP_STATE__OP_DONE;
-    o->finished_us = clock_wall_us();
-    jobs_t *js = j->owner;
-    if (js->hooks.op_done) js->hooks.op_done(js->hooks.ctx, j, i);
-}
-
-/* Creates a task for op i (map item `item` of map m, or m = -1) and queues it. */
-static int make_task(job_t *j, int i, int m, uint32_t item, const char *item_val, job_task **out) {
-    const wf_op *op = j->wf->ops[i];
-    job_task *t = calloc(1, sizeof *t);
-    if (!t) return he_set(HE_ENOMEM, "out of memory");
-    t->job = j;
-    t->op = i;
-    t->map = m;
-    t->item = item;
-    t->round = cur_round(j, i);
-    t->worker = -1;
-    int rc;
-    if (op->kind == WF_LLM) {
-        t->kind = JT_LLM;
-        t->seed = op->llm.sampling.seed + item;
-        if (op->llm.n_messages) { /* the chat through the model's template */
-            render_ctx c = {.j = j, .op = i, .item = item_val, .sep = "\n"};
-            rc = rnd_chat(j->owner->cfg.chat, op, render_value, &c, JOBS_MAX_TEXT, &t->text, &t->text_len);
-        } else {
-            rc = render(j, i, &op->llm.prompt, item_val, &t->text, &t->text_len);
-        }
-    } else {
-        t->kind = JT_TOOL;
-        size_t ul;
-        rc = render(j, i, &op->tool.url, item_val, &t->url, &ul);
-        if (!rc) rc = render(j, i, &op->tool.body, item_val, &t->text, &t->text_len);
-    }
-    if (rc) {
-        task_free(t);
-        return rc;
-    }
-    j->live_tasks++;
-    q_push(j->owner, t, false);
-    *out = t;
-    if (j->owner->hooks.task_new) j->owner->hooks.task_new(j->owner->hooks.ctx, t);
-    return 0;
-}
-
-static void map_finish(job_t *j, int m) {
-    job_op *o = &j->ops[m];
-    sbuf b;
-    sb_init(&b, JOBS_MAX_TEXT);
-    int rc = rnd_join(o->item_out, o->n_items, "\n", 1, &b);
-    if (rc) {
-        sb_free(&b);
-        job_fail(j, m, code_of(rc), he_msg());
-        return;
-    }
-    size_t len;
-    char *s = sb_take(&b, &len);
-    if (!s) {
-        job_fail(j, m, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
-        return;
-    }
-    int body = j->wf->ops[m]->map.body;
-    if (body >= 0) {
-        j->ops[body].state = HELIUM__OP_STATE__OP_DONE;
-        j->ops[body].finished_us = clock_wall_us();
-    }
-    op_done(j, m, s, len);
-}
-
-/* The list a map iterates: a copy of a map's item outputs, or a split text. */
-static int map_list(job_t *j, int m, char ***items, uint32_t *n) {
-    const wf_op *op = j->wf->ops[m];
-    const wf_part *over = &op->map.over;
-    if (over->kind == WF_PART_OP && over->ref >= 0 && j->wf->ops[over->ref]->kind == WF_MAP &&
-        j->ops[over->ref].item_out) {
-        const job_op *src = &j->ops[over->ref];
-        if (src->n_items > op->map.max_width)
-            return he_set(HE_ELIMIT, "the list has %u items, more than max_width %u", src->n_items,
-                          op->map.max_width);
-        *n = 0;
-        *items = calloc(src->n_items ? src->n_items : 1, sizeof **items);
-        if (!*items) return he_set(HE_ENOMEM, "out of memory");
-        for (uint32_t k = 0; k < src->n_items; k++) {
-            if (!((*items)[k] = strdup(src->item_out[k] ? src->item_out[k] : ""))) {
-                rnd_free_items(*items, k);
-                return he_set(HE_ENOMEM, "out of memory");
-            }
-        }
-        *n = src->n_items;
-        return 0;
-    }
-    const char *text = "";
-    size_t len = 0;
-    if (over->kind == WF_PART_INPUT && over->ref >= 0 && (size_t)over->ref < j->wf->n_inputs) {
-        text = j->input_vals[over->ref];
-        len = strlen(text);
-    } else if (over->kind == WF_PART_OP && over->ref >= 0 && (size_t)over->ref < j->wf->n_ops) {
-        text = j->ops[over->ref].out ? j->ops[over->ref].out : "";
-        len = j->ops[over->ref].out_len;
-    } else {
-        return he_set(HE_EREF, "map has no list to iterate");
-    }
-    return rnd_split(text, len, op->map.split, op->map.max_width, items, n);
-}
-
-static void start_map(job_t *j, int m) {
-    job_op *o = &j->ops[m];
-    const wf_op *op = j->wf->ops[m];
-    int rc = map_list(j, m, &o->items, &o->n_items);
-    if (rc) {
-        job_fail(j, m, code_of(rc), he_msg());
-        return;
-    }
-    o->item_out = calloc(o->n_items ? o->n_items : 1, sizeof *o->item_out);
-    o->tasks = calloc(o->n_items ? o->n_items : 1, sizeof *o->tasks);
-    if (!o->item_out || !o->tasks) {
-        job_fail(j, m, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
-        return;
-    }
-    o->state = HELIUM__OP_STATE__OP_RUNNING;
-    o->ready_us = clock_wall_us();
-    int body = op->map.body;
-    if (body < 0) {
-        job_fail(j, m, HELIUM__ERROR_CODE__ERROR_INVALID, "map has no body op");
-        return;
-    }
-    j->ops[body].state = HELIUM__OP_STATE__OP_RUNNING;
-    const wf_op *bop = j->wf->ops[body];
-    for (uint32_t k = 0; k < o->n_items; k++) {
-        if (bop->kind == WF_JOIN) {
-            size_t len;
-            char *s;
-            if ((rc = render(j, body, &bop->join.parts, o->items[k], &s, &len))) {
-                job_fail(j, body, code_of(rc), he_msg());
-                return;
-            }
-            o->item_out[k] = s;
-            o->items_done++;
-            emit(j, m, k, s, len, true);
-        } else if ((rc = make_task(j, body, m, k, o->items[k], &o->tasks[k]))) {
-            job_fail(j, body, code_of(rc), he_msg());
-            return;
-        }
-    }
-    if (o->items_done == o->n_items) map_finish(j, m);
-}
-
-/* Resets every op inside loop l for a new round. */
-static void loop_reset_body(job_t *j, int l) {
-    for (size_t i = (size_t)l + 1; i < j->wf->n_ops; i++)
-        if (is_descendant(j->wf, (int)i, l)) {
-            free_op_state(&j->ops[i]);
-            j->ops[i].state = HELIUM__OP_STATE__OP_WAITING;
-        }
-}
-
-static void start_op(job_t *j, int i) {
-    const wf_op *op = j->wf->ops[i];
-    job_op *o = &j->ops[i];
-    o->ready_us = clock_wall_us();
-    int rc = 0;
-    switch (op->kind) {
-    case WF_LLM:
-    case WF_TOOL:
-        o->state = HELIUM__OP_STATE__OP_READY;
-        rc = make_task(j, i, -1, 0, NULL, &o->task);
-        break;
-    case WF_JOIN: {
-        char *s;
-        size_t len;
-        if (!(rc = render(j, i, &op->join.parts, NULL, &s, &len))) {
-            op_done(j, i, s, len);
-            emit(j, i, 0, s, len, true);
-        }
-        break;
-    }
-    case WF_MAP: start_map(j, i); return;
-    case WF_LOOP:
-        o->state = HELIUM__OP_STATE__OP_RUNNING;
-        o->round = 1;
-        if (!(o->prev = strdup(""))) rc = he_set(HE_ENOMEM, "out of memory");
-        loop_reset_body(j, i);
-        break;
-    default: rc = he_set(HE_EINVAL, "unknown operator kind"); break;
-    }
-    if (rc) job_fail(j, i, code_of(rc), he_msg());
-}
-
-static bool deps_done(const job_t *j, int i) {
-    const wf_op *op = j->wf->ops[i];
-    for (size_t k = 0; k < op->n_deps; k++)
-        if (j->ops[op->deps[k]].state != HELIUM__OP_STATE__OP_DONE) return false;
-    return true;
-}
-
-static bool is_pruned(const job_t *j, int i) { return j->pruned && j->pruned[i]; }
-
-/* Every op of the scope is settled: DONE, or pruned (never runs). */
-static bool scope_done(const job_t *j, const int *order, size_t n) {
-    for (size_t k = 0; k < n; k++) {
-        int i = order[k];
-        if (j->ops[i].state != HELIUM__OP_STATE__OP_DONE &&
-            !(is_pruned(j, i) && j->ops[i].state == HELIUM__OP_STATE__OP_SKIPPED))
-            return false;
-    }
-    return true;
-}
-
-/* Op i copies the output of op alias[i] (an identical computation) once it
- * is done. Returns true if op i is aliased (done now or waiting). */
-static bool try_alias(job_t *j, int i, bool *changed) {
-    int a = j->alias ? j->alias[i] : -1;
-    if (a < 0) return false;
-    const job_op *src = &j->ops[a];
-    if (src->state != HELIUM__OP_STATE__OP_DONE) return true;
-    char *s = dup_n(src->out ? src->out : "", src->out ? src->out_len : 0);
-    if (!s) {
-        job_fail(j, i, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
-        return true;
-    }
-    size_t len = src->out ? src->out_len : 0;
-    j->ops[i].ready_us = j->ops[i].started_us = clock_wall_us();
-    op_done(j, i, s, len);
-    emit(j, i, 0, s, len, true);
-    *changed = true;
-    return true;
-}
-
-/* A round of loop l finished: ends the loop or starts the next round. */
-static void loop_round_end(job_t *j, int l) {
-    const wf_op *op = j->wf->ops[l];
-    job_op *o = &j->ops[l];
-    const job_op *src = &j->ops[op->loop.output];
-    size_t len = src->out_len;
-    char *s = dup_n(src->out ? src->out : "", src->out ? len : 0);
-    if (!s) {
-        job_fail(j, l, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
-        return;
-    }
-    bool stop = o->round >= op->loop.max_rounds ||
-                (op->loop.until_contains && *op->loop.until_contains && strstr(s, op->loop.until_contains));
-    if (stop) {
-        op_done(j, l, s, len);
-        emit(j, l, 0, s, len, true);
-        return;
-    }
-    free(o->prev);
-    o->prev = s;
-    o->round++;
-    loop_reset_body(j, l);
-}
-
-/* One pass over a scope (-1 = top level). Sets *changed if anything started. */
-static void scope_pass(job_t *j, int scope, bool *changed) {
-    const int *order = scope < 0 ? j->wf->order : j->wf->ops[scope]->order;
-    size_t n = scope < 0 ? j->wf->n_order : j->wf->ops[scope]->n_order;
-    for (size_t k = 0; k < n && active(j); k++) {
-        int i = order[k];
-        if (j->ops[i].state == HELIUM__OP_STATE__OP_WAITING && is_pruned(j, i)) {
-            j->ops[i].state = HELIUM__OP_STATE__OP_SKIPPED;
-            continue;
-        }
-        if (j->ops[i].state == HELIUM__OP_STATE__OP_WAITING && try_alias(j, i, changed)) {
-            if (!active(j)) return;
-            continue;
-        }
-        if (j->ops[i].state == HELIUM__OP_STATE__OP_WAITING && deps_done(j, i)) {
-            start_op(j, i);
-            *changed = true;
-        }
-        if (!active(j)) return;
-        const wf_op *op = j->wf->ops[i];
-        if (op->kind == WF_LOOP && j->ops[i].state == HELIUM__OP_STATE__OP_RUNNING) {
-            scope_pass(j, i, changed);
-            if (active(j) && scope_done(j, op->order, op->n_order)) {
-                loop_round_end(j, i);
-                *changed = true;
-            }
-        }
-    }
-}
-
-/* Advances job j as far as it goes now; ends it when every top-level op is done. */
-static void pump(job_t *j) {
-    bool changed = true;
-    while (changed && active(j)) {
-        changed = false;
-        scope_pass(j, -1, &changed);
-    }
-    if (active(j) && scope_done(j, j->wf->order, j->wf->n_order)) job_finish(j, HELIUM__JOB_STATE__JOB_DONE);
+    jobs_finish(j, HELIUM__JOB_STATE__JOB_FAILED);
 }
 
 /* ---------------------------------------------------------- admission */
@@ -657,7 +284,7 @@ static bool has_room(const jobs_t *js) { return !js->max_active || js->n_started
 static void start_job(jobs_t *js, job_t *j) {
     j->started = true;
     js->n_started++;
-    pump(j);
+    jobs_pump(j);
 }
 
 /* Starts parked jobs, oldest first, while there is room. A job that ends
@@ -715,12 +342,12 @@ void jobs_destroy(jobs_t **self_p) {
             job_op *o = &j->ops[i];
             if (o->task) {
                 q_remove(js, o->task);
-                task_free(o->task);
+                jobs_task_free(o->task);
             }
             for (uint32_t k = 0; o->tasks && k < o->n_items; k++)
                 if (o->tasks[k]) {
                     q_remove(js, o->tasks[k]);
-                    task_free(o->tasks[k]);
+                    jobs_task_free(o->tasks[k]);
                 }
         }
         job_free(j);
@@ -875,11 +502,11 @@ int jobs_submit_planned(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, 
 
 void jobs_cancel(jobs_t *js, job_t *j, const char *why) {
     (void)js;
-    if (!j || !active(j)) return;
+    if (!j || !jobs_active(j)) return;
     j->err = HELIUM__ERROR_CODE__ERROR_CANCELED;
     free(j->err_msg);
     j->err_msg = strdup(why ? why : "canceled");
-    job_finish(j, HELIUM__JOB_STATE__JOB_CANCELED);
+    jobs_finish(j, HELIUM__JOB_STATE__JOB_CANCELED);
 }
 
 void jobs_each_newest(jobs_t *js, size_t limit, bool active_only, void (*fn)(void *u, job_t *j), void *u) {
@@ -888,7 +515,7 @@ void jobs_each_newest(jobs_t *js, size_t limit, bool active_only, void (*fn)(voi
         job_t *j = js->by_num[n - 1];
         if (!j) continue;
         seen++;
-        if (active_only && !active(j)) continue;
+        if (active_only && !jobs_active(j)) continue;
         fn(u, j);
         given++;
     }
@@ -929,7 +556,7 @@ void jobs_task_requeue(jobs_t *js, job_task *t) {
     t->reserve_pages = 0;
     t->wait.kind = 0;
     if (t->map < 0) t->job->ops[t->op].state = HELIUM__OP_STATE__OP_READY;
-    q_push(js, t, true);
+    jobs_q_push(js, t, true);
 }
 
 void jobs_task_progress(jobs_t *js, job_task *t, const char *text, size_t len) {
@@ -938,7 +565,7 @@ void jobs_task_progress(jobs_t *js, job_task *t, const char *text, size_t len) {
     job_op *o = owner_rec(j, t);
     if (!o->first_token_us) o->first_token_us = clock_wall_us();
     t->streamed += len;
-    emit(j, t->map >= 0 ? t->map : t->op, t->item, text, len, false);
+    jobs_emit(j, t->map >= 0 ? t->map : t->op, t->item, text, len, false);
 }
 
 void jobs_task_done(jobs_t *js, job_task *t, const job_result *r) {
@@ -955,13 +582,13 @@ void jobs_task_done(jobs_t *js, job_task *t, const job_result *r) {
     if (r->worker) snprintf(o->worker, sizeof o->worker, "%s", r->worker);
     size_t len = r->text ? r->len : 0;
     if (len > JOBS_MAX_TEXT) len = JOBS_MAX_TEXT;
-    char *s = dup_n(r->text ? r->text : "", len);
+    char *s = jobs_dup_n(r->text ? r->text : "", len);
     int op = t->op, m = t->map;
     uint32_t item = t->item;
     size_t streamed = t->streamed;
-    task_free(t);
+    jobs_task_free(t);
     if (!s) {
-        job_fail(j, m >= 0 ? m : op, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+        jobs_fail_op(j, m >= 0 ? m : op, HELIUM__ERROR_CODE__ERROR_INTERNAL, "out of memory");
         return;
     }
     /* the final chunk carries what streaming did not deliver */
@@ -970,13 +597,13 @@ void jobs_task_done(jobs_t *js, job_task *t, const job_result *r) {
         job_op *mo = &j->ops[m];
         mo->item_out[item] = s;
         mo->items_done++;
-        emit(j, m, item, s + (len - rest), rest, true);
-        if (mo->items_done == mo->n_items) map_finish(j, m);
+        jobs_emit(j, m, item, s + (len - rest), rest, true);
+        if (mo->items_done == mo->n_items) jobs_map_finish(j, m);
     } else {
-        emit(j, op, 0, s + (len - rest), rest, true);
-        op_done(j, op, s, len);
+        jobs_emit(j, op, 0, s + (len - rest), rest, true);
+        jobs_op_done(j, op, s, len);
     }
-    pump(j);
+    jobs_pump(j);
 }
 
 void jobs_task_fail(jobs_t *js, job_task *t, Helium__ErrorCode code, const char *msg) {
@@ -985,8 +612,8 @@ void jobs_task_fail(jobs_t *js, job_task *t, Helium__ErrorCode code, const char 
     q_remove(js, t);
     task_detach(j, t);
     int op = t->op;
-    task_free(t);
-    job_fail(j, op, code, msg);
+    jobs_task_free(t);
+    jobs_fail_op(j, op, code, msg);
 }
 
 job_t *jobs_by_num(jobs_t *js, uint64_t num) {
@@ -1010,7 +637,7 @@ int jobs_skip_to(jobs_t *js, uint64_t num) {
 
 job_task *jobs_task_of(jobs_t *js, uint64_t num, int op, uint32_t item) {
     job_t *j = jobs_by_num(js, num);
-    if (!j || !active(j) || op < 0 || (size_t)op >= j->wf->n_ops) return NULL;
+    if (!j || !jobs_active(j) || op < 0 || (size_t)op >= j->wf->n_ops) return NULL;
     int p = j->wf->ops[op]->parent;
     if (p >= 0 && j->wf->ops[p]->kind == WF_MAP) {
         const job_op *m = &j->ops[p];
@@ -1021,7 +648,7 @@ job_task *jobs_task_of(jobs_t *js, uint64_t num, int op, uint32_t item) {
 
 job_task *jobs_find_task(jobs_t *js, const char *job_id, const char *op_id, uint32_t item) {
     job_t *j = jobs_get(js, job_id);
-    if (!j || !active(j) || !op_id) return NULL;
+    if (!j || !jobs_active(j) || !op_id) return NULL;
     int i = wf_find(j->wf, op_id);
     if (i < 0) return NULL;
     int p = j->wf->ops[i]->parent;
