@@ -214,6 +214,38 @@ void coord_admit(coord_t *c) {
         if (n < COORD_ACTIVE_MIN) n = COORD_ACTIVE_MIN;
     }
     jobs_set_max_active(c->jobs, (size_t)n);
+    jobs_unpark(c->jobs); /* the feed rule's room comes with calls ending */
+}
+
+/* The feed rule (jobs hooks.may_start), for policies that order jobs
+ * (sched_feeds_jobs). Jobs submitted together (each within
+ * COORD_BATCH_GAP_US of the job started before it) start as the window
+ * allows: a batch is run for throughput. A job that arrives on its own
+ * starts only while the calls ready or running number fewer than
+ * helium_feed per live worker: under live traffic the jobs of a burst then
+ * start one after another as the earlier ones leave room, instead of all at
+ * once sharing every step (which makes the burst's first job wait for its
+ * last). */
+static bool hook_may_start(void *ctx, const job_t *j) {
+    coord_t *c = ctx;
+    if (!sched_feeds_jobs((sched_policy)j->pol) || c->cfg.helium_feed == 0) return true;
+    uint64_t prev = c->feed_prev_us;
+    bool batch = c->feed_any && j->submitted_us >= prev && j->submitted_us - prev <= COORD_BATCH_GAP_US;
+    if (!batch) {
+        long per = c->cfg.helium_feed < 0 ? COORD_FEED_PER_WORKER : c->cfg.helium_feed;
+        size_t busy = jobs_ready_count(c->jobs);
+        int alive = 0;
+        for (int i = 0; i < wkrs_cap(c->wkrs); i++) {
+            const wkr_t *w = wkrs_by_slot(c->wkrs, i);
+            if (!w || !w->alive) continue;
+            alive++;
+            busy += w->n_inflight;
+        }
+        if (busy >= (size_t)per * (size_t)(alive > 0 ? alive : 1)) return false;
+    }
+    c->feed_any = true; /* j starts now (jobs.c has_room) */
+    c->feed_prev_us = j->submitted_us;
+    return true;
 }
 
 static bool helium_fit(void *ctx, const wkr_t *w, const uint64_t *hashes, int32_t nb, int32_t pages) {
@@ -342,11 +374,12 @@ coord_t *coord_core_new(const coord_config *cfg, const wsend_i *send) {
     gguf_destroy(&g);
     if (!c->tok) goto fail;
 
-    jobs_config jc = {.keep_finished = c->cfg.keep_jobs, .chat = c->chat};
+    jobs_config jc = {.keep_finished = c->cfg.keep_jobs, .chat = c->chat, .submit_clock = c->cfg.submit_clock,
+                      .submit_clock_ctx = c->cfg.submit_clock_ctx};
     jobs_hooks hk = {.ctx = c, .task_abort = hook_task_abort, .job_end = hook_job_end,
                      .job_progress = hook_job_progress, .task_new = hook_task_new, .op_done = hook_op_done,
                      .job_new = hook_job_new, .task_end = hook_task_end, .job_start = hook_job_start,
-                     .park_free = hook_park_free};
+                     .park_free = hook_park_free, .may_start = hook_may_start};
     static const char *const default_hosts[] = {"127.0.0.1", "localhost"};
     const char *const *hosts = c->cfg.n_allow_hosts ? c->cfg.allow_hosts : default_hosts;
     size_t n_hosts = c->cfg.n_allow_hosts ? c->cfg.n_allow_hosts : 2;

@@ -18,6 +18,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct coord coord_t;
 
@@ -38,6 +39,11 @@ typedef struct {
     long max_active_jobs;        /* jobs started at once; the rest wait, accepted, oldest first
                                     (< 0: default, COORD_ACTIVE_PER_WORKER per live worker, at least
                                     COORD_ACTIVE_MIN; 0: no limit) */
+    uint64_t (*submit_clock)(void *ctx); /* jobs' submit times (a simulator's clock); NULL: wall clock */
+    void *submit_clock_ctx;
+    long helium_feed;            /* helium policy: a job that arrives on its own (not with a batch) starts
+                                    only while fewer than this many calls a live worker are ready or
+                                    running (< 0: default, COORD_FEED_PER_WORKER; 0: off); coord.c */
     int stream;                  /* ask workers to stream partial text for every job */
     /* routing knobs (route.h); a negative value / 0 keeps the default */
     long imbalance_abs;          /* tokens (default 4096) */
@@ -63,6 +69,8 @@ typedef struct {
 
 #define COORD_ACTIVE_PER_WORKER 8
 #define COORD_ACTIVE_MIN 16
+#define COORD_FEED_PER_WORKER 4
+#define COORD_BATCH_GAP_US 250000u /* jobs submitted this close together are one batch (the feed rule) */
 
 /* Loads the tokenizer, binds both endpoints and starts the metrics server.
  * NULL with he_msg() set on failure. */

@@ -279,7 +279,10 @@ void jobs_fail_op(job_t *j, int i, Helium__ErrorCode code, const char *msg) {
 
 /* ---------------------------------------------------------- admission */
 
-static bool has_room(const jobs_t *js) { return !js->max_active || js->n_started < js->max_active; }
+static bool has_room(const jobs_t *js, const job_t *j) {
+    if (js->max_active && js->n_started >= js->max_active) return false;
+    return !js->hooks.may_start || js->hooks.may_start(js->hooks.ctx, j);
+}
 
 static void start_job(jobs_t *js, job_t *j) {
     j->started = true;
@@ -292,7 +295,7 @@ static void start_job(jobs_t *js, job_t *j) {
 static void unpark(jobs_t *js) {
     if (js->unparking) return;
     js->unparking = true;
-    while (js->park_head && has_room(js)) {
+    while (js->park_head && has_room(js, js->park_head)) {
         job_t *j = js->park_head;
         js->park_head = j->park_next;
         if (!js->park_head) js->park_tail = NULL;
@@ -316,6 +319,10 @@ void jobs_set_max_active(jobs_t *js, size_t n) {
 
 size_t jobs_max_active(const jobs_t *js) { return js->max_active; }
 
+void jobs_unpark(jobs_t *js) {
+    if (js && js->park_head) unpark(js);
+}
+
 /* --------------------------------------------------------------- the table */
 
 jobs_t *jobs_new(const jobs_config *cfg, const jobs_hooks *hooks) {
@@ -323,6 +330,10 @@ jobs_t *jobs_new(const jobs_config *cfg, const jobs_hooks *hooks) {
     if (!js) return NULL;
     js->cfg.keep_finished = cfg && cfg->keep_finished ? cfg->keep_finished : 1000;
     js->cfg.chat = cfg ? cfg->chat : NULL;
+    if (cfg) {
+        js->cfg.submit_clock = cfg->submit_clock;
+        js->cfg.submit_clock_ctx = cfg->submit_clock_ctx;
+    }
     if (hooks) js->hooks = *hooks;
     js->fin = calloc(js->cfg.keep_finished, sizeof *js->fin);
     if (!js->fin) {
@@ -483,12 +494,12 @@ int jobs_submit_planned(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, 
     js->n_live++;
     j->stream = stream;
     j->state = HELIUM__JOB_STATE__JOB_QUEUED;
-    j->submitted_us = clock_wall_us();
+    j->submitted_us = js->cfg.submit_clock ? js->cfg.submit_clock(js->cfg.submit_clock_ctx) : clock_wall_us();
     js->counts.submitted++;
     js->counts.queued++;
     *out = j;
     if (js->hooks.job_new) js->hooks.job_new(js->hooks.ctx, j);
-    if (has_room(js) && !js->park_head) {
+    if (!js->park_head && has_room(js, j)) {
         start_job(js, j);
     } else { /* accepted; runs when a started job ends (jobs_set_max_active) */
         j->parked = true;

@@ -205,6 +205,10 @@ typedef struct {
     void (*job_start)(void *ctx, job_t *j);
     /* j ends or is freed with j->park set (canceled while parked, or jobs_destroy). May be NULL. */
     void (*park_free)(void *ctx, job_t *j);
+    /* Whether j, next in line, may start now that the window has room: the
+     * caller's second admission rule (the coordinator's feed rule). NULL:
+     * always. A job it holds back waits parked (jobs_unpark tries again). */
+    bool (*may_start)(void *ctx, const job_t *j);
 } jobs_hooks;
 
 /* A plan for one job: what the optimizer decided before it starts. Every
@@ -221,6 +225,8 @@ typedef struct {
 typedef struct {
     size_t keep_finished;   /* finished jobs kept (default 1000; at least 1) */
     const chat_t *chat;     /* renders llm ops given as messages (render.h rnd_chat); may be NULL */
+    uint64_t (*submit_clock)(void *ctx); /* a job's submitted_us (a simulator's time); NULL: the wall clock */
+    void *submit_clock_ctx;
 } jobs_config;
 
 typedef struct {
@@ -262,6 +268,9 @@ int jobs_submit_planned(jobs_t *js, wf_t **wf_p, const wf_kv *inputs, size_t n, 
  * parked jobs at once; lowering it stops nothing. */
 void jobs_set_max_active(jobs_t *js, size_t n);
 size_t jobs_max_active(const jobs_t *js);
+/* Starts parked jobs, oldest first, while the window has room and
+ * hooks.may_start agrees (call it when what may_start reads has changed). */
+void jobs_unpark(jobs_t *js);
 
 /* The job with this id, or NULL (unknown, malformed or evicted). */
 job_t *jobs_get(jobs_t *js, const char *job_id);

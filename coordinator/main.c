@@ -78,6 +78,9 @@ static void usage(FILE *f) {
             "                          first (default 512; 0 = off)\n"
             "  --max-active-jobs N     jobs started at once; later ones wait, accepted, oldest first\n"
             "                          (default: 8 per live worker, at least 16; 0 = no limit)\n"
+            "  --helium-feed N         helium policy: a job that arrives on its own (not with a batch) starts\n"
+            "                          only while fewer than N calls a live worker are ready or running\n"
+            "                          (default 4; 0 = off)\n"
             "  --helium-kv-admit 0|1   helium policy: dispatch to a worker only what its KV holds alongside\n"
             "                          its in-flight calls and pinned prefixes (default 1)\n"
             "  --helium-hold-idle 0|1  helium policy: a worker about to go idle waits to pull a prefix\n"
@@ -98,6 +101,7 @@ static const args_env_opt ENV_OPTS[] = {
     {"heartbeat-ms", true}, {"worker-timeout-ms", true}, {"policy", true}, {"allow-host", true},
     {"keep-jobs", true}, {"stream", false}, {"log-level", true}, {"imbalance-abs", true},
     {"imbalance-rel", true}, {"helium-load-weight", true}, {"helium-starve", true}, {"helium-kv-admit", true}, {"max-active-jobs", true},
+    {"helium-feed", true},
     {"helium-hold-idle", true}, {"helium-split", true}, {"baseline-pulls", true}, {"journal", true},
     {"fsync", true}, {"journal-compact-mb", true}, {"chat-template", true},
     {"key", true}, {"authorized-keys", true}, {"insecure", false},
@@ -225,6 +229,10 @@ static int opt_policy(const char *a, const char *v, int *i, coord_config *cfg) {
         NEED_VALUE();
         if (!args_long(v, 0, 1000000, &n)) BAD_VALUE();
         cfg->max_active_jobs = n;
+    } else if (!strcmp(a, "--helium-feed")) {
+        NEED_VALUE();
+        if (!args_long(v, 0, 1000000, &n)) BAD_VALUE();
+        cfg->helium_feed = n;
     } else if (!strcmp(a, "--helium-kv-admit")) {
         NEED_VALUE();
         if (!args_long(v, 0, 1, &n)) BAD_VALUE();
@@ -318,7 +326,7 @@ static int run(int argc, char **argv) {
     coord_config cfg = {.metrics_port = 7702, .heartbeat_ms = 500, .worker_timeout_ms = 3000, .policy = "helium",
                         .helium_load_weight = -1, .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,
                         .baseline_pulls = -1,
-                        .helium_kv_admit = -1, .max_active_jobs = -1, .journal_fsync = JNL_FSYNC_BATCH};
+                        .helium_kv_admit = -1, .max_active_jobs = -1, .helium_feed = -1, .journal_fsync = JNL_FSYNC_BATCH};
     const char *allow[MAX_ALLOW];
     size_t n_allow = 0;
     int prc = parse_args(argc, argv, &cfg, allow, &n_allow);

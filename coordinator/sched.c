@@ -74,6 +74,7 @@ const char *sched_policy_name(sched_policy p) {
 
 bool sched_cache_aware(sched_policy p) { return p == SCHED_ROUTER || p == SCHED_KVFLOW || p == SCHED_HELIUM; }
 bool sched_shares_cache(sched_policy p) { return p != SCHED_ISOLATED; }
+bool sched_feeds_jobs(sched_policy p) { return p == SCHED_HELIUM; }
 
 sched_t *sched_new(dir_t *dir, wkrs_t *workers) {
     sched_t *s = calloc(1, sizeof *s);

@@ -191,6 +191,11 @@ int sched_hashes(const sched_t *s, const int32_t *ids, int32_t n, uint64_t **out
 /* True if tasks of policy p share the workers' KV caches: false for
  * "isolated" (its dispatches carry no_cache and publish no pending blocks). */
 bool sched_shares_cache(sched_policy p);
+/* True if policy p starts a job that arrives on its own only while the
+ * workers have room (coord.c's feed rule, coord_config.helium_feed): helium.
+ * The others start every job the window allows, as a server starts every
+ * request it is sent. */
+bool sched_feeds_jobs(sched_policy p);
 
 void sched_get_counters(const sched_t *s, sched_counters *out);
 

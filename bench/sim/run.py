@@ -178,6 +178,7 @@ def service_for(names, scale="small", seed=1, batch=None, n_seeds=1):
 
 
 MAX_ACTIVE = None  # --max-active-jobs (None: the coordinator's default)
+HELIUM_FEED = None  # --helium-feed (None: the coordinator's default)
 
 
 def run_sim(exe, model, scen, workers, policy, geom, cost, workdir, extra=None):
@@ -198,6 +199,8 @@ def run_sim(exe, model, scen, workers, policy, geom, cost, workdir, extra=None):
         cmd += ["--cost", cost]
     if MAX_ACTIVE is not None:
         cmd += ["--max-active-jobs", str(MAX_ACTIVE)]
+    if HELIUM_FEED is not None:
+        cmd += ["--helium-feed", str(HELIUM_FEED)]
     cmd += extra or []
     if os.environ.get("SIM_WRAP"):  # e.g. SIM_WRAP="perf record -g -o /tmp/sim.perf" to profile the coordinator
         cmd = shlex.split(os.environ["SIM_WRAP"]) + cmd
@@ -238,6 +241,9 @@ def common(ap):
                     help="the coordinator's CPU time in the loop, simulated seconds per CPU second (0: instant)")
     ap.add_argument("--max-active-jobs", type=int, default=None,
                     help="jobs the coordinator starts at once (default: its own, 8 per worker; 0: no limit)")
+    ap.add_argument("--helium-feed", type=int, default=None,
+                    help="helium: past the window, start a job only while fewer than N calls a worker are "
+                    "ready or running (default: the coordinator's, 4; 0: off)")
     ap.add_argument("--preset", default="small", choices=["tiny", "small", "medium"],
                     help="generated model (its tokenizer renders the prompts)")
     ap.add_argument("--geometry", default="", help="BLOCK_SIZE,KV_BLOCKS,CTX,BATCH_TOKENS instead of probing a "
@@ -245,8 +251,9 @@ def common(ap):
 
 
 def setup(a):
-    global MAX_ACTIVE
+    global MAX_ACTIVE, HELIUM_FEED
     MAX_ACTIVE = a.max_active_jobs
+    HELIUM_FEED = a.helium_feed
     a.build = os.path.abspath(a.build)
     a.workdir = a.workdir or tempfile.mkdtemp(prefix="helium-sim-")
     a.model = ensure_model(a.build, a.preset)

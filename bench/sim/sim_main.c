@@ -20,6 +20,7 @@
  * simulated submit to the simulated time of the turn in which the job ended.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,9 @@ static bool q_pop(msgq *q, msg *out) {
 /* ------------------------------------------------ services to the workers */
 
 double sim_now(const sim_world *w) { return w->now; }
+
+/* jobs' submit times in simulated microseconds (coord_config.submit_clock) */
+static uint64_t sim_clock_us(void *ctx) { return (uint64_t)llround(((sim_world *)ctx)->now * 1e6); }
 void sim_deliver(sim_world *w, int i, const uint8_t *buf, size_t len) { q_push(&w->outbox, i, buf, len); }
 double sim_step_share(sim_world *w, int delta, double dur) {
     w->n_stepping += delta;
@@ -673,7 +677,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: helium-sim --model FILE --scenario JOBS.json [--workers N] [--policy P] [--cost COST.json]\n"
                "       [--kv-blocks N] [--block-size N] [--max-seqs N] [--batch-tokens N] [--ctx N]\n"
                "       [--n-layers N] [--kv-dim N] [--baseline-pulls 0|1] [--heartbeat-ms N]\n"
-               "       [--cores N [--bg-load X]] [--coord-time X] [--max-active-jobs N]\n"
+               "       [--cores N [--bg-load X]] [--coord-time X] [--max-active-jobs N] [--helium-feed N]\n"
                "       [--out RESULT.json] [--outputs DIGESTS.txt] [--quiet]\n");
 }
 
@@ -696,6 +700,7 @@ int main(int argc, char **argv) {
     const char *policy = "helium";
     int n_workers = 2, baseline_pulls = 0, hb_ms = 500, cores = 0;
     long max_active = -1; /* the coordinator's default (coord.h) */
+    long helium_feed = -1;  /* the coordinator's default (coord.h) */
     double bg_load = 0, coord_time = 0;
     bool quiet = false;
     sim_geom g = {.block_size = 16, .kv_blocks = 2048, .max_seqs = 64, .batch_tokens = 512, .n_ctx = 2048,
@@ -736,6 +741,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--bg-load")) ok = args_double(v, 0, 1e6, &bg_load);
         else if (!strcmp(a, "--coord-time")) ok = args_double(v, 0, 1e6, &coord_time);
         else if (!strcmp(a, "--max-active-jobs")) ok = args_long(v, 0, 1000000, &max_active);
+        else if (!strcmp(a, "--helium-feed")) ok = args_long(v, 0, 1000000, &helium_feed);
         else {
             fprintf(stderr, "helium-sim: unknown option %s\n", a);
             usage(stderr);
@@ -775,6 +781,7 @@ int main(int argc, char **argv) {
                         .worker_timeout_ms = 1 << 30, .policy = policy, .helium_load_weight = -1,
                         .helium_starve_tokens = -1, .helium_hold_idle = -1, .helium_split = -1,
                         .baseline_pulls = baseline_pulls, .helium_kv_admit = -1, .max_active_jobs = max_active,
+                        .helium_feed = helium_feed, .submit_clock = sim_clock_us, .submit_clock_ctx = w,
                         .allow_hosts = hosts,
                         .n_allow_hosts = 2};
     wsend_i ws = {.ctx = w, .dispatch = ws_dispatch, .cancel = ws_cancel, .pin_steps = ws_pin_steps,

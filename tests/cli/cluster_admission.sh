@@ -28,20 +28,6 @@ EOF
 
 cluster_up 0 # the coordinator alone
 
-metric() { # metric NAME: its value on /metrics ("?" if absent)
-  curl -sf "http://127.0.0.1:$HELIUM_METRICS_PORT/metrics" | awk -v n="$1" '$1 == n {print $2; f=1} END {if (!f) print "?"}'
-}
-# wait_metric NAME VALUE: /metrics is republished about once a second
-wait_metric() {
-  local v
-  for _ in $(seq 1 50); do
-    v=$(metric "$1")
-    [ "$v" = "$2" ] && return 0
-    sleep 0.1
-  done
-  fail "$1 is $v (want $2)"
-}
-
 TOPICS=("apples" "pears" "plums" "figs")
 IDS=()
 for t in "${TOPICS[@]}"; do

@@ -44,10 +44,28 @@ static void on_park_free(void *ctx, job_t *j) {
     j->park = NULL;
 }
 
+/* may_start: refuses while gate is false; counts its calls; the submit clock is fake_now */
+static bool gate = true;
+static int n_asked;
+static uint64_t fake_now;
+static bool on_may_start(void *ctx, const job_t *j) {
+    (void)ctx;
+    (void)j;
+    n_asked++;
+    return gate;
+}
+static uint64_t fake_clock(void *ctx) {
+    (void)ctx;
+    return fake_now;
+}
+
 static void setup_keep(size_t keep) {
-    jobs_config c = {.keep_finished = keep};
+    jobs_config c = {.keep_finished = keep, .submit_clock = fake_clock};
     jobs_hooks h = {.task_abort = on_abort, .job_end = on_end, .job_progress = on_progress,
-                    .job_start = on_start, .park_free = on_park_free};
+                    .job_start = on_start, .park_free = on_park_free, .may_start = on_may_start};
+    gate = true;
+    n_asked = 0;
+    fake_now = 1000;
     js = jobs_new(&c, &h);
     cr_assert_not_null(js);
     n_aborted = n_ended = n_progress = n_started = n_park_freed = 0;
@@ -375,4 +393,39 @@ Test(jobs, jobs_past_the_limit_wait_parked_oldest_first) {
     jobs_get_counts(js, &k);
     cr_assert_eq(k.parked, 0);
     cr_assert_eq(n_park_freed, 1, "c's plan was freed when c ended");
+}
+
+/* The caller's second admission rule (hooks.may_start, the coordinator's
+ * feed rule): a job it refuses is accepted and parked even with room in the
+ * window; jobs behind it wait in line (FIFO); jobs_unpark asks again and
+ * starts them oldest first once it agrees. Jobs carry the submit clock's
+ * time. */
+Test(jobs, may_start_holds_jobs_back_until_unparked) {
+    wf_kv in[] = {{"q", "one"}};
+    fake_now = 5000;
+    job_t *a = submit(CHAIN, in, 1);
+    cr_assert_not(a->parked);
+    cr_assert_eq(a->submitted_us, 5000, "the submit clock gives submitted_us");
+    gate = false;
+    in[0].value = "two";
+    job_t *b = submit(CHAIN, in, 1);
+    cr_assert(b->parked, "refused by may_start: parked although the window has room");
+    gate = true;
+    in[0].value = "three";
+    job_t *c = submit(CHAIN, in, 1);
+    cr_assert(c->parked, "behind a parked job: parked (oldest first)");
+    cr_assert_eq(jobs_ready_count(js), 1, "only a's first call is queued");
+    gate = false;
+    int asked = n_asked;
+    jobs_unpark(js);
+    cr_assert_gt(n_asked, asked, "jobs_unpark asks again");
+    cr_assert(b->parked && c->parked);
+    gate = true;
+    jobs_unpark(js);
+    cr_assert_not(b->parked);
+    cr_assert_not(c->parked);
+    cr_assert_eq(n_started, 2);
+    cr_assert_eq(jobs_ready_count(js), 3, "each started job queued its first call");
+    job_t *first = take("a", 0)->job;
+    cr_assert_eq(first, a, "the ready FIFO keeps the start order: a, b, c");
 }
