@@ -6,8 +6,8 @@ uses its cluster, submit and comparison helpers unchanged.
 
 Arrival patterns (--arrival may be given several times; each is run):
   poisson:R1,R2,...   Poisson arrivals at R jobs per minute (exponential gaps,
-                      seeded: the same times for every policy); the first job
-                      at t = 0
+                      seeded: the same times for every policy; one sample of
+                      the seed, scaled to each rate); the first job at t = 0
   poisson:auto        the rates are fractions (--auto-fractions) of the
                       throughput helium reaches on the same jobs submitted as
                       one batch (measured first, in the same run)
@@ -75,11 +75,15 @@ def parse_spec(spec):
 
 
 def poisson_offsets(rate_per_min, n, seed):
-    rng = random.Random(f"arrival-{seed}-{rate_per_min}")
+    """Submit times (s) of n Poisson arrivals at rate_per_min. Every rate
+    scales one unit-rate sample of the seed (common random numbers): a burst
+    at one rate is the same burst, closer together, at the next, so a curve's
+    points differ by load alone, not by which sample each rate drew."""
+    rng = random.Random(f"arrival-{seed}")
     t, out = 0.0, []
     for _ in range(n):
-        out.append(t)
-        t += rng.expovariate(rate_per_min / 60.0)
+        out.append(t * 60.0 / rate_per_min)
+        t += rng.expovariate(1.0)
     return out
 
 

@@ -242,8 +242,8 @@ def common(ap):
     ap.add_argument("--max-active-jobs", type=int, default=None,
                     help="jobs the coordinator starts at once (default: its own, 8 per worker; 0: no limit)")
     ap.add_argument("--helium-feed", type=int, default=None,
-                    help="helium: past the window, start a job only while fewer than N calls a worker are "
-                    "ready or running (default: the coordinator's, 4; 0: off)")
+                    help="helium: a job arriving on its own (not with a batch) starts only while fewer than N "
+                    "calls a worker are ready or running (default: the coordinator's, 4; 0: off)")
     ap.add_argument("--preset", default="small", choices=["tiny", "small", "medium"],
                     help="generated model (its tokenizer renders the prompts)")
     ap.add_argument("--geometry", default="", help="BLOCK_SIZE,KV_BLOCKS,CTX,BATCH_TOKENS instead of probing a "
