@@ -104,6 +104,7 @@ struct job_task {
         int slot;           /* the worker it waits on, or -1 */
         int32_t pages;      /* KV pages it needs (a wait for room); blocks it waits for (a hold) */
         uint64_t gen, slot_gen, pass;
+        uint64_t cache_gen; /* a hold: the worker's cache_gen when its run was last seen short */
     } wait;
 
     /* jobs-private */

@@ -395,6 +395,16 @@ static bool extends_static(const wf_tmpl *t, int i, val_ctx *vc) {
     return false;
 }
 
+/* Whether top-level op k has every dependency DONE: the job's pump, which
+ * runs right after opt_op_done, makes it a call and call_ready puts its
+ * whole prompt's ids in the tree. */
+static bool about_to_run(const job_t *j, const wf_op *op) {
+    if (op->parent >= 0) return false;
+    for (size_t d = 0; d < op->n_deps; d++)
+        if (j->ops[op->deps[d]].state != HELIUM__OP_STATE__OP_DONE) return false;
+    return true;
+}
+
 void opt_op_done(opt_t *o, job_t *j, int i) {
     ptree_t *pt = tree_of(o, j->pol);
     if (!pt) return;
@@ -404,7 +414,7 @@ void opt_op_done(opt_t *o, job_t *j, int i) {
     for (size_t k = 0; k < wf->n_ops; k++) {
         const wf_op *op = wf->ops[k];
         if (op->kind != WF_LLM || j->ops[k].state != HELIUM__OP_STATE__OP_WAITING) continue;
-        if (!refs_op(&op->llm.prompt, i) || !extends_static(&op->llm.prompt, i, &vc) ||
+        if (!refs_op(&op->llm.prompt, i) || about_to_run(j, op) || !extends_static(&op->llm.prompt, i, &vc) ||
             !ptree_has_op(pt, j->num, (int32_t)k, 0))
             continue;
         int32_t *ids = NULL;

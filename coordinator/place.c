@@ -89,6 +89,7 @@ static void remember(coord_t *c, job_task *t, const sched_choice *ch, sched_verd
         t->wait.slot = slot;
         t->wait.pages = ch->wait_run < t->n_hashes ? ch->wait_run : t->n_hashes;
         t->wait.slot_gen = w->inflight_removed;
+        t->wait.cache_gen = w->cache_gen;
         t->wait.gen = c->pl.workers_sig;
     } else if (v == SCHED_WAIT_KV && slot < 0 && t->hashes) {
         t->wait.kind = WAIT_KV;
@@ -123,8 +124,11 @@ static bool still_waits(coord_t *c, job_task *t) {
     if (t->wait.kind == WAIT_ROOM) return t->wait.gen == room_now(c);
     if (t->wait.kind == WAIT_KV) return kv_still_waits(c, t);
     const wkr_t *w = wkrs_by_slot(c->wkrs, t->wait.slot);
-    return t->wait.gen == c->pl.workers_sig && w && w->inflight_removed == t->wait.slot_gen &&
-           sched_real_run(c->sched, t->wait.slot, t->hashes, t->wait.pages) < t->wait.pages;
+    if (t->wait.gen != c->pl.workers_sig || !w || w->inflight_removed != t->wait.slot_gen) return false;
+    if (w->cache_gen == t->wait.cache_gen) return true; /* its cache did not move: the run is as short */
+    if (sched_real_run(c->sched, t->wait.slot, t->hashes, t->wait.pages) >= t->wait.pages) return false;
+    t->wait.cache_gen = w->cache_gen;
+    return true;
 }
 
 void place_fail_task(coord_t *c, job_task *t, Helium__ErrorCode code, const char *msg) {

@@ -99,6 +99,11 @@ struct ptree {
     /* traversal scratch */
     pt_node **pre;   /* (n_pre) nodes in pre-order */
     size_t n_pre, cap_pre;
+    bool pre_ok;     /* pre and the subtree aggregates are collect()'s answer at gen pre_gen */
+    uint64_t pre_gen;
+    int sp_n, sp_min; /* ptree_shared_prefixes' last answer (ents), for min_sharers sp_min at gen sp_gen */
+    uint64_t sp_gen;
+    bool sp_ok;
     pt_node **stack;
     size_t cap_stack;
     pt_work *work;
@@ -569,8 +574,12 @@ void ptree_stats(const ptree_t *pt, ptree_stats_t *out) {
 /* ------------------------------------------------------------ traversals */
 
 /* Fills pt->pre with every node in pre-order (children by first token) and
- * computes each node's subtree aggregates s_steps, s_cp, s_rcp. O(nodes + calls). */
+ * computes each node's subtree aggregates s_steps, s_cp, s_rcp. O(nodes +
+ * calls), or nothing when the tree has not changed since the last time
+ * (ptree_shared_prefixes and ptree_order both read it). */
 static int collect(ptree_t *pt) {
+    if (pt->pre_ok && pt->pre_gen == pt->gen) return 0;
+    pt->pre_ok = false;
     size_t nn = (size_t)pt->n_nodes;
     int rc;
     if ((rc = grow((void **)&pt->pre, &pt->cap_pre, nn, sizeof *pt->pre)) ||
@@ -602,6 +611,8 @@ static int collect(ptree_t *pt) {
         x->s_cp = cp;
         x->s_rcp = rcp;
     }
+    pt->pre_ok = true;
+    pt->pre_gen = pt->gen;
     return 0;
 }
 
@@ -609,6 +620,11 @@ int ptree_shared_prefixes(ptree_t *pt, int min_sharers, const ptree_prefix **out
     if (!pt || !out || min_sharers < 1)
         return he_set(HE_EINVAL, "ptree_shared_prefixes: bad arguments");
     *out = NULL;
+    if (pt->sp_ok && pt->sp_gen == pt->gen && pt->sp_min == min_sharers) { /* nothing changed */
+        *out = pt->sp_n > 0 ? pt->ents : NULL;
+        return pt->sp_n;
+    }
+    pt->sp_ok = false;
     int rc = collect(pt);
     if (rc) return rc;
     const int bs = pt->bs;
@@ -665,6 +681,10 @@ int ptree_shared_prefixes(ptree_t *pt, int min_sharers, const ptree_prefix **out
     }
     for (size_t i = 0; i < n_ents; i++) pt->ents[i].hashes = pt->harena + pt->ent_off[i];
     *out = pt->ents;
+    pt->sp_ok = true;
+    pt->sp_gen = pt->gen;
+    pt->sp_min = min_sharers;
+    pt->sp_n = (int)n_ents;
     return (int)n_ents;
 }
 

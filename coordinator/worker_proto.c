@@ -127,6 +127,7 @@ void wp_on_cache_events(coord_t *c, wkr_t *w, const Helium__CacheEvents *ce) {
         dir_drop_worker(c->dir, w->slot);
         for (size_t i = 0; i < ce->n_stored; i++) dir_add(c->dir, ce->stored[i], w->slot);
         w->cache_seq = ce->seq;
+        w->cache_gen++;
         w->seq_known = true;
         w->resync_pending = false;
         clog_msg(CLOG_DEBUG, "worker %s: cache snapshot of %zu blocks (seq %" PRIu64 ")", w->id, ce->n_stored, ce->seq);
@@ -143,6 +144,7 @@ void wp_on_cache_events(coord_t *c, wkr_t *w, const Helium__CacheEvents *ce) {
     for (size_t i = 0; i < ce->n_removed; i++) dir_remove(c->dir, ce->removed[i], w->slot);
     for (size_t i = 0; i < ce->n_stored; i++) dir_add(c->dir, ce->stored[i], w->slot);
     w->cache_seq = ce->seq;
+    w->cache_gen++;
     w->seq_known = true;
     if (ce->n_stored) {
         opt_cache_stored(c->opt, w);

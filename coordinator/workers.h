@@ -67,6 +67,7 @@ typedef struct wkr {
 
     /* cache events */
     uint64_t cache_seq;       /* last seq applied */
+    uint64_t cache_gen;       /* moves with every batch of cache events or snapshot applied (never repeats) */
     bool seq_known;           /* false until the first event after (re)registration */
     bool resync_pending;      /* CacheResync sent, waiting for the snapshot */
 

@@ -739,6 +739,12 @@ Test(ptree, thousands_of_calls_match_brute_force) {
     cr_assert_leq(st.nodes, 2 * live);
     cr_assert_eq(st.tree_tokens, brute_trie_tokens(c, N));
     check_entries(pt, c, N, 2);
+    check_entries(pt, c, N, 2); /* unchanged tree: the kept answer, still right */
+    /* a change of readiness alone moves the tree's generation: a fresh answer */
+    for (int i = 0; i < N; i++)
+        if (c[i].live && rnd() % 5 == 0)
+            cr_assert_eq(ptree_set_sched(pt, (uint64_t)(i % 7), i, (uint32_t)(i % 3), 0, 1, true), 0);
+    check_entries(pt, c, N, 2);
     /* every live call is matched in full */
     for (int i = 0; i < N; i++)
         if (c[i].live) {
@@ -1174,5 +1180,39 @@ Test(ptree, match_stamps_stay_valid_only_while_the_answer_holds) {
     }
     cr_assert_gt(valid_hits, 1000, "stamps stayed valid %ld times", valid_hits);
     cr_assert_gt(stale, 1000, "stamps went stale %ld times", stale);
+    ptree_destroy(&pt);
+}
+
+/* ptree_shared_prefixes keeps its answer while the tree's generation holds
+ * (opt_warm asks again on events that change nothing in the tree) and
+ * answers afresh after any change: here readiness, steps and a removal. */
+Test(ptree, shared_prefixes_answer_again_only_while_nothing_changed) {
+    ptree_t *pt = ptree_new(NULL, ROOT, BS);
+    int32_t t[3][3 * BS];
+    for (int i = 0; i < 3; i++) {
+        run(t[i], 100, 2 * BS); /* two shared blocks, then one of their own */
+        run(t[i] + 2 * BS, 1000 * (i + 1), BS);
+        cr_assert_eq(ptree_add_op(pt, 1, i, 0, t[i], 3 * BS, 3 * BS, 8), 0);
+    }
+    const ptree_prefix *sp, *again;
+    int n = ptree_shared_prefixes(pt, 2, &sp);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(sp[0].n_blocks, 2);
+    cr_assert_eq(sp[0].sharers, 3);
+    cr_assert_eq(sp[0].ready, 0);
+    cr_assert_eq(ptree_shared_prefixes(pt, 2, &again), 1);
+    cr_assert_eq(again, sp, "unchanged tree: the same answer");
+    cr_assert_eq(ptree_set_sched(pt, 1, 1, 0, 0, 5, true), 0);
+    cr_assert_eq(ptree_shared_prefixes(pt, 2, &sp), 1);
+    cr_assert_eq(sp[0].ready, 1, "readiness moved: answered afresh");
+    cr_assert_eq(sp[0].steps, 0);
+    cr_assert_eq(ptree_set_sched(pt, 1, 1, 0, 7, 5, false), 0);
+    cr_assert_eq(ptree_shared_prefixes(pt, 2, &sp), 1);
+    cr_assert_eq(sp[0].ready, 0);
+    cr_assert_eq(ptree_shared_prefixes(pt, 3, &sp), 1, "another min_sharers: answered afresh");
+    cr_assert_eq(ptree_remove_op(pt, 1, 2, 0), 0);
+    cr_assert_eq(ptree_shared_prefixes(pt, 3, &sp), 0, "two sharers left");
+    cr_assert_eq(ptree_shared_prefixes(pt, 2, &sp), 1);
+    cr_assert_eq(sp[0].sharers, 2);
     ptree_destroy(&pt);
 }
