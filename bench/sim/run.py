@@ -343,6 +343,8 @@ def main():
     p.add_argument("--arrivals", default="batch,poisson:auto")
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--append", action="store_true", help="keep the points of results/sim/scale.json already run")
+    p.add_argument("--reps", type=int, default=1, help="runs per point and policy with --coord-time (the "
+                   "median throughput's run is kept, the range recorded)")
     p.add_argument("--instant-max-jobs", type=int, default=1000,
                    help="also run helium with an instant coordinator at points of at most this many jobs")
     p = sub.add_parser("curve")
