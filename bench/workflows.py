@@ -994,7 +994,7 @@ def main():
                     "poisson:RATES (jobs/min, comma list), poisson:auto, or trace:FILE[@SPEEDS]; may repeat; writes "
                     "arrival.json/.md/PNGs to --out (default results/arrival); see bench/arrival.py")
     ap.add_argument("--arrival-jobs", type=int, default=24, help="jobs per point of a Poisson pattern")
-    ap.add_argument("--auto-fractions", default="0.2,0.35,0.5,0.65,0.8,1.0",
+    ap.add_argument("--auto-fractions", default="0.2,0.35,0.5,0.65,0.8,1.0,1.2",
                     help="poisson:auto rates as fractions of helium's batch throughput")
     ap.add_argument("--p99-bound", type=float, default=0, help="p99 latency bound, s (0: --p99-factor x the "
                     "lowest baseline p99, or p50 with --p99-base p50, at the lowest load)")

@@ -14,17 +14,7 @@ source "$(dirname "$0")/cluster_lib.bash"
 
 export HELIUM_COORD_ARGS="$HELIUM_COORD_ARGS --max-active-jobs 1"
 
-cat >"$TMP/wf.json" <<'EOF'
-{
-  "name": "admission",
-  "inputs": [{"name": "topic"}],
-  "ops": [
-    {"id": "a", "type": "llm", "max_tokens": 6, "prompt": "Notes on {{input.topic}}:"},
-    {"id": "b", "type": "llm", "max_tokens": 6, "prompt": "{{op.a}}\nIn short, {{input.topic}} is"}
-  ],
-  "output": "b"
-}
-EOF
+topic_wf "$TMP/wf.json"
 
 cluster_up 0 # the coordinator alone
 
@@ -56,13 +46,7 @@ pyrun "$TMP" "${TOPICS[@]}" <<'PYEOF'
 import sys
 tmp, topics = sys.argv[1], sys.argv[2:]
 for k in (0, 1, 3):
-    job = load_json(f"{tmp}/job-{k}.json")
-    ops = ops_by_id(job)
-    a = generate(f"Notes on {topics[k]}:", 6)["text"]
-    check(ops["a"]["output"] == a, f"job {k} op a: {ops['a']['output']!r} != {a!r}")
-    b = generate(f"{a}\nIn short, {topics[k]} is", 6)["text"]
-    check(ops["b"]["output"] == b, f"job {k} op b: {ops['b']['output']!r} != {b!r}")
-    check(ops["a"]["attempts"] == 1, f"job {k} op a ran {ops['a']['attempts']} times")
+    check_topic_job(f"{tmp}/job-{k}.json", topics[k], k)
 j2 = load_json(f"{tmp}/job-2.json")
 check(all(o.get("attempts", 0) == 0 for o in j2["ops"]), "the canceled parked job ran something")
 PYEOF

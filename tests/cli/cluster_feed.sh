@@ -14,17 +14,7 @@ source "$(dirname "$0")/cluster_lib.bash"
 
 export HELIUM_COORD_ARGS="$HELIUM_COORD_ARGS --policy helium --helium-feed 1"
 
-cat >"$TMP/wf.json" <<'EOF2'
-{
-  "name": "feed",
-  "inputs": [{"name": "topic"}],
-  "ops": [
-    {"id": "a", "type": "llm", "max_tokens": 6, "prompt": "Notes on {{input.topic}}:"},
-    {"id": "b", "type": "llm", "max_tokens": 6, "prompt": "{{op.a}}\nIn short, {{input.topic}} is"}
-  ],
-  "output": "b"
-}
-EOF2
+topic_wf "$TMP/wf.json"
 
 cluster_up 0 # the coordinator alone
 
@@ -61,11 +51,6 @@ pyrun "$TMP" "${TOPICS[@]}" <<'PYEOF'
 import sys
 tmp, topics = sys.argv[1], sys.argv[2:]
 for k in range(4):
-    job = load_json(f"{tmp}/job-{k}.json")
-    ops = ops_by_id(job)
-    a = generate(f"Notes on {topics[k]}:", 6)["text"]
-    check(ops["a"]["output"] == a, f"job {k} op a: {ops['a']['output']!r} != {a!r}")
-    b = generate(f"{a}\nIn short, {topics[k]} is", 6)["text"]
-    check(ops["b"]["output"] == b, f"job {k} op b: {ops['b']['output']!r} != {b!r}")
+    check_topic_job(f"{tmp}/job-{k}.json", topics[k], k)
 PYEOF
 note "ok: the parked job ran once the worker drained the batch; outputs match helium-worker generate"

@@ -157,6 +157,22 @@ wait_metric() {
   fail "$1 is $v (want $2)"
 }
 
+# topic_wf FILE: a two-call chain on input `topic` (check_topic_job checks
+# a job of it against helium-worker generate)
+topic_wf() {
+  cat >"$1" <<'EOF'
+{
+  "name": "topic",
+  "inputs": [{"name": "topic"}],
+  "ops": [
+    {"id": "a", "type": "llm", "max_tokens": 6, "prompt": "Notes on {{input.topic}}:"},
+    {"id": "b", "type": "llm", "max_tokens": 6, "prompt": "{{op.a}}\nIn short, {{input.topic}} is"}
+  ],
+  "output": "b"
+}
+EOF
+}
+
 # The Python helper the tests share: rendering the test workflows' templates
 # and computing reference outputs with `helium-worker generate`.
 PYLIB=$TMP/cluster_ref.py
@@ -209,4 +225,15 @@ def check(cond, msg):
     if not cond:
         print("CHECK FAILED: " + msg, file=sys.stderr)
         sys.exit(1)
+
+def check_topic_job(path, topic, k):
+    """A job of topic_wf (`heliumctl --json result` in path): each op's
+    output equals `helium-worker generate` of its rendered prompt, each op
+    ran once."""
+    ops = ops_by_id(load_json(path))
+    a = generate(f"Notes on {topic}:", 6)["text"]
+    check(ops["a"]["output"] == a, f"job {k} op a: {ops['a']['output']!r} != {a!r}")
+    b = generate(f"{a}\nIn short, {topic} is", 6)["text"]
+    check(ops["b"]["output"] == b, f"job {k} op b: {ops['b']['output']!r} != {b!r}")
+    check(ops["a"]["attempts"] == 1, f"job {k} op a ran {ops['a']['attempts']} times")
 PYEOF
