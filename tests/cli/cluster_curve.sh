@@ -70,15 +70,19 @@ grep -qF "refused a client key not authorized: $(cut -d' ' -f1 "$TMP/stranger.pu
 # no key at all: a NULL-mechanism client. The server sees the mismatch only
 # once the client's greeting reaches it; on a loaded machine a client that
 # gives up first leaves no event, so the client waits longer here, and up to
-# three clients are tried before the counter is judged.
-B=$(counter auth_refused_mechanism)
+# three clients are tried before the counter is judged. libzmq reports the
+# failed handshake as a mechanism mismatch or, depending on which side's
+# greeting is read first, as another protocol error (seen in about a third
+# of the runs here): either refusal counts.
+refused_null() { echo $(($(counter auth_refused_mechanism) + $(counter auth_refused_protocol))); }
+B=$(refused_null)
 for _ in 1 2 3; do
   env -u HELIUMCTL_KEY -u HELIUMCTL_SERVER_KEY -u HELIUMCTL_INSECURE "$HELIUM_BIN/heliumctl" \
     --coordinator "$HELIUM_COORDINATOR" --timeout-ms 4000 --insecure status >"$TMP/refused.out" 2>&1 &&
     fail "a NULL-mechanism client got an answer: $(cat "$TMP/refused.out")"
-  [ "$(counter auth_refused_mechanism)" -gt "$B" ] && break
+  [ "$(refused_null)" -gt "$B" ] && break
 done
-grew auth_refused_mechanism "$B"
+[ "$(refused_null)" -gt "$B" ] || fail "the NULL-mechanism client's refusal was not counted (mechanism + protocol stayed at $B)"
 
 # an authorized client holding the wrong server key
 B=$(counter auth_refused_crypto)
