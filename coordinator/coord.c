@@ -217,7 +217,7 @@ void coord_admit(coord_t *c) {
     jobs_unpark(c->jobs); /* the feed rule's room comes with calls ending */
 }
 
-/* The feed rule (jobs hooks.may_start), for policies that order jobs
+/* The feed rule (jobs hooks.may_start), for policies that feed jobs
  * (sched_feeds_jobs). Jobs submitted together (each within
  * COORD_BATCH_GAP_US of the job started before it) start as the window
  * allows: a batch is run for throughput. A job that arrives on its own

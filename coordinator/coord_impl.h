@@ -107,7 +107,7 @@ struct coord {
     size_t n_waiters;               /* clients waiting on a job now (all jobs) */
     int64_t next_liveness_ms, next_metrics_ms;
     uint64_t started_us;
-    bool feed_any;                  /* a job of a policy that orders jobs has started (the feed rule) */
+    bool feed_any;                  /* a job of a policy that feeds jobs has started (the feed rule) */
     uint64_t feed_prev_us;          /* ... the last one's submit time */
     coord_stats st;
 };

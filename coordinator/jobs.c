@@ -328,12 +328,8 @@ void jobs_unpark(jobs_t *js) {
 jobs_t *jobs_new(const jobs_config *cfg, const jobs_hooks *hooks) {
     jobs_t *js = calloc(1, sizeof *js);
     if (!js) return NULL;
-    js->cfg.keep_finished = cfg && cfg->keep_finished ? cfg->keep_finished : 1000;
-    js->cfg.chat = cfg ? cfg->chat : NULL;
-    if (cfg) {
-        js->cfg.submit_clock = cfg->submit_clock;
-        js->cfg.submit_clock_ctx = cfg->submit_clock_ctx;
-    }
+    if (cfg) js->cfg = *cfg;
+    if (!js->cfg.keep_finished) js->cfg.keep_finished = 1000;
     if (hooks) js->hooks = *hooks;
     js->fin = calloc(js->cfg.keep_finished, sizeof *js->fin);
     if (!js->fin) {

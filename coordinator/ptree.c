@@ -621,7 +621,7 @@ int ptree_shared_prefixes(ptree_t *pt, int min_sharers, const ptree_prefix **out
         return he_set(HE_EINVAL, "ptree_shared_prefixes: bad arguments");
     *out = NULL;
     if (pt->sp_ok && pt->sp_gen == pt->gen && pt->sp_min == min_sharers) { /* nothing changed */
-        *out = pt->sp_n > 0 ? pt->ents : NULL;
+        *out = pt->ents;
         return pt->sp_n;
     }
     pt->sp_ok = false;

@@ -185,6 +185,7 @@ double sim_now(const sim_world *w) { return w->now; }
 
 /* jobs' submit times in simulated microseconds (coord_config.submit_clock) */
 static uint64_t sim_clock_us(void *ctx) { return (uint64_t)llround(((sim_world *)ctx)->now * 1e6); }
+
 void sim_deliver(sim_world *w, int i, const uint8_t *buf, size_t len) { q_push(&w->outbox, i, buf, len); }
 double sim_step_share(sim_world *w, int delta, double dur) {
     w->n_stepping += delta;
