@@ -346,6 +346,11 @@ def run_policy(args, wl, wl_dir, policy, rng, service):
         rec["throughput_wpm"] = round(len(ok) / mk * 60.0, 2) if mk > 0 else None
     else:
         rec["makespan_s"] = rec["throughput_wpm"] = None
+    if sub and len(sub) == len(results):  # per job, in submit order of the batch: what a replay needs
+        rec["job_submit_s"] = [round((r["timing"]["submitted_us"] - min(sub)) / 1e6, 4) for r in results]
+        rec["job_latency_s"] = [round((r["timing"]["finished_us"] - r["timing"]["submitted_us"]) / 1e6, 4)
+                                if r.get("state") == "DONE" and r["timing"].get("finished_us") else None
+                                for r in results]
     rec["client_makespan_s"] = round(t1 - t0, 3)
     rec["latency_p50_s"] = round(percentile(lat, 50), 3) if lat else None
     rec["latency_p99_s"] = round(percentile(lat, 99), 3) if lat else None

@@ -1,6 +1,7 @@
 /* helium-worker bench: prefill and batched decode speed of the engine, in
  * the spirit of llama-bench (cmd_bench, the `bench` command of worker/main.c;
- * --decode-ctx sets the context the decode rows attend to). */
+ * --decode-ctx sets the context the decode rows attend to, --prefill-ctx the
+ * context already in the KV cache when the timed prefill starts). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +27,10 @@ int cmd_bench(int argc, char **argv) {
     static const struct option lo[] = {{"model", 1, 0, 'm'}, {"prompt-tokens", 1, 0, 'p'}, {"gen-tokens", 1, 0, 'g'},
                                        {"batch", 1, 0, 'b'}, {"threads", 1, 0, 't'}, {"reps", 1, 0, 'r'},
                                        {"backend", 1, 0, 'B'}, {"kv-dtype", 1, 0, 'D'}, {"kv-memory", 1, 0, 'M'},
-                                       {"decode-ctx", 1, 0, 'x'}, {0, 0, 0, 0}};
+                                       {"decode-ctx", 1, 0, 'x'}, {"prefill-ctx", 1, 0, 'P'}, {0, 0, 0, 0}};
     eng_config bo = {0}; /* backend options */
     const char *model = NULL, *batches = "1,8";
-    int np = 512, ng = 64, nt = 0, reps = 3, dctx = 32, c, opt_i = 0;
+    int np = 512, ng = 64, nt = 0, reps = 3, dctx = 32, pctx = 0, c, opt_i = 0;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", lo, &opt_i)) != -1) {
         bool ok = true;
@@ -41,6 +42,7 @@ int cmd_bench(int argc, char **argv) {
         case 't': ok = args_int(optarg, 0, 1024, &nt); break;
         case 'r': ok = args_int(optarg, 1, 1000, &reps); break;
         case 'x': ok = args_int(optarg, 1, 1 << 16, &dctx); break;
+        case 'P': ok = args_int(optarg, 0, 1 << 16, &pctx); break;
         case 'B':
         case 'D':
         case 'M': ok = beo_apply(&bo, lo[opt_i].name, optarg) == 0; break;
@@ -53,6 +55,10 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!model || np < 1 || ng < 1 || reps < 1) {
         fprintf(stderr, "helium-worker: bench needs --model (and positive sizes)\n");
+        return 2;
+    }
+    if (pctx && pctx < np) { /* the first step takes the context, the second the timed prompt */
+        fprintf(stderr, "helium-worker: bench --prefill-ctx must be at least --prompt-tokens\n");
         return 2;
     }
     if (beo_check(&bo)) {
@@ -68,8 +74,10 @@ int cmd_bench(int argc, char **argv) {
         return wcli_die(rc);
     }
     int32_t V = m->hp.n_vocab;
-    int32_t lmax = np > dctx ? np : dctx;
-    eng_config ec = {.n_threads = nt, .max_batch_tokens = lmax > 512 ? lmax : 512, .no_prefix_cache = true,
+    int32_t lmax = np + pctx > dctx ? np + pctx : dctx;
+    /* with --prefill-ctx the step budget is the context: one step prefills it, the next the prompt */
+    int32_t budget = pctx ? pctx : (lmax > 512 ? lmax : 512);
+    eng_config ec = {.n_threads = nt, .max_batch_tokens = budget, .no_prefix_cache = true,
                      .n_ctx = lmax + ng + 64 < 8192 ? lmax + ng + 64 : 8192, .backend = bo.backend,
                      .kv_type = bo.kv_type, .kv_mem_mb = bo.kv_mem_mb, .kv_mem_pct = bo.kv_mem_pct};
     eng_t *e = eng_new(m, NULL, &ec);
@@ -79,13 +87,15 @@ int cmd_bench(int argc, char **argv) {
         rc = he_set(HE_ENOMEM, "out of memory");
         goto out;
     }
-    /* prefill: one forward over np tokens, best of reps (after one warm-up) */
-    bench_ids(ids, np, V, 1);
+    /* prefill: one forward over np tokens (after pctx tokens prefilled in a
+     * step not timed), best of reps (after one warm-up) */
+    bench_ids(ids, pctx + np, V, 1);
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         eng_request rq = {.max_tokens = 1, .ignore_eos = true};
         uint64_t id;
-        if ((rc = eng_submit(e, ids, np, &rq, &id))) goto out;
+        if ((rc = eng_submit(e, ids, pctx + np, &rq, &id))) goto out;
+        if (pctx && (rc = eng_step(e)) < 0) goto out;
         eng_counters c0 = eng_get_counters(e);
         while ((rc = eng_step(e)) > 0) {}
         if (rc < 0) goto out;
@@ -95,8 +105,9 @@ int cmd_bench(int argc, char **argv) {
         double t = c1.forward_seconds - c0.forward_seconds;
         if (r > 0 && t < best) best = t;
     }
-    printf("{\"model\":\"%s\",\"test\":\"prefill\",\"tokens\":%d,\"batch\":1,\"seconds\":%.6f,\"tokens_per_second\":%.2f}\n",
-           m->name, np, best, np / best);
+    printf("{\"model\":\"%s\",\"test\":\"prefill\",\"tokens\":%d,\"ctx\":%d,\"batch\":1,\"seconds\":%.6f,"
+           "\"tokens_per_second\":%.2f}\n",
+           m->name, np, pctx, best, np / best);
     fflush(stdout);
     /* decode at each batch size: B sequences with distinct prompts of dctx
      * tokens (--decode-ctx: the context each decode row attends to), then

@@ -14,9 +14,12 @@ a prefill of P tokens is one step with T = P, A = P(P+1)/2, O = 1; a decode
 step of B sequences at context L has T = B, D = B(L+1), O = B (L = the
 --decode-ctx prompt plus half the generated tokens), at short contexts
 (batches 1-32) and long ones (--decode-ctxs: the contexts a workflow's
-calls decode at; decode attention costs more per pair than prefill's). Least
-squares on relative error (each row divided by its measured time). Pull points: the workers'
-pull_us / pull_bytes counters of a real bench/workflows run (each record:
+calls decode at; decode attention costs more per pair than prefill's), and
+prompts of P tokens after a cached context of C (--prefill-ctxs: a
+workflow call's prompt after its shared prefix) with T = P,
+A = P*C + P(P+1)/2. Non-negative least squares on relative error (each row
+divided by its measured time). Pull points: the workers' pull_us /
+pull_bytes counters of a real bench/workflows run (each record:
 pull_us = n_pulls * pull_fixed + bytes * pull_byte), least squares.
 
     python3 bench/sim/fit_cost.py [--build DIR] [--workflows-json FILE] [--out bench/sim/cost.json]
@@ -66,22 +69,27 @@ def nnls(rows, ys):
         active = [i for i in active if i not in neg]
 
 
-def engine_points(exe, model, prompts, batches, gen, reps, dctxs, dbatches):
+def engine_points(exe, model, prompts, batches, gen, reps, dctxs, dbatches, pctxs=(), pprompts=()):
     pts = []
-    runs = [(p, batches if p == prompts[0] else "1", 32) for p in prompts]
-    runs += [(32, dbatches, c) for c in dctxs]  # decode at long contexts (its prefill repeats a point)
-    for p, bl, dctx in runs:
+    runs = [(p, batches if p == prompts[0] else "1", 32, 0) for p in prompts]
+    runs += [(32, dbatches, c, 0) for c in dctxs]  # decode at long contexts (its prefill repeats a point)
+    runs += [(p, "1", 32, c) for c in pctxs for p in pprompts if p <= c]  # prompts after a cached context
+    for p, bl, dctx, pctx in runs:
         out = subprocess.run([exe, "bench", "--model", model, "--threads", "1", "--prompt-tokens", str(p),
                               "--gen-tokens", str(gen), "--batch", bl, "--decode-ctx", str(dctx),
-                              "--reps", str(reps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
+                              "--prefill-ctx", str(pctx), "--reps", str(reps)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
         for ln in out.stdout.decode().splitlines():
             try:
                 d = json.loads(ln)
             except ValueError:
                 continue
-            if d["test"] == "prefill" and dctx == 32:
-                P = d["tokens"]
-                pts.append({"kind": "prefill", "T": P, "A": P * (P + 1) / 2, "D": 0, "O": 1, "seconds": d["seconds"]})
+            if d["test"] == "prefill" and (dctx == 32 or pctx):
+                P, C = d["tokens"], d.get("ctx", 0)
+                pts.append({"kind": "prefill", "ctx": C, "T": P, "A": P * C + P * (P + 1) / 2, "D": 0,
+                            "O": 1, "seconds": d["seconds"]})
+                if pctx:
+                    break  # its decode points repeat the short-context ones
             elif d["test"] == "decode":
                 B = d["batch"]
                 L = dctx + gen / 2
@@ -109,19 +117,30 @@ def main():
     ap.add_argument("--batches", default="1,2,4,8,16,32")
     ap.add_argument("--decode-ctxs", default="512,1024,2048", help="long decode contexts measured")
     ap.add_argument("--decode-batches", default="1,4,16", help="batches measured at each long context")
+    ap.add_argument("--prefill-ctxs", default="512,1024", help="contexts in the KV cache before a measured prefill "
+                    "(a workflow call's prompt after its cached shared prefix)")
+    ap.add_argument("--prefill-prompts", default="16,64,256", help="prompts measured after each --prefill-ctxs")
     ap.add_argument("--gen", type=int, default=32)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workflows-json", default=os.path.join(SRC, "bench", "results", "scale_out", "workflows.json"),
                     help="a real bench/workflows run whose worker pull counters fit the pull cost")
     ap.add_argument("--out", default=os.path.join(HERE, "cost.json"))
+    ap.add_argument("--refit", default=None, help="refit the engine points of this cost file (no bench run)")
     a = ap.parse_args()
     import run as R  # noqa: E402
     build = os.path.abspath(a.build)
     model = R.ensure_model(build)
     load0 = os.getloadavg()
-    pts = engine_points(os.path.join(build, "bin", "helium-worker"), model, [int(x) for x in a.prompts.split(",")],
-                        a.batches, a.gen, a.reps, [int(x) for x in a.decode_ctxs.split(",") if x],
-                        a.decode_batches)
+    if a.refit:
+        with open(a.refit) as f:
+            old = json.load(f)
+        pts = [{k: v for k, v in p.items() if k not in ("model_s", "err")} for p in old["engine_points"]]
+        load0 = old["machine"]["loadavg_start"]
+    else:
+        pts = engine_points(os.path.join(build, "bin", "helium-worker"), model, [int(x) for x in a.prompts.split(",")],
+                            a.batches, a.gen, a.reps, [int(x) for x in a.decode_ctxs.split(",") if x],
+                            a.decode_batches, [int(x) for x in a.prefill_ctxs.split(",") if x],
+                            [int(x) for x in a.prefill_prompts.split(",") if x])
     rows = [[1 / p["seconds"], p["T"] / p["seconds"], p["A"] / p["seconds"], p["D"] / p["seconds"],
              p["O"] / p["seconds"]] for p in pts]
     step, tok, attn, attn_dec, out = nnls(rows, [1.0] * len(rows))

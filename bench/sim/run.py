@@ -19,6 +19,7 @@ at seeds 1, 2, ... mixed round-robin; a Poisson arrival draws exponential gaps
 helium-worker (scripts/cluster.sh with one worker, `heliumctl status`), its
 cost model read from bench/sim/cost.json (bench/sim/fit_cost.py).
 """
+import atexit
 import argparse
 import json
 import shlex
@@ -255,7 +256,9 @@ def setup(a):
     MAX_ACTIVE = a.max_active_jobs
     HELIUM_FEED = a.helium_feed
     a.build = os.path.abspath(a.build)
-    a.workdir = a.workdir or tempfile.mkdtemp(prefix="helium-sim-")
+    if not a.workdir:  # a scratch folder of our own: removed on exit
+        a.workdir = tempfile.mkdtemp(prefix="helium-sim-")
+        atexit.register(shutil.rmtree, a.workdir, True)
     a.model = ensure_model(a.build, a.preset)
     a.exe = ensure_sim(a.build)
     if a.geometry:
@@ -333,9 +336,13 @@ def main():
     p.add_argument("--workers", default="2,4")
     p.add_argument("--workloads", default="map_reduce,reflection,parallel_chains")
     p.add_argument("--policies", default="helium,router")
-    p.add_argument("--batch", type=int, default=3)
-    p.add_argument("--calibrate", default="debate", help="workload whose real forward time sets the speed")
-    p.add_argument("--reps", type=int, default=3, help="real runs per batch (the median makespan's is kept)")
+    p.add_argument("--batch", type=int, default=0, help="jobs a batch (0: each workload's own bench batch)")
+    p.add_argument("--calibrate", default="others", help="workloads whose real forward time sets the speed: "
+                   "'others' (every workload run but the one validated; debate is run for it) or W[,W...]")
+    p.add_argument("--reuse-real", action="store_true", help="re-simulate the real runs already in --workdir")
+    p.add_argument("--no-replay", action="store_true", help="submit every simulated job at t=0, not at its real "
+                   "run's submit time")
+    p.add_argument("--reps", type=int, default=5, help="real runs per batch (the median makespan's is kept)")
     p = sub.add_parser("scale")
     common(p)
     p.add_argument("--workers", default="8,32,128")

@@ -32,88 +32,165 @@ def err(sim, real):
 
 # ---------------------------------------------------------------- validate
 
-def real_run(a, name, n, pols, outdir):
-    cmd = [sys.executable, os.path.join(R.BENCH, "workflows.py"), "--workloads", name, "--policies", ",".join(pols),
-           "--workers", str(n), "--batch", str(a.batch), "--build", a.build, "--out", outdir, "--no-plots",
-           "--workdir", os.path.join(a.workdir, f"wf-{name}-{n}"), "--seed", str(a.seed), "--reps", str(a.reps)]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+def real_run(a, name, n, pols, outdir, reps):
+    """One bench/workflows.py run of workload name on n workers (reps rounds,
+    policies interleaved): {policy: record}."""
     path = os.path.join(outdir, "workflows.json")
-    if not os.path.exists(path):
-        raise RuntimeError(f"bench/workflows.py wrote nothing: {p.stderr.decode()[-600:]}")
+    if getattr(a, "reuse_real", False) and os.path.exists(path):  # a re-simulation of runs already made
+        R.log(f"validate {n}w {name}: the real runs already in {outdir}")
+    else:
+        cmd = [sys.executable, os.path.join(R.BENCH, "workflows.py"), "--workloads", name, "--policies",
+               ",".join(pols), "--workers", str(n), "--batch", str(a.batch), "--build", a.build, "--out", outdir,
+               "--no-plots", "--workdir", os.path.join(a.workdir, f"wf-{name}-{n}"), "--seed", str(a.seed),
+               "--reps", str(reps)]
+        if os.path.exists(path):
+            os.unlink(path)
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+        if not os.path.exists(path):
+            raise RuntimeError(f"bench/workflows.py wrote nothing: {p.stderr.decode()[-600:]}")
     with open(path) as f:
         return {r["policy"]: r for r in json.load(f)["records"]}
 
 
-def calibrate(a, n, cal_real, scen, pols):
-    """The simulator's speed on this shared machine, from the real runs of one
-    workload (not validated) at this size. Three numbers: bg, the other
-    runnable processes sharing the cores (searched on a grid), and for each
-    bg two scales, decode-only and other steps, that make the simulator's
-    forward time equal the real workers' (counters forward_us, decode_us,
-    summed over the policies); the bg whose makespans come closest to the
-    real ones (mean relative error over the policies) wins."""
-    reals = {p: r for p, r in cal_real.items() if p in pols and r and not r.get("error")}
-    real_dec = sum((r["worker_counters"].get("decode_us") or 0) / 1e6 for r in reals.values())
-    real_fwd = sum((r["worker_counters"].get("forward_us") or 0) / 1e6 for r in reals.values())
+def real_runs(a, names, n, pols):
+    """{workload: {policy: record}}: every workload's batch run a.reps times
+    on n workers, in rounds (each round runs every workload once), so a
+    drift in the shared machine's speed reaches every workload alike; each
+    (workload, policy) keeps the run with the median makespan, every
+    makespan in makespans_s. A workdir of the older layout (one run of
+    a.reps rounds per workload) is read as it is with --reuse-real."""
+    out = {}
+    if getattr(a, "reuse_real", False) and all(
+            os.path.exists(os.path.join(a.workdir, f"real-{w}-{n}", "workflows.json")) for w in names):
+        a.rounds_used = False
+        return {w: real_run(a, w, n, pols, os.path.join(a.workdir, f"real-{w}-{n}"), a.reps) for w in names}
+    runs = {w: {p: [] for p in pols} for w in names}
+    for rep in range(a.reps):
+        for w in names:
+            for p, r in real_run(a, w, n, pols, os.path.join(a.workdir, f"real-{w}-{n}", f"round{rep}"), 1).items():
+                runs[w].setdefault(p, []).append(r)
+    for w in names:
+        out[w] = {}
+        for p, rs in runs[w].items():
+            if not rs:
+                continue
+            good = sorted((r for r in rs if r.get("makespan_s") is not None), key=lambda r: r["makespan_s"])
+            pick = dict(good[(len(good) - 1) // 2] if good else rs[-1])
+            pick["makespans_s"] = [r.get("makespan_s") for r in rs]
+            out[w][p] = pick
+    return out
+
+
+def replay(scen, r):
+    """scen with each job submitted when the real run r submitted it (its
+    offset from the batch's first submit: the batch's heliumctl processes
+    start together, but their submits reach the coordinator over up to
+    some hundreds of ms while the first jobs already run); scen unchanged
+    when r has no submit times (--no-replay, or a run of an older bench)."""
+    subs = (r or {}).get("job_submit_s")
+    if not subs or len(subs) != len(scen["jobs"]) or getattr(R, "NO_REPLAY", False):
+        return scen
+    return {"workflows": scen["workflows"], "jobs": [dict(j, t=float(t)) for j, t in zip(scen["jobs"], subs)]}
+
+
+def calibrate(a, n, cal_real, scens, pols, tag):
+    """The simulator's speed on this shared machine, from the real runs of
+    the calibration workloads (never the one validated) at this size. Three
+    numbers: bg, the other runnable processes sharing the cores (searched on
+    a grid), and for each bg two scales, decode-only and other steps, that
+    make the simulator's forward time equal the real workers' (counters
+    forward_us, decode_us, summed over the workloads and policies). The
+    smallest bg whose makespans come within a point of the closest to the
+    real ones (mean relative error over the workloads and policies) wins:
+    bg and the scales trade off (a large bg with small scales can fit as
+    well), and a bg the data does not clearly ask for is noise."""
+    pairs = [(w, p, r) for w, recs in cal_real.items() for p, r in recs.items()
+             if p in pols and r and not r.get("error")]
+    real_dec = sum((r["worker_counters"].get("decode_us") or 0) / 1e6 for _, _, r in pairs)
+    real_fwd = sum((r["worker_counters"].get("forward_us") or 0) / 1e6 for _, _, r in pairs)
     real_mix = real_fwd - real_dec
     with open(a.cost) as f:
         base = json.load(f)
-    best = None
+    cands = []
     for bg in [0, 1, 2, 3, 4, 5, 6, 8, 10, 12]:
         core = ["--cores", str(os.cpu_count()), "--bg-load", str(bg)]
         sim_dec = sim_mix = 0.0
-        for pol in reals:
-            s, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir, core)
+        for w, pol, r in pairs:
+            s, _ = R.run_sim(a.exe, a.model, replay(scens[w], r), n, pol, a.geom, a.cost, a.workdir, core)
             sim_dec += s["busy_decode_s"]
             sim_mix += s["busy_s"] - s["busy_decode_s"]
         doc = json.loads(json.dumps(base))
         doc["model"]["scale_decode"] = round(real_dec / sim_dec, 4) if sim_dec > 0 else 1.0
         doc["model"]["scale_mixed"] = round(real_mix / sim_mix, 4) if sim_mix > 0 else 1.0
-        path = os.path.join(a.workdir, f"cost-cal-{n}-bg{bg}.json")
+        path = os.path.join(a.workdir, f"cost-cal-{n}-{tag}-bg{bg}.json")
         with open(path, "w") as f:
             json.dump(doc, f, indent=1)
         errs = []
-        for pol, r in reals.items():
-            s, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, path, a.workdir, core)
+        for w, pol, r in pairs:
+            s, _ = R.run_sim(a.exe, a.model, replay(scens[w], r), n, pol, a.geom, path, a.workdir, core)
             errs.append(abs(s["makespan_s"] / r["makespan_s"] - 1))
-        e = sum(errs) / len(errs)
-        if best is None or e < best[0]:
-            best = (e, bg, path, doc["model"])
-    e, bg, path, model = best
+        cands.append((sum(errs) / len(errs), bg, path, doc["model"]))
+    e_min = min(c[0] for c in cands)
+    e, bg, path, model = min((c for c in cands if c[0] <= e_min + 0.01), key=lambda c: c[1])
     cal = {"bg_load": bg, "cores": os.cpu_count(), "calibration_makespan_err": round(e, 4),
            "real_decode_s": round(real_dec, 3), "real_other_s": round(real_mix, 3)}
     return path, model, cal
 
 
+def calibration_sets(a, names):
+    """(workloads run, {validated workload: the workloads its speed is
+    calibrated on}). --calibrate others (the default): every workload run but
+    the one validated (leave one out; debate is run for calibration only);
+    --calibrate W[,W...]: those workloads, run for calibration only."""
+    if a.calibrate == "others":
+        extra = ["debate"]
+        run = extra + [w for w in names if w not in extra]
+        return run, {w: [x for x in run if x != w] for w in names}
+    fixed = [w for w in a.calibrate.split(",") if w]
+    if set(fixed) & set(names):
+        raise SystemExit("bench/sim validate: a calibration workload cannot be validated too")
+    return fixed + names, {w: fixed for w in names}
+
+
 def validate(a):
+    R.NO_REPLAY = a.no_replay
     workers = [int(x) for x in str(a.workers).split(",")]
     names = a.workloads.split(",")
     pols = a.policies.split(",")
+    run_names, cal_sets = calibration_sets(a, names)
     rows, cals = [], {}
     for n in workers:
         l0 = load()
-        real = {name: real_run(a, name, n, pols, os.path.join(a.workdir, f"real-{name}-{n}"))
-                for name in [a.calibrate] + names}
+        real = real_runs(a, run_names, n, pols)
         l1 = load()
-        svc = R.service_for([a.calibrate] + names, batch=a.batch)
+        svc = R.service_for(run_names, batch=a.batch)
         try:
-            cscen = R.scenario([a.calibrate], None, a.seed, a.batch, "batch", svc.port)
-            cost_path, model, cal = calibrate(a, n, real[a.calibrate], cscen, pols)
-            cals[n] = {"workload": a.calibrate, "model": model, **cal, "loadavg": l1}
-            if n == workers[0]:  # the scale runs' cost model (run.py scale --cost)
+            scens = {w: R.scenario([w], None, a.seed, a.batch, "batch", svc.port) for w in run_names}
+            cal_paths = {}
+            for key in sorted({tuple(v) for v in cal_sets.values()} | {tuple(run_names)}):
+                tag = "+".join(key)
+                cost_path, model, cal = calibrate(a, n, {w: real[w] for w in key}, scens, pols,
+                                                  f"{len(cal_paths)}")
+                cal_paths[key] = (cost_path, cal)
+                cals.setdefault(str(n), []).append({"workloads": list(key), "model": model, **cal, "loadavg": l1})
+                R.log(f"calibration {n}w on {tag}: decode x{model['scale_decode']}, other x{model['scale_mixed']}, "
+                      f"background load {cal['bg_load']} on {cal['cores']} cores (makespan error there "
+                      f"{cal['calibration_makespan_err']:.1%})")
+            if n == workers[0]:  # the scale runs' cost model (run.py scale --cost): every workload run
                 os.makedirs(a.out, exist_ok=True)
-                shutil.copyfile(cost_path, os.path.join(a.out, "cost_calibrated.json"))
-            R.log(f"calibration {n}w on {a.calibrate}: decode x{model['scale_decode']}, other x{model['scale_mixed']}, "
-                  f"background load {cal['bg_load']} on {cal['cores']} cores (makespan error there "
-                  f"{cal['calibration_makespan_err']:.1%})")
+                shutil.copyfile(cal_paths[tuple(run_names)][0], os.path.join(a.out, "cost_calibrated.json"))
             for name in names:
-                scen = R.scenario([name], None, a.seed, a.batch, "batch", svc.port)
+                cost_path, cal = cal_paths[tuple(cal_sets[name])]
                 for pol in pols:
                     r = real[name].get(pol)
+                    scen = replay(scens[name], r)
                     s, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, cost_path, a.workdir,
                                      ["--cores", str(cal["cores"]), "--bg-load", str(cal["bg_load"])])
                     row = {"workers": n, "workload": name, "policy": pol, "jobs": len(scen["jobs"]),
-                           "loadavg_before": l0, "loadavg_after": l1}
+                           "calibrated_on": cal_sets[name], "loadavg_before": l0, "loadavg_after": l1,
+                           "real_makespans_s": (r or {}).get("makespans_s"),
+                           "submits_replayed": scen is not scens[name],
+                           "real_submit_spread_s": max((r or {}).get("job_submit_s") or [0])}
                     for k in ("makespan_s", "latency_p50_s", "latency_p99_s", "computed_tokens", "prompt_tokens",
                               "generated_tokens", "kv_pulls"):
                         row["real_" + k] = r.get(k) if r else None
@@ -170,7 +247,9 @@ def validate(a):
         cost = json.load(f)
     doc = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
            "settings": {"batch": a.batch, "seed": a.seed, "workloads": names, "policies": pols, "reps": a.reps,
-                        "geometry": a.geom, "calibration_workload": a.calibrate},
+                        "geometry": a.geom, "calibration_workload": a.calibrate, "replay_submits": not a.no_replay,
+                        "rounds": getattr(a, "rounds_used", True),
+                        "reused_real": bool(getattr(a, "reuse_real", False))},
            "cost_model": cost.get("model"), "calibration": cals, "rows": rows, "summary": summary}
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "validation.json"), "w") as f:
@@ -188,27 +267,43 @@ def write_validation_md(doc, path):
     L = [f"# Simulator validation: helium-sim against the real cluster ({doc['date']})", "",
          f"Machine: {doc['machine']['cpu']}, {doc['machine']['nproc']} cores. Each row: bench/workflows.py on a "
          f"real cluster (1 thread per worker, the generated small model) then helium-sim on the same batch "
-         f"(batch {doc['settings']['batch']} per workload, seed {doc['settings']['seed']}; the real batch run "
-         f"{doc['settings'].get('reps', 1)} times, the run with the median makespan kept), in one run of "
-         "`bench/sim/run.py validate`: first every real batch at a size, then the simulator. The step cost "
+         f"({'batch ' + str(doc['settings']['batch']) if doc['settings']['batch'] else 'the bench batch'} of each "
+         f"workload, seed {doc['settings']['seed']}; the real batch run "
+         f"{doc['settings'].get('reps', 1)} times" + (" in rounds, every workload once a round;"
+                                                      if doc['settings'].get('rounds') else ",") +
+         " the run with the median makespan kept), " +
+         ("the real runs of an earlier `bench/sim/run.py validate` re-simulated (`--reuse-real`; the date above "
+          "is the simulation's). " if doc['settings'].get('reused_real') else
+          "in one run of `bench/sim/run.py validate`: first every real batch at a size, then the simulator. ") +
+         "The step cost "
          "model's shape is bench/sim/cost.json (fitted to `helium-worker bench`); its speed on this shared "
-         "machine is calibrated at each size on a workload that is not validated "
-         f"({doc['settings']['calibration_workload']}): the workers and `bg` other runnable processes share the "
+         "machine is calibrated at each size on workloads other than the one validated "
+         f"(--calibrate {doc['settings']['calibration_workload']}: " +
+         ("leave one out: every other workload run, debate included, which is run for calibration only"
+          if doc['settings']['calibration_workload'] == "others" else "run for calibration only") +
+         "): the workers and `bg` other runnable processes share the "
          "machine's cores fairly (a step stretches by (workers stepping + bg) / cores), and decode-only and other "
          "steps are scaled so that the simulator's forward time equals the real workers' forward_us / decode_us "
-         "counters on that batch; bg is the grid value whose makespans there come closest. Error = sim/real - 1.",
+         "counters on those batches; bg is the smallest grid value whose makespans there come within a point of "
+         "the closest. `real runs`: "
+         "every real makespan of the batch, in the order run; `submits`: the time from the kept run's first "
+         "submit to its last" + (", at which the simulation submits each job too (its real offset)"
+                                 if doc['settings'].get('replay_submits') else "") + ". Error = sim/real - 1.",
          "",
-         "| workers | workload | policy | jobs | makespan real / sim (err) | p50 real / sim (err) | p99 real / sim (err) "
-         "| computed tokens real / sim (err) | makespan, p99 at the run's own speed (err) "
+         "| workers | workload | policy | jobs | submits | makespan real / sim (err) | real runs | p50 real / sim (err) "
+         "| p99 real / sim (err) | computed tokens real / sim (err) | makespan, p99 at the run's own speed (err) "
          "| makespan, p99 as fitted (err) | load avg |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
         def cell(k, fmt="{:.2f}"):
             rv, sv = r.get("real_" + k), r.get("sim_" + k)
             f = (lambda v: "-" if v is None else fmt.format(v))
             return f"{f(rv)} / {f(sv)} ({pctf(r.get('err_' + k))})"
-        L.append(f"| {r['workers']} | {r['workload']} | {r['policy']} | {r['jobs']} | {cell('makespan_s')} | "
-                 f"{cell('latency_p50_s')} | {cell('latency_p99_s')} | {cell('computed_tokens', '{:.0f}')} | "
+        runs = " ".join(f"{v:.2f}" for v in (r.get("real_makespans_s") or []) if v is not None) or "-"
+        sp = r.get("real_submit_spread_s")
+        L.append(f"| {r['workers']} | {r['workload']} | {r['policy']} | {r['jobs']} | "
+                 f"{'-' if sp is None else f'{sp:.2f} s'} | {cell('makespan_s')} | "
+                 f"{runs} | {cell('latency_p50_s')} | {cell('latency_p99_s')} | {cell('computed_tokens', '{:.0f}')} | "
                  f"{pctf(r.get('own_err_makespan_s'))}, {pctf(r.get('own_err_latency_p99_s'))} | "
                  f"{pctf(r.get('fit_err_makespan_s'))}, {pctf(r.get('fit_err_latency_p99_s'))} | "
                  f"{r['loadavg_after'][0]} |")
@@ -219,11 +314,13 @@ def write_validation_md(doc, path):
           "", "| metric | mean abs error | max abs error | rows within 10% |", "|---|---|---|---|"]
     for k, s in doc["summary"].items():
         L.append(f"| {k} | {pctf(s['mean_abs_err'])} | {pctf(s['max_abs_err'])} | {s['within_10pct']} of {s['n']} |")
-    for n, c in (doc.get("calibration") or {}).items():
-        L.append(f"\nCalibration at {n} workers on {c['workload']}: decode-only steps x{c['model']['scale_decode']}, "
-                 f"other steps x{c['model']['scale_mixed']}, background load {c['bg_load']} on {c['cores']} cores "
-                 f"(makespan error on the calibration batch {c['calibration_makespan_err']:.1%}; load average "
-                 f"{c['loadavg'][0]}).")
+    L += ["", "| workers | calibrated on | decode-only steps x | other steps x | background load | makespan error "
+          "there | load avg |", "|---|---|---|---|---|---|---|"]
+    for n, cs in (doc.get("calibration") or {}).items():
+        for c in cs:
+            L.append(f"| {n} | {', '.join(c['workloads'])} | {c['model']['scale_decode']} | "
+                     f"{c['model']['scale_mixed']} | {c['bg_load']} on {c['cores']} cores | "
+                     f"{c['calibration_makespan_err']:.1%} | {c['loadavg'][0]} |")
     if doc.get("cost_model"):
         L += ["", "Cost model (bench/sim/cost.json): " + ", ".join(f"{k} {v:.4g}" for k, v in doc["cost_model"].items())]
     with open(path, "w") as f:

@@ -259,8 +259,8 @@ void simw_kick(sim_worker *w) {
     bool decode_only = T == w->n_batch && n_out == w->n_batch;
     double scale = decode_only ? c->scale_dec : c->scale_mix;
     dur *= scale > 0 ? scale : 1.0;
+    dur = sim_step_share(w->world, 1, dur); /* stretched as a real worker's forward_us / decode_us are */
     if (decode_only) w->st.busy_dec_s += dur;
-    dur = sim_step_share(w->world, 1, dur);
     w->stepping = true;
     w->step_started = sim_now(w->world);
     w->st.steps++;

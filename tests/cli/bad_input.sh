@@ -90,6 +90,13 @@ check bad_max_tokens 2 "max-tokens" "$BIN/helium-worker" generate --model "$M" -
 check trailing_junk_number 2 "bad value '5x' for --max-tokens" "$BIN/helium-worker" generate --model "$M" --prompt hi --max-tokens 5x
 check bad_temperature 2 "bad value 'warm' for --temperature" "$BIN/helium-worker" generate --model "$M" --prompt hi --temperature warm
 check bad_serve_threads 2 "--threads must be an integer" "$BIN/helium-worker" serve --model "$M" --threads two
+check bench_prefill_ctx_short 2 "prefill-ctx must be at least" "$BIN/helium-worker" bench --model "$M" --prompt-tokens 16 --prefill-ctx 8
+
+# bench --prefill-ctx: the timed prefill runs after the context, and says so
+"$BIN/helium-worker" bench --model "$M" --prompt-tokens 8 --prefill-ctx 32 --gen-tokens 2 --batch 1 --reps 1 \
+    >"$T/out" 2>"$T/err"
+if [ $? = 0 ] && grep -q '"test":"prefill","tokens":8,"ctx":32' "$T/out" && grep -q '"test":"decode"' "$T/out"; then
+    pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL bench --prefill-ctx"; cat "$T/out" "$T/err"; fi
 
 # and after all that, a good run still works and reports its cache figures
 "$BIN/helium-worker" generate --model "$M" --prompt "hello world" --max-tokens 4 >"$T/out" 2>"$T/err"
