@@ -81,6 +81,13 @@ def real_runs(a, names, n, pols):
     return out
 
 
+def vsim(a, scen, n, pol, cost, extra):
+    """One simulation of validate: with --coord-time X the coordinator's own
+    CPU time (times X) in the loop, as the real coordinator's is."""
+    ct = ["--coord-time", str(a.coord_time)] if getattr(a, "coord_time", 0) else []
+    return R.run_sim(a.exe, a.model, scen, n, pol, a.geom, cost, a.workdir, list(extra) + ct)
+
+
 def replay(scen, r):
     """scen with each job submitted when the real run r submitted it (its
     offset from the batch's first submit: the batch's heliumctl processes
@@ -116,7 +123,7 @@ def calibrate(a, n, cal_real, scens, pols, tag):
         core = ["--cores", str(os.cpu_count()), "--bg-load", str(bg)]
         sim_dec = sim_mix = 0.0
         for w, pol, r in pairs:
-            s, _ = R.run_sim(a.exe, a.model, replay(scens[w], r), n, pol, a.geom, a.cost, a.workdir, core)
+            s, _ = vsim(a, replay(scens[w], r), n, pol, a.cost, core)
             sim_dec += s["busy_decode_s"]
             sim_mix += s["busy_s"] - s["busy_decode_s"]
         doc = json.loads(json.dumps(base))
@@ -127,7 +134,7 @@ def calibrate(a, n, cal_real, scens, pols, tag):
             json.dump(doc, f, indent=1)
         errs = []
         for w, pol, r in pairs:
-            s, _ = R.run_sim(a.exe, a.model, replay(scens[w], r), n, pol, a.geom, path, a.workdir, core)
+            s, _ = vsim(a, replay(scens[w], r), n, pol, path, core)
             errs.append(abs(s["makespan_s"] / r["makespan_s"] - 1))
         cands.append((sum(errs) / len(errs), bg, path, doc["model"]))
     e_min = min(c[0] for c in cands)
@@ -184,8 +191,8 @@ def validate(a):
                 for pol in pols:
                     r = real[name].get(pol)
                     scen = replay(scens[name], r)
-                    s, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, cost_path, a.workdir,
-                                     ["--cores", str(cal["cores"]), "--bg-load", str(cal["bg_load"])])
+                    s, _ = vsim(a, scen, n, pol, cost_path, ["--cores", str(cal["cores"]), "--bg-load",
+                                                             str(cal["bg_load"])])
                     row = {"workers": n, "workload": name, "policy": pol, "jobs": len(scen["jobs"]),
                            "calibrated_on": cal_sets[name], "loadavg_before": l0, "loadavg_after": l1,
                            "real_makespans_s": (r or {}).get("makespans_s"),
@@ -214,15 +221,14 @@ def validate(a):
                         own_path = os.path.join(a.workdir, f"cost-own-{n}-{name}-{pol}.json")
                         with open(own_path, "w") as f:
                             json.dump(own, f)
-                        s2, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, own_path, a.workdir,
-                                          ["--cores", str(cal["cores"]), "--bg-load", str(cal["bg_load"])])
+                        s2, _ = vsim(a, scen, n, pol, own_path, ["--cores", str(cal["cores"]), "--bg-load",
+                                                                  str(cal["bg_load"])])
                         for k in ("makespan_s", "latency_p50_s", "latency_p99_s"):
                             row["own_sim_" + k] = s2.get(k)
                             row["own_err_" + k] = err(s2.get(k), r.get(k))
                     # the cost model as fitted (bench/sim/cost.json), no calibration and no background
                     # load: what the simulator predicts from the engine bench alone
-                    s0, _ = R.run_sim(a.exe, a.model, scen, n, pol, a.geom, a.cost, a.workdir,
-                                      ["--cores", str(cal["cores"]), "--bg-load", "0"])
+                    s0, _ = vsim(a, scen, n, pol, a.cost, ["--cores", str(cal["cores"]), "--bg-load", "0"])
                     for k in ("makespan_s", "latency_p50_s", "latency_p99_s"):
                         row["fit_sim_" + k] = s0.get(k)
                         row["fit_err_" + k] = err(s0.get(k), r.get(k) if r else None)
