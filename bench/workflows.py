@@ -346,7 +346,7 @@ def run_policy(args, wl, wl_dir, policy, rng, service):
         rec["throughput_wpm"] = round(len(ok) / mk * 60.0, 2) if mk > 0 else None
     else:
         rec["makespan_s"] = rec["throughput_wpm"] = None
-    if sub and len(sub) == len(results):  # per job, in submit order of the batch: what a replay needs
+    if sub and len(sub) == len(results):  # per job, in the batch's order (bench/sim validate replays the submits)
         rec["job_submit_s"] = [round((r["timing"]["submitted_us"] - min(sub)) / 1e6, 4) for r in results]
         rec["job_latency_s"] = [round((r["timing"]["finished_us"] - r["timing"]["submitted_us"]) / 1e6, 4)
                                 if r.get("state") == "DONE" and r["timing"].get("finished_us") else None
@@ -913,6 +913,16 @@ def describe_workload(args, wl, rec, results):
     return d
 
 
+def median_run(rs):
+    """Of several records of one batch and policy, the run with the median
+    makespan (the last run when none has one), every makespan in
+    makespans_s."""
+    good = sorted((r for r in rs if r.get("makespan_s") is not None), key=lambda r: r["makespan_s"])
+    pick = dict(good[(len(good) - 1) // 2] if good else rs[-1])
+    pick["makespans_s"] = [r.get("makespan_s") for r in rs]
+    return pick
+
+
 def bench_workload(args, wl, paths, pols, ref_pol, doc, service, rng):
     """Runs wl under every policy (reference first), args.reps rounds with the
     policies interleaved; returns one record per policy (the run with the
@@ -958,9 +968,7 @@ def bench_workload(args, wl, paths, pols, ref_pol, doc, service, rng):
             continue
         for r in rs:
             r.pop("_skip", None)
-        good = sorted((r for r in rs if r.get("makespan_s") is not None), key=lambda r: r["makespan_s"])
-        pick = dict(good[(len(good) - 1) // 2] if good else rs[-1])
-        pick["makespans_s"] = [r.get("makespan_s") for r in rs]
+        pick = median_run(rs)
         mism = [m for r in rs for m in (r.get("mismatches") or [])]
         if mism and not pick.get("mismatches"):
             pick["mismatches"] = mism

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import run as R
+import workflows as WF  # bench/ is on the path (run.py)
 
 VENV_PY = os.path.expanduser("~/.cache/helium/venv-plot/bin/python3")
 
@@ -36,7 +37,7 @@ def real_run(a, name, n, pols, outdir, reps):
     """One bench/workflows.py run of workload name on n workers (reps rounds,
     policies interleaved): {policy: record}."""
     path = os.path.join(outdir, "workflows.json")
-    if getattr(a, "reuse_real", False) and os.path.exists(path):  # a re-simulation of runs already made
+    if a.reuse_real and os.path.exists(path):  # a re-simulation of runs already made
         R.log(f"validate {n}w {name}: the real runs already in {outdir}")
     else:
         cmd = [sys.executable, os.path.join(R.BENCH, "workflows.py"), "--workloads", name, "--policies",
@@ -58,44 +59,34 @@ def real_runs(a, names, n, pols):
     drift in the shared machine's speed reaches every workload alike; each
     (workload, policy) keeps the run with the median makespan, every
     makespan in makespans_s. A workdir of the older layout (one run of
-    a.reps rounds per workload) is read as it is with --reuse-real."""
-    out = {}
-    if getattr(a, "reuse_real", False) and all(
-            os.path.exists(os.path.join(a.workdir, f"real-{w}-{n}", "workflows.json")) for w in names):
-        a.rounds_used = False
-        return {w: real_run(a, w, n, pols, os.path.join(a.workdir, f"real-{w}-{n}"), a.reps) for w in names}
+    a.reps rounds per workload) is read as it is with --reuse-real. Returns
+    (that, whether the runs went in rounds)."""
+    if a.reuse_real and all(os.path.exists(os.path.join(a.workdir, f"real-{w}-{n}", "workflows.json"))
+                            for w in names):
+        return {w: real_run(a, w, n, pols, os.path.join(a.workdir, f"real-{w}-{n}"), a.reps) for w in names}, False
     runs = {w: {p: [] for p in pols} for w in names}
     for rep in range(a.reps):
         for w in names:
             for p, r in real_run(a, w, n, pols, os.path.join(a.workdir, f"real-{w}-{n}", f"round{rep}"), 1).items():
                 runs[w].setdefault(p, []).append(r)
-    for w in names:
-        out[w] = {}
-        for p, rs in runs[w].items():
-            if not rs:
-                continue
-            good = sorted((r for r in rs if r.get("makespan_s") is not None), key=lambda r: r["makespan_s"])
-            pick = dict(good[(len(good) - 1) // 2] if good else rs[-1])
-            pick["makespans_s"] = [r.get("makespan_s") for r in rs]
-            out[w][p] = pick
-    return out
+    return {w: {p: WF.median_run(rs) for p, rs in runs[w].items() if rs} for w in names}, True
 
 
 def vsim(a, scen, n, pol, cost, extra):
     """One simulation of validate: with --coord-time X the coordinator's own
     CPU time (times X) in the loop, as the real coordinator's is."""
-    ct = ["--coord-time", str(a.coord_time)] if getattr(a, "coord_time", 0) else []
+    ct = ["--coord-time", str(a.coord_time)] if a.coord_time else []
     return R.run_sim(a.exe, a.model, scen, n, pol, a.geom, cost, a.workdir, list(extra) + ct)
 
 
-def replay(scen, r):
+def replay(a, scen, r):
     """scen with each job submitted when the real run r submitted it (its
     offset from the batch's first submit: the batch's heliumctl processes
     start together, but their submits reach the coordinator over up to
     some hundreds of ms while the first jobs already run); scen unchanged
     when r has no submit times (--no-replay, or a run of an older bench)."""
     subs = (r or {}).get("job_submit_s")
-    if not subs or len(subs) != len(scen["jobs"]) or getattr(R, "NO_REPLAY", False):
+    if a.no_replay or not subs or len(subs) != len(scen["jobs"]):
         return scen
     return {"workflows": scen["workflows"], "jobs": [dict(j, t=float(t)) for j, t in zip(scen["jobs"], subs)]}
 
@@ -123,7 +114,7 @@ def calibrate(a, n, cal_real, scens, pols, tag):
         core = ["--cores", str(os.cpu_count()), "--bg-load", str(bg)]
         sim_dec = sim_mix = 0.0
         for w, pol, r in pairs:
-            s, _ = vsim(a, replay(scens[w], r), n, pol, a.cost, core)
+            s, _ = vsim(a, replay(a, scens[w], r), n, pol, a.cost, core)
             sim_dec += s["busy_decode_s"]
             sim_mix += s["busy_s"] - s["busy_decode_s"]
         doc = json.loads(json.dumps(base))
@@ -134,7 +125,7 @@ def calibrate(a, n, cal_real, scens, pols, tag):
             json.dump(doc, f, indent=1)
         errs = []
         for w, pol, r in pairs:
-            s, _ = vsim(a, replay(scens[w], r), n, pol, path, core)
+            s, _ = vsim(a, replay(a, scens[w], r), n, pol, path, core)
             errs.append(abs(s["makespan_s"] / r["makespan_s"] - 1))
         cands.append((sum(errs) / len(errs), bg, path, doc["model"]))
     e_min = min(c[0] for c in cands)
@@ -160,27 +151,26 @@ def calibration_sets(a, names):
 
 
 def validate(a):
-    R.NO_REPLAY = a.no_replay
     workers = [int(x) for x in str(a.workers).split(",")]
     names = a.workloads.split(",")
     pols = a.policies.split(",")
     run_names, cal_sets = calibration_sets(a, names)
-    rows, cals = [], {}
+    rows, cals, rounds = [], {}, True
     for n in workers:
         l0 = load()
-        real = real_runs(a, run_names, n, pols)
+        real, in_rounds = real_runs(a, run_names, n, pols)
+        rounds = rounds and in_rounds
         l1 = load()
         svc = R.service_for(run_names, batch=a.batch)
         try:
             scens = {w: R.scenario([w], None, a.seed, a.batch, "batch", svc.port) for w in run_names}
             cal_paths = {}
             for key in sorted({tuple(v) for v in cal_sets.values()} | {tuple(run_names)}):
-                tag = "+".join(key)
                 cost_path, model, cal = calibrate(a, n, {w: real[w] for w in key}, scens, pols,
                                                   f"{len(cal_paths)}")
                 cal_paths[key] = (cost_path, cal)
                 cals.setdefault(str(n), []).append({"workloads": list(key), "model": model, **cal, "loadavg": l1})
-                R.log(f"calibration {n}w on {tag}: decode x{model['scale_decode']}, other x{model['scale_mixed']}, "
+                R.log(f"calibration {n}w on {'+'.join(key)}: decode x{model['scale_decode']}, other x{model['scale_mixed']}, "
                       f"background load {cal['bg_load']} on {cal['cores']} cores (makespan error there "
                       f"{cal['calibration_makespan_err']:.1%})")
             if n == workers[0]:  # the scale runs' cost model (run.py scale --cost): every workload run
@@ -190,7 +180,7 @@ def validate(a):
                 cost_path, cal = cal_paths[tuple(cal_sets[name])]
                 for pol in pols:
                     r = real[name].get(pol)
-                    scen = replay(scens[name], r)
+                    scen = replay(a, scens[name], r)
                     s, _ = vsim(a, scen, n, pol, cost_path, ["--cores", str(cal["cores"]), "--bg-load",
                                                              str(cal["bg_load"])])
                     row = {"workers": n, "workload": name, "policy": pol, "jobs": len(scen["jobs"]),
@@ -254,8 +244,7 @@ def validate(a):
     doc = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
            "settings": {"batch": a.batch, "seed": a.seed, "workloads": names, "policies": pols, "reps": a.reps,
                         "geometry": a.geom, "calibration_workload": a.calibrate, "replay_submits": not a.no_replay,
-                        "rounds": getattr(a, "rounds_used", True),
-                        "reused_real": bool(getattr(a, "reuse_real", False))},
+                        "rounds": rounds, "reused_real": a.reuse_real},
            "cost_model": cost.get("model"), "calibration": cals, "rows": rows, "summary": summary}
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "validation.json"), "w") as f:
